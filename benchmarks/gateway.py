@@ -1,0 +1,297 @@
+"""Gateway overhead: the same load straight at an upstream, through Inferbase, and through LiteLLM.
+
+One run on this machine: a fast OpenAI-compatible upstream (benchmarks/fake_upstream.py; the tiny vLLM
+engine on 2 CPU cores would be the bottleneck), the Inferbase gateway (gunicorn, authenticated, billed,
+usage-logged, on SQLite) and the LiteLLM proxy (its own virtualenv, simplest configuration, no
+database) in front of it. wrk drives non-streaming and streaming requests at 1, 16 and 64 concurrent
+connections; a sequential client measures time to first token; the gateway's CPU time per request comes
+from its process tree. Prints one markdown table.
+
+    python benchmarks/gateway.py [--duration 5] [--no-litellm]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from contextlib import ExitStack
+from pathlib import Path
+
+import psutil
+
+ROOT = Path(__file__).resolve().parent.parent
+PY = sys.executable
+UPSTREAM_PORT, GATEWAY_PORT, LITELLM_PORT = 18301, 18302, 18303
+MODEL = "bench/upstream"
+LITELLM_KEY = "sk-bench-" + "0123456789abcdef" * 2
+LITELLM_VENV = ROOT / ".venv-litellm"
+
+
+def wait_http(url: str, timeout: float = 120.0, headers: dict[str, str] | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(urllib.request.Request(url, headers=headers or {}), timeout=2):
+                return
+        except Exception:
+            time.sleep(0.3)
+    raise RuntimeError(f"{url} not ready after {timeout}s")
+
+
+def spawn(stack: ExitStack, cmd: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
+    fh = log.open("w")
+    proc = subprocess.Popen(cmd, env=env, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True)
+
+    def stop() -> None:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+        fh.close()
+
+    stack.callback(stop)
+    return proc
+
+
+def gateway_env(home: Path) -> dict[str, str]:
+    catalog = home / "catalog.yaml"
+    catalog.write_text(
+        "models:\n"
+        f"  - id: {MODEL}\n"
+        "    price_usd_per_mtok: {input: 0.10, output: 0.40}\n"
+        "    context_length: 8192\n"
+        f"    replicas: [http://127.0.0.1:{UPSTREAM_PORT}]\n"
+    )
+    env = dict(os.environ)
+    env.update(
+        INFERBASE_HOME=str(home),
+        INFERBASE_DATABASE_URL=f"sqlite:///{home / 'bench.db'}",
+        INFERBASE_CATALOG=str(catalog),
+        INFERBASE_DEFAULT_RPM="100000000",
+        INFERBASE_DEFAULT_TPM="100000000000",
+        INFERBASE_LOG_LEVEL="WARNING",
+        PYTHONPATH=str(ROOT),
+    )
+    return env
+
+
+def inferbase(env: dict[str, str], *args: str) -> str:
+    out = subprocess.run(
+        [PY, "-m", "serving.cli", *args], env=env, check=True, capture_output=True, text=True
+    )
+    return out.stdout.strip()
+
+
+def ensure_litellm() -> Path | None:
+    exe = LITELLM_VENV / "bin" / "litellm"
+    if exe.exists():
+        return exe
+    try:
+        subprocess.run([sys.executable, "-m", "venv", str(LITELLM_VENV)], check=True)
+        subprocess.run(
+            [str(LITELLM_VENV / "bin" / "pip"), "install", "-q", "litellm[proxy]"], check=True
+        )
+    except subprocess.CalledProcessError:
+        return None
+    return exe
+
+
+WRK_LUA = """
+wrk.method = "POST"
+wrk.body = [[{body}]]
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Authorization"] = "Bearer {key}"
+"""
+
+
+def parse_ms(v: str) -> float:
+    m = re.match(r"([\d.]+)(us|ms|s)", v)
+    assert m, v
+    return float(m.group(1)) * {"us": 1e-3, "ms": 1.0, "s": 1e3}[m.group(2)]
+
+
+def run_wrk(url: str, key: str, stream: bool, conns: int, duration: int, tmp: Path) -> dict:
+    body = {
+        "model": MODEL,
+        "messages": [{"role": "user", "content": "Say something short."}],
+        "max_tokens": 8,
+        "stream": stream,
+    }
+    lua = tmp / f"wrk-{os.getpid()}.lua"
+    lua.write_text(WRK_LUA.format(body=json.dumps(body), key=key))
+    threads = 1 if conns == 1 else 2
+    out = subprocess.run(
+        ["wrk", f"-t{threads}", f"-c{conns}", f"-d{duration}s", "--latency", "-s", str(lua), url],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    pct = dict(re.findall(r"^\s+(50|99)%\s+(\S+)$", out, re.M))
+    total = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    return {
+        "p50": parse_ms(pct["50"]),
+        "p99": parse_ms(pct["99"]),
+        "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),  # type: ignore[union-attr]
+        "requests": total,
+        "errors": int(errors.group(1)) if errors else 0,
+    }
+
+
+def ttft(url: str, key: str, n: int = 100) -> float:
+    """Median time to the first content chunk of a streamed completion, sequential requests."""
+    host, port = "127.0.0.1", int(url.split(":")[2].split("/")[0])
+    path = "/" + url.split("/", 3)[3]
+    body = json.dumps(
+        {"model": MODEL, "messages": [{"role": "user", "content": "hi"}], "stream": True}
+    ).encode()
+    times = []
+    for _ in range(n):
+        s = socket.create_connection((host, port))
+        t0 = time.perf_counter()
+        s.sendall(
+            f"POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
+            f"Authorization: Bearer {key}\r\nContent-Length: {len(body)}\r\n"
+            "Connection: close\r\n\r\n".encode()
+            + body
+        )
+        buf = b""
+        while b'"content"' not in buf:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            buf += chunk
+        times.append((time.perf_counter() - t0) * 1000)
+        s.close()
+    return statistics.median(times)
+
+
+def tree_cpu(pid: int) -> float:
+    p = psutil.Process(pid)
+    total = 0.0
+    for q in [p, *p.children(recursive=True)]:
+        try:
+            t = q.cpu_times()
+            total += t.user + t.system
+        except psutil.NoSuchProcess:
+            pass
+    return total
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--duration", type=int, default=5)
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--no-litellm", action="store_true")
+    args = ap.parse_args()
+    if not shutil.which("wrk"):
+        sys.exit("wrk is needed: apt-get install -y wrk")
+
+    with ExitStack() as stack, tempfile.TemporaryDirectory() as tmpdir:
+        tmp = Path(tmpdir)
+        env = dict(os.environ)
+        spawn(
+            stack,
+            [PY, str(ROOT / "benchmarks" / "fake_upstream.py"), "--port", str(UPSTREAM_PORT)],
+            env,
+            tmp / "upstream.log",
+        )
+        wait_http(f"http://127.0.0.1:{UPSTREAM_PORT}/health")
+
+        genv = gateway_env(tmp)
+        inferbase(genv, "db", "upgrade")
+        inferbase(genv, "accounts", "create", "bench@example.com", "--credits", "1000000")
+        gkey = inferbase(
+            genv, "keys", "create", "--account", "bench@example.com", "--name", "bench"
+        ).splitlines()[-1]
+        gw = spawn(
+            stack,
+            [PY, "-m", "serving.cli", "serve", "--port", str(GATEWAY_PORT),
+             "--workers", str(args.workers)],
+            genv,
+            tmp / "gateway.log",
+        )
+        wait_http(f"http://127.0.0.1:{GATEWAY_PORT}/api/v1/inference/models")
+
+        targets = {
+            "direct": (f"http://127.0.0.1:{UPSTREAM_PORT}/v1/chat/completions", "none", None),
+            "inferbase": (
+                f"http://127.0.0.1:{GATEWAY_PORT}/api/v1/inference/chat/completions",
+                gkey,
+                gw.pid,
+            ),
+        }
+        if not args.no_litellm and (exe := ensure_litellm()):
+            cfg = tmp / "litellm.yaml"
+            cfg.write_text(
+                "model_list:\n"
+                f"  - model_name: {MODEL}\n"
+                "    litellm_params:\n"
+                f"      model: openai/{MODEL}\n"
+                f"      api_base: http://127.0.0.1:{UPSTREAM_PORT}/v1\n"
+                "      api_key: dummy\n"
+            )
+            lenv = dict(os.environ, LITELLM_MASTER_KEY=LITELLM_KEY)
+            ll = spawn(
+                stack,
+                [str(exe), "--config", str(cfg), "--host", "127.0.0.1", "--port",
+                 str(LITELLM_PORT), "--num_workers", str(args.workers)],
+                lenv,
+                tmp / "litellm.log",
+            )
+            wait_http(f"http://127.0.0.1:{LITELLM_PORT}/health/liveliness", timeout=180)
+            targets["litellm"] = (
+                f"http://127.0.0.1:{LITELLM_PORT}/v1/chat/completions",
+                LITELLM_KEY,
+                ll.pid,
+            )
+
+        rows = []
+        for name, (url, key, pid) in targets.items():
+            run_wrk(url, key, False, 4, 2, tmp)  # warm-up
+            first_token = ttft(url, key)
+            for stream in (False, True):
+                for conns in (1, 16, 64):
+                    cpu0 = tree_cpu(pid) if pid else 0.0
+                    r = run_wrk(url, key, stream, conns, args.duration, tmp)
+                    cpu = (tree_cpu(pid) - cpu0) if pid else 0.0
+                    r.update(
+                        target=name,
+                        stream=stream,
+                        conns=conns,
+                        cpu_ms=(cpu * 1000 / r["requests"]) if pid else 0.0,
+                        ttft=first_token,
+                    )
+                    rows.append(r)
+
+        direct = {(r["stream"], r["conns"]): r for r in rows if r["target"] == "direct"}
+        print(
+            "| target | mode | clients | req/s | p50 ms | p99 ms | added p50 ms | added p99 ms "
+            "| CPU ms/req | TTFT ms (seq) | non-2xx |"
+        )
+        print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+        for r in rows:
+            d = direct[(r["stream"], r["conns"])]
+            print(
+                f"| {r['target']} | {'stream' if r['stream'] else 'json'} | {r['conns']} "
+                f"| {r['rps']:.0f} | {r['p50']:.2f} | {r['p99']:.2f} "
+                f"| {r['p50'] - d['p50']:.2f} | {r['p99'] - d['p99']:.2f} "
+                f"| {r['cpu_ms']:.2f} | {r['ttft']:.2f} | {r['errors']} |"
+            )
+
+
+if __name__ == "__main__":
+    main()
