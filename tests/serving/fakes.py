@@ -146,7 +146,8 @@ class FakeEngines:
 
 
 def make_engines(app: Any) -> FakeEngines:
-    """Engines factory for gunicorn tests: INFERBASE_ENGINES_FACTORY=tests.serving.fakes:make_engines.
+    """Engines factory for gunicorn tests: INFERBASE_ENGINES_FACTORY=<this module>:make_engines.
+
     INFERBASE_FAKE_FAIL_AFTER / INFERBASE_FAKE_DELAY_S tune it."""
     fail_after = app.config.get("FAKE_FAIL_AFTER")
     return FakeEngines(
