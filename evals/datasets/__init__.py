@@ -88,11 +88,12 @@ def load_task_labels(
 ) -> pd.DataFrame:
     """Every labelled prompt: `prompt_id, dataset, prompt, task_label, task`.
 
-    Sources: the label datasets (MT-Bench and Vicuna categories, WizardLM skills, self-instruct apps,
-    Arena-Hard clusters, GSM8K train, HumanEval; Dolly-15k when `include_hub`) plus the labels of the
-    score datasets (dataset of origin, LLMRouter tasks, RouterArena categories, ...), one row per
-    (dataset, prompt_id). Prompts without text are left out. `task` is None where the map says the label
-    is not a task type (with a reason in data/task_map.yaml); `mapped_only` drops those rows.
+    Sources: the label datasets (MT-Bench and Vicuna categories, WizardLM skills, self-instruct
+    apps, Arena-Hard clusters, GSM8K train, HumanEval; Dolly-15k when `include_hub`) plus the
+    labels of the score datasets (dataset of origin, LLMRouter tasks, RouterArena categories, ...),
+    one row per (dataset, prompt_id). Prompts without text are left out. `task` is None where the
+    map says the label is not a task type (with a reason in data/task_map.yaml); `mapped_only`
+    drops those rows.
     """
     if names is None:
         # Label datasets first, so a prompt they share with a score dataset is listed under them.

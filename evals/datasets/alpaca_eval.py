@@ -2,14 +2,15 @@
 
 AlpacaEval 2.0 (`alpaca_eval2`): judge weighted_alpaca_eval_gpt4_turbo, baseline gpt4_1106_preview;
 `preference` in [1, 2] and score = preference - 1 = P(model beats GPT-4-Turbo).
-AlpacaEval 1.0 (`alpaca_eval1`): judge alpaca_eval_gpt4, baseline text_davinci_003; preference 2 win,
-1 loss, 1.5 tie, so score = preference - 1 in {0, 0.5, 1}; 0 or NaN marks an unparseable judgment and
-the row is dropped. The two scores mean different things (different baselines): keep them apart.
+AlpacaEval 1.0 (`alpaca_eval1`): judge alpaca_eval_gpt4, baseline text_davinci_003; preference 2
+win, 1 loss, 1.5 tie, so score = preference - 1 in {0, 0.5, 1}; 0 or NaN marks an unparseable
+judgment and the row is dropped. The two scores mean different things (different baselines): keep
+them apart.
 
 MANIFEST notes honoured here:
 - judge attacks are excluded: `NullModel` (a constant adversarial answer) and `gpt4_gamed`;
-- the AE2 baseline judged against itself (`gpt4_1106_preview`, always 0.5) carries no information and
-  is dropped;
+- the AE2 baseline judged against itself (`gpt4_1106_preview`, always 0.5) carries no information
+  and is dropped;
 - `_concise` / `_verbose` results are the same model prompted for a shorter or longer answer: they
   stay separate models named "<canonical> (concise)" / "(verbose)" (data/models.yaml `variants`);
 - the AE1 `falcon-7b-instruct/` annotation file is mislabelled: it holds falcon-40b-instruct outputs

@@ -1,8 +1,8 @@
 """Prompt sets that carry a task-type label but no per-model scores.
 
 Each is registered with kind="labels" and a `label_source` key into data/task_map.yaml. The score
-datasets' own labels (dataset of origin, MT-Bench category, LLMRouter task, RouterArena category, ...)
-are added by `load_task_labels()`.
+datasets' own labels (dataset of origin, MT-Bench category, LLMRouter task, RouterArena category,
+...) are added by `load_task_labels()`.
 """
 
 from __future__ import annotations
@@ -81,7 +81,9 @@ def self_instruct(files: Files) -> pd.DataFrame:
         {
             "prompt_id": "self_instruct:" + s["id"].astype(str),
             # The instruction followed by its first instance's input, as a user would send it.
-            "prompt": [_with_input(i, x) for i, x in zip(s["instruction"], s["instances"])],
+            "prompt": [
+                _with_input(i, x) for i, x in zip(s["instruction"], s["instances"], strict=True)
+            ],
             "task_label": s["motivation_app"],
         }
     )
@@ -152,7 +154,7 @@ def dolly(files: Files) -> pd.DataFrame:
     df = ds.to_pandas() if hasattr(ds, "to_pandas") else pd.DataFrame(ds)
     prompt = [
         f"{ins}\n\n{ctx}" if isinstance(ctx, str) and ctx.strip() else ins
-        for ins, ctx in zip(df["instruction"], df["context"])
+        for ins, ctx in zip(df["instruction"], df["context"], strict=True)
     ]
     return pd.DataFrame(
         {

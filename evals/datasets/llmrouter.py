@@ -1,10 +1,10 @@
 """LLMRouter (ulab-uiuc/LLMRouter, MIT): 6,108 benchmark queries over 14 tasks, 9 NVIDIA-NIM models.
 
 Scores come from `dcrouter_preprocessed/{train,test}.json` (question -> {model: score in [0, 1]});
-the task name of each question comes from `query_data/default_query_{train,test}.jsonl`, joined on the
-exact question text within the same split (all questions match). A question that appears more than
-once is one prompt with its scores averaged. The per-call costs and tokens (`default_routing_*`) are
-not in the shared data, so cost and token columns are empty here.
+the task name of each question comes from `query_data/default_query_{train,test}.jsonl`, joined on
+the exact question text within the same split (all questions match). A question that appears more
+than once is one prompt with its scores averaged. The per-call costs and tokens
+(`default_routing_*`) are not in the shared data, so cost and token columns are empty here.
 """
 
 from __future__ import annotations

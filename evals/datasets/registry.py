@@ -1,9 +1,10 @@
 """The dataset registry and the cached loading path shared by every loader.
 
-A loader is a function `(files: Files) -> DataFrame` registered with `@register(...)`. It returns the
-long table with raw model names and raw task labels; `load()` caches that frame as parquet (keyed by
-the loader's source code and the SHA-256 of every input file), then applies the canonical model names
-(data/models.yaml) and the task map (data/task_map.yaml), which are cheap and not cached.
+A loader is a function `(files: Files) -> DataFrame` registered with `@register(...)`. It returns
+the long table with raw model names and raw task labels; `load()` caches that frame as parquet
+(keyed by the loader's source code and the SHA-256 of every input file), then applies the canonical
+model names (data/models.yaml) and the task map (data/task_map.yaml), which are cheap and not
+cached.
 """
 
 from __future__ import annotations

@@ -1,9 +1,10 @@
 """RouteLLM's evaluation data (lm-sys/RouteLLM): MMLU, GSM8K, MT-Bench, and MT-Bench through the
 commercial routers Martian and Unify. Pair: gpt-4-1106-preview (strong) vs Mixtral-8x7B-Instruct.
 
-Contaminated prompts (near-duplicates of RouteLLM's router-training data, `contaminated_prompts.jsonl`)
-are dropped exactly as RouteLLM's `evals/benchmarks.py` drops them: MMLU and GSM8K rows whose prompt
-equals an `eval_prompt`; MT-Bench questions whose first or second turn does.
+Contaminated prompts (near-duplicates of RouteLLM's router-training data,
+`contaminated_prompts.jsonl`) are dropped exactly as RouteLLM's `evals/benchmarks.py` drops them:
+MMLU and GSM8K rows whose prompt equals an `eval_prompt`; MT-Bench questions whose first or second
+turn does.
 """
 
 from __future__ import annotations
@@ -67,7 +68,9 @@ def routellm_gsm8k(files: Files) -> pd.DataFrame:
     wide = wide[~wide["prompt"].isin(contaminated)]
     long = _melt_bool_columns(wide, ["prompt_id", "prompt"])
     chars = {m: wide.set_index("prompt_id")[f"{m}_response"].str.len() for m in PAIR}
-    long["output_chars"] = [chars[m].get(p, np.nan) for p, m in zip(long.prompt_id, long.model)]
+    long["output_chars"] = [
+        chars[m].get(p, np.nan) for p, m in zip(long.prompt_id, long.model, strict=True)
+    ]
     return long.assign(task_label="gsm8k", subset="test")
 
 
@@ -145,7 +148,9 @@ def mt_bench_commercial(files: Files) -> pd.DataFrame:
                 row = json.loads(line)
                 turns = row["choices"][0]["turns"]
                 chars[(row["question_id"], router)] = float(sum(len(t) for t in turns))
-    out["output_chars"] = [chars.get(k, np.nan) for k in zip(out.question_id, out.model)]
+    out["output_chars"] = [
+        chars.get(k, np.nan) for k in zip(out.question_id, out.model, strict=True)
+    ]
     return out
 
 

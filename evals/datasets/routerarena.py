@@ -1,6 +1,7 @@
 """RouterArena sub_10 (RouteWorks/RouterArena, Apache-2.0): 809 prompts from 36 source datasets
 (78 dataset/category names), answered by claude-3-haiku and gemini-2.0-flash, with the evaluation
-score (0/1, or a fraction for a few metrics), the USD inference cost and the token usage of each call.
+score (0/1, or a fraction for a few metrics), the USD inference cost and the token usage of each
+call.
 
 The prompt is the formatted question that was sent (`question`, identical to `router_data_10.json`'s
 `prompt_formatted`). METEOR scores (NarrativeQA) can fall slightly below 0 (one row: -0.033); scores

@@ -2,8 +2,8 @@
 
 800 test prompts (text, vision and tool calling), each answered by qwen3.5-35b-a3b ("cheap") and
 qwen3.5-397b-a17b ("strong"): the `always_cheap` / `always_strong` strategy rows give per-prompt 0/1
-correctness, measured latency, cost and tokens. The other strategies are routers, not models, and are
-left out. This is the only source with measured latency.
+correctness, measured latency, cost and tokens. The other strategies are routers, not models, and
+are left out. This is the only source with measured latency.
 
 Cost is recorded in CNY; it is converted at CNY_PER_USD (the 2025 average, about 7.2 CNY per USD).
 Prompt texts are not in the data (the ids point to the public datasets); GSM8K test prompts are
@@ -27,7 +27,7 @@ GSM8K_TEST = "benchmarks/gsm8k/test.jsonl"
     kind="scores",
     files=(PRED, GSM8K_TEST),
     label_source="routerbench_mini",
-    description="RouterBench-Mini V5: 800 prompts x 2 Qwen3.5 models, 0/1 + latency + cost + tokens.",
+    description="RouterBench-Mini V5: 800 prompts x 2 Qwen3.5 models, 0/1, latency, cost, tokens.",
 )
 def routerbench_mini(files: Files) -> pd.DataFrame:
     cols = [

@@ -1,14 +1,15 @@
 """RouterDC's data (shuhao02/RouterDC, no LICENSE file: internal research use only).
 
 `routerbench_zs`: a RouterBench (withmartian/routerbench, 0-shot) subset re-split by RouterDC: ARC-
-Challenge, Winogrande and MBPP, 11 models, 0/1 correctness and the USD cost of each call. RouterBench
-stores some prompts on several rows, each with a different subset of models filled in; rows are melted,
-empty cells dropped and repeated (prompt, model) cells averaged. The prompt is RouterBench's (a list of
-strings, joined with blank lines; few-shot exemplars included as RouterBench sent them).
+Challenge, Winogrande and MBPP, 11 models, 0/1 correctness and the USD cost of each call.
+RouterBench stores some prompts on several rows, each with a different subset of models filled in;
+rows are melted, empty cells dropped and repeated (prompt, model) cells averaged. The prompt is
+RouterBench's (a list of strings, joined with blank lines; few-shot exemplars included as
+RouterBench sent them).
 
 `routerdc_model7`: RouterDC's 7 open ~7B models on 10 benchmarks; scores in [0, 1] (fractional on
-GSM8K and a few others: the mean over sampled generations). Train and test files of one benchmark are
-one prompt set; a question repeated in it is averaged.
+GSM8K and a few others: the mean over sampled generations). Train and test files of one benchmark
+are one prompt set; a question repeated in it is averaged.
 """
 
 from __future__ import annotations

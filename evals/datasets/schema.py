@@ -1,4 +1,5 @@
-"""The long score table's columns, the canonical model names and the task map (both data in `data/`)."""
+"""The long score table's columns, the canonical model names and the task map (both data in
+`data/`)."""
 
 from __future__ import annotations
 
@@ -57,7 +58,7 @@ def _models_doc() -> dict[str, Any]:
 
 @cache
 def model_aliases() -> dict[str, str]:
-    """raw name -> canonical name, from data/models.yaml (`models: {canonical: {aliases: [...]}}`)."""
+    """raw name -> canonical name, from data/models.yaml (`models: {name: {aliases: [...]}}`)."""
     out: dict[str, str] = {}
     for canonical, entry in _models_doc()["models"].items():
         for alias in [canonical, *(entry or {}).get("aliases", [])]:

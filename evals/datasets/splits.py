@@ -1,9 +1,9 @@
 """Deterministic splits of the long table.
 
 `split_by_prompt` assigns every prompt to train / val / test by a seeded hash of its id, so a prompt
-(all its model rows) is always in exactly one split, and the split of a prompt does not depend on which
-other rows are loaded. `group="text"` hashes the normalised prompt text instead, so the same question
-shipped by two sources (e.g. GSM8K test in RouteLLM and RouterDC) lands in the same split.
+(all its model rows) is always in exactly one split, and the split of a prompt does not depend on
+which other rows are loaded. `group="text"` hashes the normalised prompt text instead, so the same
+question shipped by two sources (e.g. GSM8K test in RouteLLM and RouterDC) lands in the same split.
 `leave_one_dataset_out` yields (held-out dataset, train mask, test mask) per dataset.
 """
 
@@ -35,14 +35,14 @@ def split_by_prompt(
     frac: tuple[float, float, float] = (0.7, 0.15, 0.15),
     group: Literal["prompt_id", "text"] = "prompt_id",
 ) -> pd.Series:
-    """Series indexed by prompt_id -> "train" | "val" | "test" (one entry per distinct prompt_id)."""
+    """Series indexed by prompt_id -> "train" | "val" | "test" (one entry per prompt_id)."""
     if len(frac) != 3 or any(f < 0 for f in frac) or not np.isclose(sum(frac), 1.0):
         raise ValueError(f"frac must be three non-negative fractions summing to 1, got {frac}")
     prompts = df.drop_duplicates("prompt_id")
     if group == "text":
         keys = [
             _normalise(t) if isinstance(t, str) else pid
-            for pid, t in zip(prompts["prompt_id"], prompts["prompt"])
+            for pid, t in zip(prompts["prompt_id"], prompts["prompt"], strict=True)
         ]
     else:
         keys = list(prompts["prompt_id"])
@@ -55,8 +55,8 @@ def split_by_prompt(
 def leave_one_dataset_out(df: pd.DataFrame) -> Iterator[tuple[str, pd.Series, pd.Series]]:
     """For each dataset: (name, train mask, test mask) over df's rows; test = that dataset only.
 
-    Prompts of the held-out dataset that other datasets share (same prompt_id, e.g. AlpacaEval 1 vs 2)
-    are removed from train too, so no test prompt is ever trained on.
+    Prompts of the held-out dataset that other datasets share (same prompt_id, e.g. AlpacaEval 1 vs
+    2) are removed from train too, so no test prompt is ever trained on.
     """
     for name in sorted(df["dataset"].unique()):
         test = df["dataset"] == name
