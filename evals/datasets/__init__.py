@@ -18,7 +18,18 @@ from pathlib import Path
 
 import pandas as pd
 
-from . import alpaca_eval, labels, llmrouter, routellm, routerarena, routerbench_mini, routerdc
+from . import (
+    alpaca_eval,
+    hub,
+    labels,
+    llmrouter,
+    priors,
+    routellm,
+    routerarena,
+    routerbench_mini,
+    routerdc,
+)
+from .priors import load_leaderboards, load_prices
 from .registry import DATASETS, DatasetSpec, get_spec
 from .schema import LABEL_COLUMNS, SCORE_COLUMNS, base_model, canonical_model
 from .source import DatasetError, data_dir
@@ -37,25 +48,37 @@ __all__ = [
     "list_datasets",
     "load",
     "load_scores",
+    "load_leaderboards",
+    "load_prices",
     "load_task_labels",
     "split_by_prompt",
     "summary",
 ]
 
+# Importing the loader modules registers their datasets.
 _LOADER_MODULES = (
     alpaca_eval,
+    hub,
     labels,
     llmrouter,
     routellm,
     routerarena,
     routerbench_mini,
     routerdc,
+    priors,
 )
 
 
-def list_datasets(kind: str | None = None) -> list[str]:
-    """Registered dataset names, optionally only one kind ("scores", "anchor", "labels")."""
-    return [n for n, s in DATASETS.items() if kind is None or s.kind == kind]
+def list_datasets(kind: str | None = None, include_hub: bool = False) -> list[str]:
+    """Registered dataset names, optionally only one kind ("scores", "anchor", "labels").
+
+    Hub-only datasets (not in the shared data directory) are listed only with `include_hub`.
+    """
+    return [
+        n
+        for n, s in DATASETS.items()
+        if (kind is None or s.kind == kind) and (include_hub or not s.hub)
+    ]
 
 
 def load(name: str, data_dir: str | Path | None = None) -> pd.DataFrame:
@@ -68,14 +91,16 @@ def load(name: str, data_dir: str | Path | None = None) -> pd.DataFrame:
 
 
 def load_scores(
-    names: Iterable[str] | None = None, data_dir: str | Path | None = None
+    names: Iterable[str] | None = None,
+    data_dir: str | Path | None = None,
+    include_hub: bool = False,
 ) -> pd.DataFrame:
     """The score datasets concatenated (default: every kind="scores" dataset; anchors on request).
 
     (prompt_id, model) is unique within a dataset; two datasets that share prompts (alpaca_eval1 and
     alpaca_eval2) may both score a model on them, so key on (dataset, prompt_id, model).
     """
-    names = list_datasets("scores") if names is None else list(names)
+    names = list_datasets("scores", include_hub) if names is None else list(names)
     frames = [load(n, data_dir) for n in names]
     return pd.concat(frames, ignore_index=True)
 
@@ -101,9 +126,7 @@ def load_task_labels(
             (
                 n
                 for n, s in DATASETS.items()
-                if s.label_source is not None
-                and s.kind != "anchor"
-                and (include_hub or n not in labels.HUB_ONLY)
+                if s.label_source is not None and s.kind != "anchor" and (include_hub or not s.hub)
             ),
             key=lambda n: DATASETS[n].kind != "labels",
         )

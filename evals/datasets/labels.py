@@ -7,6 +7,8 @@ datasets' own labels (dataset of origin, MT-Bench category, LLMRouter task, Rout
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pandas as pd
 
 from . import source
@@ -147,6 +149,7 @@ DOLLY = "databricks/databricks-dolly-15k"
     kind="labels",
     files=(),
     label_source="dolly",
+    hub=True,
     description="Dolly-15k (HF hub only, not in the shared data): 8 task categories.",
 )
 def dolly(files: Files) -> pd.DataFrame:
@@ -165,4 +168,14 @@ def dolly(files: Files) -> pd.DataFrame:
     ).drop_duplicates("prompt_id")
 
 
-HUB_ONLY = frozenset({"dolly"})
+def wizardlm_difficulty(data_dir: str | Path | None = None) -> pd.Series:
+    """WizardLM test-set difficulty (1-10, as annotated) by prompt_id: a complexity label."""
+    root = Path(data_dir) if data_dir is not None else None
+    w = pd.read_json(
+        source.resolve("task_labels/wizardlm_testset/WizardLM_testset.jsonl", root), lines=True
+    )
+    return pd.Series(
+        w["Difficulty"].astype("float64").to_numpy(),
+        index=pd.Index("wizardlm:" + w["idx"].astype(str), name="prompt_id"),
+        name="difficulty",
+    )

@@ -14,20 +14,21 @@ import inspect
 import logging
 import os
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+import numpy as np
 import pandas as pd
 
 from . import source
-from .schema import LABEL_COLUMNS, SCORE_COLUMNS, canonical_model, conform, map_tasks
+from .schema import LABEL_COLUMNS, SCORE_COLUMNS, canonical_model, conform, lookup_task
 from .source import DatasetError
 
 logger = logging.getLogger(__name__)
 
 Kind = Literal["scores", "anchor", "labels"]
-CACHE_FORMAT = "1"  # bump to invalidate every cached frame
+CACHE_FORMAT = "2"  # bump to invalidate every cached frame
 
 
 class Files:
@@ -66,7 +67,7 @@ class DatasetSpec:
     loader: Loader
     label_source: str | None = None  # key into data/task_map.yaml
     description: str = ""
-    tags: tuple[str, ...] = field(default=())
+    hub: bool = False  # fetched from the HF hub only (not in the shared data directory)
 
 
 DATASETS: dict[str, DatasetSpec] = {}
@@ -79,11 +80,12 @@ def register(
     files: tuple[str, ...],
     label_source: str | None = None,
     description: str = "",
+    hub: bool = False,
 ) -> Callable[[Loader], Loader]:
     def deco(fn: Loader) -> Loader:
         if name in DATASETS:
             raise DatasetError(f"dataset {name!r} registered twice")
-        DATASETS[name] = DatasetSpec(name, kind, files, fn, label_source, description)
+        DATASETS[name] = DatasetSpec(name, kind, files, fn, label_source, description, hub)
         return fn
 
     return deco
@@ -108,28 +110,44 @@ def _cache_key(spec: DatasetSpec, files: Files) -> str:
     return h.hexdigest()[:24]
 
 
+# Frames already read in this process, by cache file (pandas copy-on-write makes sharing safe).
+_MEMO: dict[Path, pd.DataFrame] = {}
+
+
 def load_raw(spec: DatasetSpec, root: Path | None) -> pd.DataFrame:
     """The loader's frame (raw model names and labels), from the parquet cache when possible."""
     files = Files(spec.files, root)
     path = cache_dir() / f"{spec.name}-{_cache_key(spec, files)}.parquet"
+    if path in _MEMO:
+        return _MEMO[path].copy(deep=False)
     if path.is_file():
-        return pd.read_parquet(path)
-    frame = spec.loader(files)
-    columns = LABEL_COLUMNS if spec.kind == "labels" else SCORE_COLUMNS
-    frame = conform(frame.assign(dataset=spec.name), columns)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".{os.getpid()}.tmp")
-    frame.to_parquet(tmp, index=False)
-    tmp.replace(path)
-    return frame
+        frame = pd.read_parquet(path)
+    else:
+        frame = spec.loader(files)
+        columns = LABEL_COLUMNS if spec.kind == "labels" else SCORE_COLUMNS
+        frame = conform(frame.assign(dataset=spec.name), columns)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        # Prompts repeat once per model: dictionary-encode them whatever the dictionary size.
+        frame.to_parquet(tmp, index=False, dictionary_pagesize_limit=1 << 30)
+        tmp.replace(path)
+    _MEMO[path] = frame
+    return frame.copy(deep=False)
 
 
 def finish(spec: DatasetSpec, frame: pd.DataFrame) -> pd.DataFrame:
     """Apply the canonical model names and the task map (both data files) to a loaded frame."""
-    frame = frame.copy()
+    frame = frame.copy(deep=False)
     if "model" in frame.columns:
-        names = {raw: canonical_model(raw) for raw in frame["model"].unique()}
-        frame["model"] = frame["model"].map(names).astype("str")
+        frame["model"] = recode(frame["model"], canonical_model)
     if spec.label_source is not None:
-        frame["task"] = map_tasks(spec.label_source, frame["task_label"])
+        source_name = spec.label_source
+        frame["task"] = recode(frame["task_label"], lambda lab: lookup_task(source_name, lab)[1])
     return frame
+
+
+def recode(values: pd.Series, fn: Callable[[str], str | None]) -> pd.Series:
+    """`fn` applied once per distinct value (fast on long tables); missing stays missing."""
+    codes, uniques = pd.factorize(values)
+    mapped = np.array([fn(str(u)) for u in uniques] + [None], dtype=object)
+    return pd.Series(mapped[codes], index=values.index, dtype="str")

@@ -36,35 +36,43 @@ def text_id(text: str) -> str:
     return hashlib.sha1(text.encode("utf-8")).hexdigest()[:16]
 
 
-def _join_prompt(raw: str) -> str:
-    try:
-        parts = ast.literal_eval(raw)
-    except (ValueError, SyntaxError):
-        return raw
-    return "\n\n".join(parts) if isinstance(parts, list) else str(parts)
+def _join_prompt(raw: object) -> str:
+    """RouterBench prompts are lists of strings (stringified in the CSVs): join with blank lines."""
+    parts = raw
+    if isinstance(raw, str):
+        try:
+            parts = ast.literal_eval(raw)
+        except (ValueError, SyntaxError):
+            return raw
+    return "\n\n".join(map(str, parts)) if isinstance(parts, list | tuple) else str(parts)
 
 
-@register(
-    "routerbench_zs",
-    kind="scores",
-    files=ZS_FILES,
-    label_source="origin",
-    description="RouterBench 0-shot subset (ARC-C, Winogrande, MBPP): 11 models, 0/1 + USD cost.",
-)
-def routerbench_zs(files: Files) -> pd.DataFrame:
-    wide = pd.concat([pd.read_csv(files.path(f)) for f in ZS_FILES], ignore_index=True)
+def _text_len(value: object) -> float:
+    if isinstance(value, str):
+        return float(len(value))
+    if isinstance(value, list | tuple):
+        return float(sum(len(str(v)) for v in value))
+    return float("nan")
+
+
+def melt_routerbench(wide: pd.DataFrame) -> pd.DataFrame:
+    """RouterBench's wide table as long rows; sparse rows of one prompt are merged (averaged).
+
+    Wide: one 0/1 column per model plus `<model>|total_cost` and `<model>|model_response`.
+    """
     models = [c.removesuffix("|total_cost") for c in wide.columns if c.endswith("|total_cost")]
     frames = []
     for m in models:
+        response = wide.get(f"{m}|model_response")
         part = pd.DataFrame(
             {
-                "sample_id": wide["sample_id"],
+                "sample_id": wide["sample_id"].astype(str),
                 "raw_prompt": wide["prompt"],
                 "eval_name": wide["eval_name"],
                 "model": m,
-                "score": wide[m],
-                "cost_usd": wide[f"{m}|total_cost"],
-                "output_chars": wide[f"{m}|model_response"].str.len(),
+                "score": pd.to_numeric(wide[m], errors="coerce"),
+                "cost_usd": pd.to_numeric(wide[f"{m}|total_cost"], errors="coerce"),
+                "output_chars": float("nan") if response is None else response.map(_text_len),
             }
         )
         frames.append(part[part["score"].notna()])
@@ -79,6 +87,18 @@ def routerbench_zs(files: Files) -> pd.DataFrame:
     long["prompt"] = long["raw_prompt"].map(_join_prompt)
     long["prompt_id"] = "routerbench:" + long["sample_id"]
     return long.assign(subset=long["eval_name"], task_label=long["eval_name"])
+
+
+@register(
+    "routerbench_zs",
+    kind="scores",
+    files=ZS_FILES,
+    label_source="origin",
+    description="RouterBench 0-shot subset (ARC-C, Winogrande, MBPP): 11 models, 0/1 + USD cost.",
+)
+def routerbench_zs(files: Files) -> pd.DataFrame:
+    wide = pd.concat([pd.read_csv(files.path(f)) for f in ZS_FILES], ignore_index=True)
+    return melt_routerbench(wide)
 
 
 def _benchmark(name: str) -> str:

@@ -153,6 +153,26 @@ def sha_of(path: Path) -> str:
     return file_sha(path, st.st_size, st.st_mtime_ns)
 
 
+def _hub_error(what: str, exc: Exception) -> DatasetError:
+    return DatasetError(
+        f"cannot load {what} from the Hugging Face hub ({type(exc).__name__}: {exc}); it is not "
+        "kept in the shared data directory and the hub is unreachable (HF_HUB_OFFLINE / "
+        "HF_DATASETS_OFFLINE set, or no network)."
+    )
+
+
+def hub_file(repo_id: str, filename: str) -> Path:
+    """One file of a hub dataset repository, downloaded into the HF cache (HF_HOME)."""
+    try:
+        from huggingface_hub import hf_hub_download
+    except ImportError as exc:  # pragma: no cover - installed with `datasets`
+        raise DatasetError("hub files need `huggingface_hub` (extra: research)") from exc
+    try:
+        return Path(hf_hub_download(repo_id=repo_id, filename=filename, repo_type="dataset"))
+    except Exception as exc:  # the hub client raises many types (offline, HTTP, connection)
+        raise _hub_error(f"{repo_id}/{filename}", exc) from exc
+
+
 def load_hub_dataset(hub_id: str, **kwargs: Any) -> Any:
     """`datasets.load_dataset(hub_id)`, with a clear error when the hub is unreachable."""
     try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import gzip
 import shutil
 from pathlib import Path
@@ -265,3 +266,55 @@ def test_hub_dataset_goes_through_load_dataset(
     monkeypatch.setenv("INFERBASE_HOME", str(tmp_path / "home2"))
     with pytest.raises(D.DatasetError, match="hub"):
         D.load("dolly")
+
+
+def test_full_routerbench_from_the_hub_uses_the_routerbench_layout(
+    data_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Stand-in for the hub's routerbench_0shot.pkl: RouterBench's own rows (the RouterDC subset
+    # keeps the upstream layout, with prompts as lists rather than stringified lists).
+    wide = pd.read_csv(data_root / "routerdc/routerbench_zs/mbpp_test.csv.gz")
+    wide["prompt"] = wide["prompt"].map(ast.literal_eval)
+    pickle = tmp_path / "routerbench_0shot.pkl"
+    wide.to_pickle(pickle)
+    asked: list[tuple[str, str]] = []
+
+    def fake_hub_file(repo_id: str, filename: str) -> Path:
+        asked.append((repo_id, filename))
+        return pickle
+
+    monkeypatch.setenv("INFERBASE_HOME", str(tmp_path / "home"))
+    monkeypatch.setattr(source, "hub_file", fake_hub_file)
+    assert "routerbench" not in D.list_datasets() and "routerbench" in D.list_datasets(
+        include_hub=True
+    )
+    full = D.load("routerbench")
+    assert asked == [("withmartian/routerbench", "routerbench_0shot.pkl")]
+    subset = D.load("routerbench_zs")
+    subset = subset[subset["prompt_id"].isin(full["prompt_id"])]
+    cols = ["prompt_id", "model", "prompt", "score", "cost_usd"]
+    pd.testing.assert_frame_equal(
+        full[cols].sort_values(cols[:2]).reset_index(drop=True),
+        subset[cols].sort_values(cols[:2]).reset_index(drop=True),
+    )
+    assert set(full["task"]) == {"code_generation"}
+
+
+def test_leaderboards_and_prices(data_root: Path) -> None:
+    boards = D.load_leaderboards()
+    ae2 = boards[boards["board"] == "alpaca_eval2"].set_index("model")
+    assert "NullModel" not in ae2.index
+    assert ae2.loc["Claude-2", "score"] == pytest.approx(0.1719, abs=1e-3)
+    assert boards["score"].between(0, 1).all()
+    prices = D.load_prices()
+    nim = prices[prices["source"] == "llmrouter"].set_index("model")
+    assert nim.loc["Qwen2.5-7B-Instruct", "input_usd_per_mtok"] == 0.2
+    assert len(prices[prices["source"] == "routerarena"]) == 45
+
+
+def test_wizardlm_difficulty_is_keyed_like_the_labels(data_root: Path) -> None:
+    from evals.datasets.labels import wizardlm_difficulty
+
+    difficulty = wizardlm_difficulty()
+    assert difficulty.between(1, 10).all() and len(difficulty) == 218
+    assert set(difficulty.index) == set(D.load("wizardlm_testset")["prompt_id"])
