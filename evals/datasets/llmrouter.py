@@ -54,7 +54,7 @@ def llmrouter(files: Files) -> pd.DataFrame:
         task_of = dict(zip(q["query"], q["task_name"], strict=True))
         path = files.path(scores_path)
         opener = gzip.open if path.suffix == ".gz" else open
-        with opener(path, "rt", encoding="utf-8") as fh:  # type: ignore[operator]
+        with opener(path, "rt", encoding="utf-8") as fh:
             items = json.load(fh)
         for item in items:
             question = item["question"]
