@@ -318,3 +318,14 @@ def test_wizardlm_difficulty_is_keyed_like_the_labels(data_root: Path) -> None:
     difficulty = wizardlm_difficulty()
     assert difficulty.between(1, 10).all() and len(difficulty) == 218
     assert set(difficulty.index) == set(D.load("wizardlm_testset")["prompt_id"])
+
+
+def test_output_lengths_cover_models_without_scores(scores: pd.DataFrame) -> None:
+    lengths = D.load_output_lengths()
+    assert not lengths.duplicated(["source", "prompt_id", "model"]).any()
+    ae = lengths[lengths["source"] == "alpaca_eval"]
+    assert ae["model"].nunique() == 227 - 2  # judge attacks dropped
+    assert set(scores.loc[scores["dataset"] == "alpaca_eval2", "model"]) <= set(ae["model"])
+    arena = lengths[lengths["source"] == "arena_hard"].groupby("model")["output_tokens"].mean()
+    assert set(arena.index) == {"GPT-4-0314", "GPT-4-0613", "GPT-3.5-turbo-0125"}
+    assert (lengths["output_chars"] > 0).mean() > 0.99
