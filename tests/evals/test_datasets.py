@@ -329,3 +329,24 @@ def test_output_lengths_cover_models_without_scores(scores: pd.DataFrame) -> Non
     arena = lengths[lengths["source"] == "arena_hard"].groupby("model")["output_tokens"].mean()
     assert set(arena.index) == {"GPT-4-0314", "GPT-4-0613", "GPT-3.5-turbo-0125"}
     assert (lengths["output_chars"] > 0).mean() > 0.99
+
+
+def test_parsed_frames_are_cached_and_callers_cannot_corrupt_them(
+    data_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from evals.datasets import registry
+
+    monkeypatch.setenv("INFERBASE_HOME", str(tmp_path / "home"))
+    first = D.load("routellm_mt_bench")
+    cached = list((tmp_path / "home" / "cache" / "datasets").glob("routellm_mt_bench-*.parquet"))
+    assert len(cached) == 1
+    first.loc[:, "score"] = -1.0  # a caller editing its copy
+    monkeypatch.setattr(registry, "_MEMO", {})
+
+    def no_parsing(*args: object, **kwargs: object) -> None:
+        raise AssertionError("raw files parsed again")
+
+    monkeypatch.setattr(pd, "read_json", no_parsing)
+    again = D.load("routellm_mt_bench")  # from parquet, raw files untouched
+    assert again["score"].between(0, 1).all()
+    assert D.load("routellm_mt_bench")["score"].between(0, 1).all()  # from the in-process memo
