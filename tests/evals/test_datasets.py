@@ -219,6 +219,19 @@ def test_missing_files_are_fetched_from_the_pinned_source(
     )
     assert any(u.endswith("routellm/evals/mt_bench/judgements.jsonl") for u in calls)
 
+    # A data dir that has some of the files: only the missing one is fetched.
+    partial = tmp_path / "partial"
+    for name in (
+        "routellm/mt_bench/question.jsonl",
+        "routellm/mt_bench/contaminated_prompts.jsonl",
+    ):
+        (partial / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(data_root / name, partial / name)
+    monkeypatch.setenv("INFERBASE_HOME", str(tmp_path / "home2"))
+    calls.clear()
+    pd.testing.assert_frame_equal(D.load("routellm_mt_bench", data_dir=partial), fetched)
+    assert [u.rsplit("/", 1)[1] for u in calls] == ["judgements.jsonl"]
+
 
 def test_fetch_errors_are_clear(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("INFERBASE_DATA_DIR", str(tmp_path / "empty"))
