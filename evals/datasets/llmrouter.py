@@ -27,19 +27,6 @@ SPLITS = {
 }
 
 
-def queries(files: Files) -> pd.DataFrame:
-    """Every labelled LLMRouter query: `prompt_id`, `prompt`, `task_label` (the task name)."""
-    frames = [pd.read_json(files.path(q), lines=True) for _, q in SPLITS.values()]
-    q = pd.concat(frames, ignore_index=True).drop_duplicates("query")
-    return pd.DataFrame(
-        {
-            "prompt_id": "llmrouter:" + q["query"].map(text_id),
-            "prompt": q["query"],
-            "task_label": q["task_name"],
-        }
-    )
-
-
 @register(
     "llmrouter",
     kind="scores",
@@ -54,7 +41,7 @@ def llmrouter(files: Files) -> pd.DataFrame:
         task_of = dict(zip(q["query"], q["task_name"], strict=True))
         path = files.path(scores_path)
         opener = gzip.open if path.suffix == ".gz" else open
-        with opener(path, "rt", encoding="utf-8") as fh:  # type: ignore[operator]
+        with opener(path, "rt", encoding="utf-8") as fh:
             items = json.load(fh)
         for item in items:
             question = item["question"]

@@ -118,7 +118,7 @@ def routerdc_model7(files: Files) -> pd.DataFrame:
     for name, path in files.glob(M7):
         bench = _benchmark(name)
         opener = gzip.open if path.suffix == ".gz" else open
-        with opener(path, "rt", encoding="utf-8") as fh:  # type: ignore[operator]
+        with opener(path, "rt", encoding="utf-8") as fh:
             items = json.load(fh)
         for item in items:
             pid = f"routerdc:{bench}:{text_id(item['question'])}"

@@ -86,7 +86,7 @@ fetcher: Callable[[str, Path], None] = _download
 def _content_sha16(path: Path) -> str:
     opener = gzip.open if path.suffix == ".gz" else open
     digest = hashlib.sha256()
-    with opener(path, "rb") as fh:  # type: ignore[operator]
+    with opener(path, "rb") as fh:
         while chunk := fh.read(1 << 20):
             digest.update(chunk)
     return digest.hexdigest()[:16]
@@ -103,7 +103,9 @@ def fetch(path: str) -> Path:
     entry = file_entry(path)
     # The upstream file is uncompressed; keep its name (so readers infer the format) under a
     # folder per repo and commit.
-    dest = fetch_dir() / entry["repo"].replace("/", "__") / entry["commit"][:12] / entry["source"]
+    dest: Path = (
+        fetch_dir() / entry["repo"].replace("/", "__") / entry["commit"][:12] / entry["source"]
+    )
     if not dest.exists():
         logger.info("fetching %s from %s", path, url)
         try:
