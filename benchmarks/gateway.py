@@ -1,11 +1,11 @@
-"""Gateway overhead: the same load straight at an upstream, through Inferbase, and through LiteLLM.
+"""Gateway overhead: the same load straight at an upstream, through Inferbase and through LiteLLM.
 
-One run on this machine: a fast OpenAI-compatible upstream (benchmarks/fake_upstream.py; the tiny vLLM
-engine on 2 CPU cores would be the bottleneck), the Inferbase gateway (gunicorn, authenticated, billed,
-usage-logged, on SQLite) and the LiteLLM proxy (its own virtualenv, simplest configuration, no
-database) in front of it. wrk drives non-streaming and streaming requests at 1, 16 and 64 concurrent
-connections; a sequential client measures time to first token; the gateway's CPU time per request comes
-from its process tree. Prints one markdown table.
+One run on this machine: a fast OpenAI-compatible upstream (benchmarks/fake_upstream.py; the tiny
+vLLM engine on 2 CPU cores would be the bottleneck), the Inferbase gateway (gunicorn; authenticated,
+billed, usage-logged, on SQLite) and the LiteLLM proxy (its own virtualenv, simplest configuration,
+no database) in front of it. wrk drives non-streaming and streaming requests at 1, 16 and 64
+concurrent connections; a sequential client measures time to first token; the gateway's CPU time
+per request comes from its process tree. Prints one markdown table.
 
     python benchmarks/gateway.py [--duration 5] [--no-litellm]
 """
@@ -42,7 +42,9 @@ def wait_http(url: str, timeout: float = 120.0, headers: dict[str, str] | None =
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
-            with urllib.request.urlopen(urllib.request.Request(url, headers=headers or {}), timeout=2):
+            with urllib.request.urlopen(
+                urllib.request.Request(url, headers=headers or {}), timeout=2
+            ):
                 return
         except Exception:
             time.sleep(0.3)
@@ -51,7 +53,9 @@ def wait_http(url: str, timeout: float = 120.0, headers: dict[str, str] | None =
 
 def spawn(stack: ExitStack, cmd: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
     fh = log.open("w")
-    proc = subprocess.Popen(cmd, env=env, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True)
+    proc = subprocess.Popen(
+        cmd, env=env, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True
+    )
 
     def stop() -> None:
         if proc.poll() is None:
@@ -219,8 +223,16 @@ def main() -> None:
         ).splitlines()[-1]
         gw = spawn(
             stack,
-            [PY, "-m", "serving.cli", "serve", "--port", str(GATEWAY_PORT),
-             "--workers", str(args.workers)],
+            [
+                PY,
+                "-m",
+                "serving.cli",
+                "serve",
+                "--port",
+                str(GATEWAY_PORT),
+                "--workers",
+                str(args.workers),
+            ],
             genv,
             tmp / "gateway.log",
         )
@@ -247,8 +259,17 @@ def main() -> None:
             lenv = dict(os.environ, LITELLM_MASTER_KEY=LITELLM_KEY)
             ll = spawn(
                 stack,
-                [str(exe), "--config", str(cfg), "--host", "127.0.0.1", "--port",
-                 str(LITELLM_PORT), "--num_workers", str(args.workers)],
+                [
+                    str(exe),
+                    "--config",
+                    str(cfg),
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(LITELLM_PORT),
+                    "--num_workers",
+                    str(args.workers),
+                ],
                 lenv,
                 tmp / "litellm.log",
             )
