@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import sys
 from decimal import InvalidOperation
 
@@ -174,13 +173,13 @@ def serve(host: str, port: int, workers: int, threads: int) -> None:
     from serving import db
 
     db.upgrade(_config_app().extensions["db"])
-    gunicorn = shutil.which("gunicorn") or "gunicorn"
+    # the gunicorn of this interpreter's environment, whether or not the venv is on PATH
     argv = [
-        gunicorn, "--worker-class", "gthread", "--workers", str(workers),
+        sys.executable, "-m", "gunicorn", "--worker-class", "gthread", "--workers", str(workers),
         "--threads", str(threads), "--bind", f"{host}:{port}", "--timeout", "120",
         "--graceful-timeout", "30", "--access-logfile", "-", "serving.wsgi:app",
     ]  # fmt: skip
-    os.execvp(argv[0], argv)
+    os.execv(argv[0], argv)
 
 
 try:
@@ -189,6 +188,11 @@ except ImportError:
     engines_cli = None
 if engines_cli is not None:
     cli.add_command(engines_cli, "engines")
+
+
+from serving.quickstart import up as _up  # noqa: E402
+
+cli.add_command(_up, "up")
 
 
 def main() -> None:

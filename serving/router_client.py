@@ -1,22 +1,184 @@
-"""The only module of `serving` that imports `inferroute`: builds the router and its inputs.
+"""The only module of `serving` that imports `inferroute`: loads the promoted router and keeps it fresh.
 
-`build_router(app)` returns the object `model: "auto"` requests are routed with (anything with
-``route(messages, pool, optimize=, task=, cards=, live=) -> RouteDecision``), or None when smart
-routing is not available. This minimal version returns None; the MLflow champion loader replaces it.
+`build_router(app)` returns a `RouterClient`: it routes with the router the MLflow registry's alias
+points at (`models:/inferroute@champion` by default) and polls that alias in a background thread.
+When the alias moves, the new version is loaded off the request path and swapped in with one
+reference assignment, so requests in flight finish on the router they started with. With no champion
+(or no reachable registry) it routes with the untrained catalog-prior router and says so
+(`decision.trained is False`, `GET /models` -> `router.trained`).
 """
 
 from __future__ import annotations
 
+import dataclasses
+import logging
+import os
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from flask import Flask
 
-from inferroute.types import LiveStats, ModelCard
+from inferroute import LiveStats, ModelCard, PriorRouter, RouteDecision, load_router
+from serving.config import REPO_ROOT
 from serving.engines.base import CatalogModel, Engines
 
+logger = logging.getLogger(__name__)
 
-def build_router(app: Flask) -> Any | None:
-    return None
+
+@dataclass(frozen=True, slots=True)
+class LoadedRouter:
+    router: Any
+    version: str | None  # registry version; None for the prior router
+    uri: str | None
+    loaded_at: float
+
+    @property
+    def trained(self) -> bool:
+        return self.version is not None
+
+
+class RouterClient:
+    """Routes with the current champion; swaps to a new one when the alias moves."""
+
+    def __init__(
+        self,
+        *,
+        tracking_uri: str | None,
+        model_name: str = "inferroute",
+        alias: str = "champion",
+        poll_s: float = 30.0,
+    ) -> None:
+        self.tracking_uri = tracking_uri
+        self.model_name = model_name
+        self.alias = alias
+        self.poll_s = poll_s
+        self._current = LoadedRouter(PriorRouter({}), None, None, time.time())
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._thread_pid: int | None = None
+        self._stop = threading.Event()
+
+    # -- routing ------------------------------------------------------------------------------
+    @property
+    def current(self) -> LoadedRouter:
+        self._ensure_polling()
+        return self._current
+
+    def route(
+        self,
+        messages: Sequence[Mapping[str, Any]],
+        pool: Sequence[str],
+        *,
+        optimize: str = "balanced",
+        task: str | None = None,
+        cards: Sequence[ModelCard] | Mapping[str, ModelCard] | None = None,
+        live: Mapping[str, LiveStats] | None = None,
+    ) -> RouteDecision:
+        if cards is not None and not isinstance(cards, Mapping):
+            cards = {c.id: c for c in cards}
+        loaded = self.current  # one read: a swap during this request does not affect it
+        decision = loaded.router.route(
+            list(messages), list(pool), optimize=optimize, task=task, cards=cards, live=live
+        )
+        if loaded.version is None:
+            return decision
+        # name the registry version too, so a usage row says exactly which champion routed it
+        version = f"{self.model_name}/{loaded.version}:{decision.router_version}"
+        return dataclasses.replace(decision, router_version=version)
+
+    def info(self) -> dict[str, Any]:
+        cur = self.current
+        return {
+            "name": self.model_name,
+            "alias": self.alias,
+            "version": cur.version,
+            "trained": cur.trained,
+            "router_version": getattr(cur.router, "version", None),
+        }
+
+    # -- champion tracking --------------------------------------------------------------------
+    def champion_version(self) -> str | None:
+        """The registry version the alias points at, or None (no alias, no registry)."""
+        if not self.tracking_uri:
+            return None
+        from mlflow import MlflowClient
+        from mlflow.exceptions import MlflowException
+
+        try:
+            mv = MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.tracking_uri)
+            return str(mv.get_model_version_by_alias(self.model_name, self.alias).version)
+        except MlflowException:
+            return None
+
+    def refresh(self) -> bool:
+        """Load the champion if the alias moved. Returns True when a new router was swapped in."""
+        with self._lock:
+            version = self.champion_version()
+            if version is None or version == self._current.version:
+                return False
+            uri = f"models:/{self.model_name}/{version}"
+            t0 = time.perf_counter()
+            router = self._load(uri)
+            self._current = LoadedRouter(router, version, uri, time.time())
+            logger.info(
+                "router %s@%s -> version %s loaded in %.0f ms",
+                self.model_name,
+                self.alias,
+                version,
+                (time.perf_counter() - t0) * 1000,
+            )
+            return True
+
+    def _load(self, uri: str) -> Any:
+        import mlflow
+
+        mlflow.set_tracking_uri(self.tracking_uri)
+        mlflow.set_registry_uri(self.tracking_uri)
+        return load_router(uri)
+
+    def _ensure_polling(self) -> None:
+        # Started lazily in the serving process (after gunicorn forks its workers).
+        if self.poll_s <= 0 or (self._thread is not None and self._thread_pid == os.getpid()):
+            return
+        with self._lock:
+            if self._thread is not None and self._thread_pid == os.getpid():
+                return
+            self._thread_pid = os.getpid()
+            self._thread = threading.Thread(target=self._poll, name="router-poll", daemon=True)
+            self._thread.start()
+
+    def _poll(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.refresh()
+            except Exception:  # a broken candidate must never take the serving router down
+                logger.exception("loading the %s@%s router failed", self.model_name, self.alias)
+            self._stop.wait(self.poll_s)
+
+    def close(self) -> None:
+        self._stop.set()
+
+
+def default_tracking_uri() -> str:
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{REPO_ROOT / 'mlflow.db'}"
+
+
+def build_router(app: Flask) -> RouterClient:
+    cfg = app.config
+    client = RouterClient(
+        tracking_uri=cfg.get("ROUTER_TRACKING_URI") or default_tracking_uri(),
+        model_name=cfg.get("ROUTER_MODEL_NAME", "inferroute"),
+        alias=cfg.get("ROUTER_ALIAS", "champion"),
+        poll_s=float(cfg.get("ROUTER_POLL_S", 30.0)),
+    )
+    try:
+        client.refresh()  # load the champion at start-up, before the first request
+    except Exception:
+        logger.exception("could not load the champion router; serving with the prior router")
+    return client
 
 
 def to_card(model: CatalogModel, micros_per_credit: int = 1_000_000) -> ModelCard:

@@ -1,0 +1,83 @@
+"""`inferbase up`: the main job on embedded defaults, in one command.
+
+Migrates the database, starts the catalog's local engines (and waits for them), makes sure a demo
+account with credits exists, issues it a fresh quick-start API key (revoking the previous one, so
+only the key printed last works), prints how to call the API with the OpenAI SDK, then serves.
+"""
+
+from __future__ import annotations
+
+import click
+from flask import Flask
+from flask.cli import with_appcontext
+
+DEMO_EMAIL = "demo@inferbase.local"
+DEMO_KEY_NAME = "quickstart"
+
+
+def issue_demo_key(app: Flask, email: str, credits_micros: int) -> str:
+    from serving import accounts, db, keys
+
+    models = [m.id for m in app.extensions["engines"].models()]
+    with db.write() as conn:
+        account = accounts.find(conn, email)
+        if account is None:
+            accounts.create_account(conn, email, None, credits_micros)
+            account = accounts.require(conn, email)
+        for row in keys.list_for(conn, account["id"]):
+            if row["name"] == DEMO_KEY_NAME and not row.get("revoked"):
+                keys.revoke(conn, account["id"], row["id"])
+        _row, raw = keys.create(
+            conn,
+            app.extensions["auth"].secret,
+            account["id"],
+            DEMO_KEY_NAME,
+            models,
+            "balanced",
+            None,
+            None,
+        )
+    return raw
+
+
+@click.command("up")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=int)
+@click.option("--workers", default=2, show_default=True, type=int)
+@click.option("--threads", default=64, show_default=True, type=int)
+@click.option("--engines/--no-engines", default=True, help="Start the catalog's local engines.")
+@click.option("--demo-credits", default=100, show_default=True, type=int)
+@click.pass_context
+@with_appcontext
+def up(
+    ctx: click.Context,
+    host: str,
+    port: int,
+    workers: int,
+    threads: int,
+    engines: bool,
+    demo_credits: int,
+) -> None:
+    """Migrate, start local engines, issue a demo key, and serve (the README's main command)."""
+    from flask import current_app
+
+    from serving import db
+
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    db.upgrade(app.extensions["db"])
+    group = ctx.find_root().command
+    if engines and "engines" in getattr(group, "commands", {}):
+        ctx.invoke(group.commands["engines"].commands["up"])
+    raw = issue_demo_key(app, DEMO_EMAIL, demo_credits * int(app.config["MICROS_PER_CREDIT"]))
+    base = f"http://{host}:{port}/api/v1/inference"
+    click.echo(
+        f"\nInferbase is starting on {base}\n"
+        f"demo account {DEMO_EMAIL} ({demo_credits} credits); its API key (shown once):\n\n"
+        f"    {raw}\n\n"
+        "Try it:\n"
+        f'    OpenAI(api_key="{raw[:10]}...", base_url="{base}")'
+        '.chat.completions.create(model="auto", messages=[...])\n'
+    )
+    ctx.invoke(
+        group.commands["serve"], host=host, port=port, workers=workers, threads=threads
+    )
