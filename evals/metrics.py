@@ -161,9 +161,11 @@ def aiq(
         raise ValueError("AIQ needs c_max > c_min")
     xs = np.concatenate([hull[:, 0], [max(hi, hull[-1, 0])]])
     ys = np.concatenate([hull[:, 1], [hull[-1, 1]]])
-    grid = np.union1d(np.clip(xs, lo, hi), [lo, hi])
-    vals = np.where(grid < xs[0], 0.0, np.interp(grid, xs, ys))
-    return float(np.trapezoid(vals, grid) / (hi - lo))
+    start = max(lo, float(xs[0]))  # below the cheapest point the router reaches nothing
+    if start >= hi:
+        return 0.0
+    grid = np.union1d(np.clip(xs, start, hi), [start, hi])
+    return float(np.trapezoid(np.interp(grid, xs, ys), grid) / (hi - lo))
 
 
 def cost_quality_curve(
