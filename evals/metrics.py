@@ -63,15 +63,17 @@ def threshold_sweep(
 ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
     """RouteLLM's threshold sweep: `pd.qcut` edges of the strong-win scores as thresholds.
 
-    Every edge but the last routes `win >= t` to the strong model, the last `win > t` (so the sweep
-    runs from all-strong to all-weak).
+    RouteLLM routes `win >= t` to the strong model at every edge but the last, and `win > t` at the
+    last (so the sweep runs from all-strong to all-weak). With tied scores (a kNN mean, an oracle
+    over 0/1 scores) quantile edges collapse and that rule skips the `win >= max` point, so here
+    every distinct edge uses `>=` and the all-weak point is added; with untied scores this adds one
+    point at 1/n % strong calls and the curve is otherwise RouteLLM's.
     Returns (% strong calls in 0-100, mean score) sorted by % strong.
     """
     win, s, w = _f(strong_win), _f(strong_scores), _f(weak_scores)
     edges = np.unique(np.quantile(win, np.linspace(0.0, 1.0, num_results + 1)))
     pct, perf = [], []
-    for i, t in enumerate(edges):
-        sel = win > t if i == len(edges) - 1 else win >= t
+    for sel in [win >= t for t in edges] + [np.zeros_like(win, dtype=bool)]:
         pct.append(100.0 * sel.mean())
         perf.append(float(np.where(sel, s, w).mean()))
     order = np.argsort(pct, kind="stable")
