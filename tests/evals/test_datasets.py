@@ -1,0 +1,267 @@
+"""The dataset loaders against the real shared data (../shared/data, see its MANIFEST.md)."""
+
+from __future__ import annotations
+
+import gzip
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from evals import datasets as D
+from evals.datasets import source
+from evals.datasets.schema import FLOAT_COLUMNS, STR_COLUMNS, unmapped_labels
+from inferroute.taxonomy import TASK_NAMES
+
+LOCAL = [n for n in D.list_datasets() if n not in {"dolly"}]
+SCORED = D.list_datasets("scores") + D.list_datasets("anchor")
+
+
+@pytest.fixture(scope="module")
+def scores(data_root: Path) -> pd.DataFrame:
+    return D.load_scores()
+
+
+@pytest.mark.parametrize("name", LOCAL)
+def test_every_dataset_loads_with_the_schema(data_root: Path, name: str) -> None:
+    df = D.load(name)
+    spec = D.DATASETS[name]
+    assert len(df) > 0
+    if spec.kind == "labels":
+        assert list(df.columns) == list(D.LABEL_COLUMNS)
+    else:
+        assert list(df.columns) == list(D.SCORE_COLUMNS)
+        for col in FLOAT_COLUMNS:
+            assert df[col].dtype == "float64", col
+        assert df["score"].between(0.0, 1.0).all()
+        assert not df.duplicated(["prompt_id", "model"]).any()
+        assert df["model"].notna().all()
+    for col in set(STR_COLUMNS) & set(df.columns):
+        assert pd.api.types.is_string_dtype(df[col]), col
+    assert (df["dataset"] == name).all()
+    assert df["prompt_id"].notna().all()
+
+
+def test_table_sizes_match_the_manifest(scores: pd.DataFrame) -> None:
+    n = scores.groupby("dataset").agg(prompts=("prompt_id", "nunique"), models=("model", "nunique"))
+    assert n.loc["routellm_mmlu"].tolist() == [14042 - 5, 2]
+    assert n.loc["routellm_gsm8k"].tolist() == [1319 - 12, 2]
+    assert n.loc["routellm_mt_bench"].tolist() == [80 - 8, 2]
+    assert n.loc["routerbench_zs", "models"] == 11
+    assert n.loc["routerdc_model7", "models"] == 7
+    assert n.loc["llmrouter", "models"] == 9
+    assert n.loc["routerarena"].tolist() == [809, 2]
+    assert n.loc["routerbench_mini"].tolist() == [800, 2]
+    assert n.loc["alpaca_eval2"].tolist() == [805, 58 - 3]
+
+
+def test_contaminated_prompts_are_dropped(data_root: Path) -> None:
+    gsm8k = D.load("routellm_gsm8k")
+    assert not gsm8k["prompt"].str.startswith("Janet’s ducks lay 16 eggs per day").any()
+    contaminated = pd.read_json(data_root / "routellm/mmlu/contaminated_prompts.jsonl", lines=True)
+    assert not D.load("routellm_mmlu")["prompt"].isin(contaminated["eval_prompt"]).any()
+    mt = D.load("routellm_mt_bench")
+    assert "mt_bench:81" not in set(mt["prompt_id"])  # the Hawaii travel blog post
+    assert "mt_bench:82" in set(mt["prompt_id"])
+
+
+def test_judge_attacks_baseline_and_mislabelled_files_are_absent(scores: pd.DataFrame) -> None:
+    ae2 = scores[scores["dataset"] == "alpaca_eval2"]
+    for bad in ("NullModel", "gpt4_gamed", "example", "GPT-4-1106-preview"):
+        assert bad not in set(ae2["model"])
+    ae1 = scores[scores["dataset"] == "alpaca_eval1"]
+    assert "falcon-7b-instruct" not in set(ae1["model"])
+    assert "falcon-40b-instruct" in set(ae1["model"])
+    assert {"Mixtral-8x7B-Instruct (concise)", "GPT-3.5-turbo-1106 (verbose)"} <= set(ae2["model"])
+
+
+def test_alpaca_eval2_score_is_the_leaderboard_win_rate(
+    data_root: Path, scores: pd.DataFrame
+) -> None:
+    board = pd.read_csv(
+        data_root / "alpaca_eval/leaderboards/"
+        "data_AlpacaEval_2__weighted_alpaca_eval_gpt4_turbo_leaderboard.csv",
+        index_col=0,
+    )
+    ae2 = scores[scores["dataset"] == "alpaca_eval2"]
+    mean = ae2.groupby("model")["score"].mean() * 100
+    for raw, canonical in [("claude-2", "Claude-2"), ("gpt-3.5-turbo-1106", "GPT-3.5-turbo-1106")]:
+        assert mean[canonical] == pytest.approx(board.loc[raw, "win_rate"], abs=0.05)
+
+
+def test_mt_bench_scores_invert_to_the_judge_scale(data_root: Path) -> None:
+    mt = D.load("routellm_mt_bench")
+    raw = pd.read_json(data_root / "routellm/mt_bench/judgements.jsonl.gz", lines=True)
+    raw = raw[raw["question_id"] == 82].groupby("model")["score"].mean()
+    row = mt[mt["prompt_id"] == "mt_bench:82"].set_index("model")["score"] * 9 + 1
+    assert row["GPT-4-1106-preview"] == pytest.approx(raw["gpt-4-1106-preview"])
+    assert row["Mixtral-8x7B-Instruct"] == pytest.approx(
+        raw["mistralai/Mixtral-8x7B-Instruct-v0.1"]
+    )
+
+
+def test_canonical_names_join_models_across_datasets(scores: pd.DataFrame) -> None:
+    by_model = scores.groupby("model")["dataset"].unique()
+    assert {"routellm_mmlu", "routerbench_zs"} <= set(by_model["GPT-4-1106-preview"])
+    assert {"routellm_gsm8k", "routerbench_zs"} <= set(by_model["Mixtral-8x7B-Instruct"])
+    assert {"alpaca_eval2", "routerbench_zs"} <= set(by_model["Claude-2"])
+    assert D.base_model("Mixtral-8x7B-Instruct (concise)") == "Mixtral-8x7B-Instruct"
+
+
+def test_costs_tokens_latency_where_the_data_has_them(scores: pd.DataFrame) -> None:
+    filled = scores.groupby("dataset")[["cost_usd", "prompt_tokens", "latency_ms"]].count()
+    assert filled.loc["routerbench_zs", "cost_usd"] == (scores["dataset"] == "routerbench_zs").sum()
+    assert filled.loc["routerarena"].tolist()[:2] == [1618, 1618]
+    assert filled.loc["routerbench_mini"].tolist() == [1600, 1600, 1600]
+    mini = scores[scores["dataset"] == "routerbench_mini"].groupby("model")["latency_ms"].mean()
+    assert mini["Qwen3.5-35B-A3B"] == pytest.approx(722.5, abs=0.1)
+
+
+@pytest.mark.parametrize("name", [n for n in LOCAL if D.DATASETS[n].label_source])
+def test_every_task_label_is_mapped(data_root: Path, name: str) -> None:
+    df = D.load(name)
+    assert unmapped_labels(D.DATASETS[name].label_source, df["task_label"]) == []
+    assert set(df["task"].dropna()) <= set(TASK_NAMES)
+
+
+def test_task_labels_cover_the_taxonomy(data_root: Path) -> None:
+    labels = D.load_task_labels()
+    assert list(labels.columns) == list(D.LABEL_COLUMNS)
+    assert not labels["prompt_id"].duplicated().any()
+    counts = labels["task"].value_counts()
+    for task in ("math", "code_generation", "closed_qa", "reasoning", "creative_writing"):
+        assert counts[task] >= 200, task
+    assert set(counts.index) >= set(TASK_NAMES) - {"summarization", "other"}
+
+
+def test_split_by_prompt_is_deterministic_and_disjoint(scores: pd.DataFrame) -> None:
+    df = scores[scores["dataset"].isin(["routellm_mmlu", "alpaca_eval2"])]
+    a = D.split_by_prompt(df, seed=0)
+    b = D.split_by_prompt(df.sample(frac=1.0, random_state=1), seed=0)
+    assert a.sort_index().equals(b.sort_index())
+    assert a.index.is_unique and set(a.index) == set(df["prompt_id"])
+    share = a.value_counts(normalize=True)
+    assert share["train"] == pytest.approx(0.7, abs=0.02)
+    assert share["test"] == pytest.approx(0.15, abs=0.02)
+    assert not D.split_by_prompt(df, seed=1).equals(a)
+    rows = df["prompt_id"].map(a)
+    assert df.assign(split=rows).groupby("prompt_id")["split"].nunique().max() == 1
+
+
+def test_split_by_text_groups_the_same_question_across_sources(scores: pd.DataFrame) -> None:
+    df = scores[scores["dataset"].isin(["routellm_gsm8k", "routerdc_model7"])]
+    split = D.split_by_prompt(df, group="text")
+    same = df.drop_duplicates("prompt_id").assign(split=lambda d: d["prompt_id"].map(split))
+    norm = same["prompt"].str.split().str.join(" ").str.lower()
+    assert same.groupby(norm)["split"].nunique().max() == 1
+    assert (norm.duplicated()).sum() > 1000  # GSM8K test is in both sources
+
+
+def test_leave_one_dataset_out(scores: pd.DataFrame) -> None:
+    df = scores[scores["dataset"].isin(["alpaca_eval1", "alpaca_eval2", "routellm_mt_bench"])]
+    folds = list(D.leave_one_dataset_out(df))
+    assert [f[0] for f in folds] == ["alpaca_eval1", "alpaca_eval2", "routellm_mt_bench"]
+    for name, train, test in folds:
+        assert (df.loc[test, "dataset"] == name).all() and test.sum() == (
+            df["dataset"] == name
+        ).sum()
+        assert not (train & test).any()
+        assert not set(df.loc[train, "prompt_id"]) & set(df.loc[test, "prompt_id"])
+    ae1_train = folds[0][1]
+    assert not df.loc[ae1_train, "dataset"].isin(["alpaca_eval2"]).any()  # same 805 prompts
+
+
+def test_dataset_version_is_a_content_hash(scores: pd.DataFrame) -> None:
+    mt = scores[scores["dataset"] == "routellm_mt_bench"]
+    v = D.dataset_version(mt)
+    assert v == D.dataset_version(mt.sample(frac=1.0, random_state=3))
+    changed = mt.copy()
+    changed.iloc[0, changed.columns.get_loc("score")] = 0.123
+    assert D.dataset_version(changed) != v
+
+
+def test_summary(scores: pd.DataFrame) -> None:
+    s = D.summary(scores)
+    assert s.loc["routellm_mmlu", "prompts"] == 14037
+    assert bool(s.loc["routerbench_mini", "has_latency_ms"])
+    assert D.task_counts(D.load_task_labels()).loc["mt_bench_questions"].sum() == 80
+
+
+def _fake_download(root: Path, calls: list[str]):
+    """A fetcher that serves the shared data dir's copy (uncompressed, as upstream serves it)."""
+    by_url = {source.source_url(p): p for p in source.manifest()["files"] if source.source_url(p)}
+
+    def fetch(url: str, dest: Path) -> None:
+        calls.append(url)
+        local = root / by_url[url]
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        opener = gzip.open if local.suffix == ".gz" else open
+        with opener(local, "rb") as src, dest.open("wb") as out:  # type: ignore[operator]
+            shutil.copyfileobj(src, out)
+
+    return fetch
+
+
+def test_missing_files_are_fetched_from_the_pinned_source(
+    data_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("INFERBASE_DATA_DIR", str(tmp_path / "empty"))
+    monkeypatch.setenv("INFERBASE_HOME", str(tmp_path / "home"))
+    calls: list[str] = []
+    monkeypatch.setattr(source, "fetcher", _fake_download(data_root, calls))
+    fetched = D.load("routellm_mt_bench")
+    pd.testing.assert_frame_equal(fetched, D.load("routellm_mt_bench", data_dir=data_root))
+    assert len(calls) == 3
+    assert all(
+        u.startswith("https://raw.githubusercontent.com/lm-sys/RouteLLM/0b64fdaf") for u in calls
+    )
+    assert any(u.endswith("routellm/evals/mt_bench/judgements.jsonl") for u in calls)
+
+
+def test_fetch_errors_are_clear(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("INFERBASE_DATA_DIR", str(tmp_path / "empty"))
+    monkeypatch.setenv("INFERBASE_HOME", str(tmp_path / "home"))
+
+    def offline(url: str, dest: Path) -> None:
+        raise OSError("Network is unreachable")
+
+    monkeypatch.setattr(source, "fetcher", offline)
+    with pytest.raises(D.DatasetError, match="INFERBASE_DATA_DIR"):
+        D.load("vicuna_bench")
+    with pytest.raises(D.DatasetError, match="DERIVED"):
+        D.load("alpaca_eval2")
+    with pytest.raises(D.DatasetError, match="unknown dataset 'nope'"):
+        D.load("nope")
+
+
+def test_hub_dataset_goes_through_load_dataset(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    datasets = pytest.importorskip("datasets")
+    monkeypatch.setenv("INFERBASE_HOME", str(tmp_path / "home"))
+    rows = {
+        "instruction": ["Summarize this.", "Name three fruits."],
+        "context": ["A long text.", ""],
+        "response": ["Short.", "Apple, pear, fig."],
+        "category": ["summarization", "brainstorming"],
+    }
+    asked: list[str] = []
+
+    def fake_load(hub_id: str, **kwargs: object) -> object:
+        asked.append(hub_id)
+        return datasets.Dataset.from_dict(rows)
+
+    monkeypatch.setattr(datasets, "load_dataset", fake_load)
+    dolly = D.load("dolly")
+    assert asked == ["databricks/databricks-dolly-15k"]
+    assert dolly["task"].tolist() == ["summarization", "brainstorming"]
+    assert dolly["prompt"].iloc[0] == "Summarize this.\n\nA long text."
+
+    def unreachable(hub_id: str, **kwargs: object) -> object:
+        raise ConnectionError("offline")
+
+    monkeypatch.setattr(datasets, "load_dataset", unreachable)
+    monkeypatch.setenv("INFERBASE_HOME", str(tmp_path / "home2"))
+    with pytest.raises(D.DatasetError, match="hub"):
+        D.load("dolly")
