@@ -43,6 +43,10 @@ class BenchmarkSpec:
     weak: str | None = None
     models: tuple[str, ...] | None = None  # multi: the pool (default: every fully scored model)
     eval_split: str = "test"  # "all": the benchmark is held out of training entirely
+    # where the data has no costs: USD per million tokens per model, with tokens estimated as
+    # len(prompt) / 4 in and `output_tokens` out
+    prices: Mapping[str, float] | None = None
+    output_tokens: float = 300.0
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> BenchmarkSpec:
@@ -107,6 +111,11 @@ class BenchData:
         true = true.dropna()
         cost = rows.pivot_table(index="prompt", columns="model", values="cost_usd", aggfunc="mean")
         cost = cost.reindex(index=true.index, columns=true.columns)
+        if spec.prices:
+            tokens = np.array([len(str(p)) / 4.0 + spec.output_tokens for p in true.index])
+            for m in true.columns:
+                if m in spec.prices and cost[m].isna().all():
+                    cost[m] = tokens * float(spec.prices[m]) / 1e6
         exp = cost.mean(axis=0).to_numpy(dtype=np.float64)
         return cls(
             spec,

@@ -20,6 +20,7 @@ import contextlib
 import json
 import logging
 import os
+import re
 import subprocess
 import tempfile
 from collections.abc import Iterator, Mapping
@@ -30,6 +31,7 @@ logger = logging.getLogger(__name__)
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
+_METRIC_BAD = re.compile(r"[^A-Za-z0-9_\-./ ]")  # characters MLflow refuses in metric names
 
 
 def tracking_uri() -> str:
@@ -120,7 +122,7 @@ def run(
 
 def log_metrics(metrics: Mapping[str, float], step: int | None = None) -> None:
     mlflow = setup()
-    clean = {k.replace("%", "pct"): float(v) for k, v in metrics.items()}
+    clean = {_METRIC_BAD.sub("_", k): float(v) for k, v in metrics.items()}
     mlflow.log_metrics(clean, step=step)
 
 
