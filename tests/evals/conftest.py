@@ -51,4 +51,8 @@ def rb_slice(data_root):
     df = df[df["prompt_id"].isin(set(pick))].copy()
     split = D.split_by_prompt(df, seed=0, frac=(0.65, 0.0, 0.35))
     df["split"] = df["prompt_id"].map(split)
+    from evals import embeddings
+
+    # the quick static embedder (MiniLM input embeddings, IDF-weighted): seconds, not minutes
+    embeddings.use_static(df["prompt"].unique().tolist(), source="input")
     return df

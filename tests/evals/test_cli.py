@@ -16,7 +16,9 @@ def test_evaluate_then_report_from_logged_run(mlflow_store, data_root):
         .only(["routerbench"])
         .capped(60)
     )
-    payload = runner.evaluate(cfg, baselines=["random", "knn"], router_uri=None)
+    payload = runner.evaluate(
+        cfg, baselines=["random", "knn"], router_uri=None, embedder="static-input"
+    )
     assert set(payload["results"]) >= {"random", "knn", "oracle", "zero_router"}
     text = report.report(mlflow_store / "results.md")
     assert "## routerbench" in text and "kNN" in text and "Zero router" in text
