@@ -19,3 +19,40 @@ def data_root() -> Path:
     if not value or not Path(value).is_dir():
         pytest.skip("no shared data directory (set INFERBASE_DATA_DIR)")
     return Path(value)
+
+
+@pytest.fixture
+def mlflow_store(tmp_path, monkeypatch):
+    """A fresh sqlite tracking/registry store with artifacts in tmp_path."""
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    monkeypatch.setenv("INFERBASE_ARTIFACT_ROOT", str(tmp_path / "mlartifacts"))
+    monkeypatch.setenv("MLFLOW_DISABLE_TELEMETRY", "true")
+    return tmp_path
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _offline_home(tmp_path_factory):
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    if "INFERBASE_HOME" not in os.environ:  # keep the user's embedding cache out of tests
+        os.environ["INFERBASE_HOME"] = str(tmp_path_factory.mktemp("inferbase_home"))
+
+
+@pytest.fixture(scope="session")
+def rb_slice(data_root):
+    """300 seeded RouterBench 0-shot prompts x 11 models (with costs), split 65/0/35 by prompt."""
+    import numpy as np
+
+    from evals import datasets as D
+
+    df = D.load("routerbench_zs")
+    ids = np.sort(df["prompt_id"].unique())
+    pick = np.random.default_rng(0).choice(ids, size=300, replace=False)
+    df = df[df["prompt_id"].isin(set(pick))].copy()
+    split = D.split_by_prompt(df, seed=0, frac=(0.65, 0.0, 0.35))
+    df["split"] = df["prompt_id"].map(split)
+    from evals import embeddings
+
+    # the quick static embedder (MiniLM input embeddings, IDF-weighted): seconds, not minutes
+    embeddings.use_static(df["prompt"].unique().tolist(), source="input")
+    return df
