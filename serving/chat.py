@@ -39,7 +39,18 @@ class Resolved:
             "optimize": d.optimize,
             "routing_time_ms": round(float(d.routing_time_ms), 3),
             "router_version": d.router_version,
+            "trained": bool(getattr(d, "trained", True)),
             "fallback_from": self.fallback_from,
+            "complexity_score": round(float(d.complexity_score), 4),
+            "candidates": {
+                m: {
+                    "quality": round(float(c.quality), 4),
+                    "cost": float(c.cost),
+                    "latency_ms": round(float(c.latency_ms), 1),
+                    "score": round(float(c.score), 4),
+                }
+                for m, c in d.candidates.items()
+            },
         }
 
     def headers(self) -> dict[str, str]:

@@ -110,9 +110,21 @@ class ModelInfo(BaseModel):
     pricing: dict[str, int] | None = None
 
 
+class RouterInfo(BaseModel):
+    """The router behind `model: "auto"`: the registry version the alias points at, or the
+    untrained catalog-prior router (`trained: false`) when nothing has been promoted."""
+
+    name: str
+    alias: str
+    version: str | None
+    trained: bool
+    router_version: str | None
+
+
 class ModelList(BaseModel):
     object: Literal["list"] = "list"
     data: list[ModelInfo]
+    router: RouterInfo | None = None
 
 
 class ModelHealth(BaseModel):

@@ -1,4 +1,4 @@
-"""The only module of `serving` that imports `inferroute`: loads the promoted router and keeps it fresh.
+"""The only module of `serving` that imports `inferroute`: loads the promoted router and polls it.
 
 `build_router(app)` returns a `RouterClient`: it routes with the router the MLflow registry's alias
 points at (`models:/inferroute@champion` by default) and polls that alias in a background thread.
@@ -104,6 +104,10 @@ class RouterClient:
         """The registry version the alias points at, or None (no alias, no registry)."""
         if not self.tracking_uri:
             return None
+        if self.tracking_uri.startswith("sqlite:///"):
+            path = self.tracking_uri.removeprefix("sqlite:///")
+            if not os.path.exists(path):  # no store yet: nothing was ever promoted (create none)
+                return None
         from mlflow import MlflowClient
         from mlflow.exceptions import MlflowException
 

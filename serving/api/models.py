@@ -28,7 +28,9 @@ def list_models() -> Any:
         )
         for m in engines.models()
     ]
-    return ModelList(data=data).model_dump()
+    router = current_app.extensions.get("router")
+    info = router.info() if hasattr(router, "info") else None
+    return ModelList(data=data, router=info).model_dump()
 
 
 @bp.get("/models/<path:model_id>/health")
