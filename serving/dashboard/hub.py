@@ -36,6 +36,8 @@ QUEUE_MAX = 1000  # a socket that falls this far behind loses events (and is tol
 @dataclass(eq=False)
 class Subscription:
     account_id: int
+    after_usage: int = 0  # only rows newer than the socket are its events
+    after_tx: int = 0
     queue: queue.Queue[dict[str, Any]] = field(default_factory=lambda: queue.Queue(QUEUE_MAX))
     dropped: int = 0
 
@@ -94,11 +96,19 @@ class EventHub:
 
     # -- subscribers -------------------------------------------------------------------------
     def subscribe(self, account_id: int) -> Subscription:
-        sub = Subscription(account_id)
+        with db.get_engine(self.app).connect() as conn:
+            usage_high = conn.execute(sa.select(sa.func.max(usage_logs.c.seq))).scalar() or 0
+            tx_high = conn.execute(sa.select(sa.func.max(transactions.c.id))).scalar() or 0
+        sub = Subscription(account_id, int(usage_high), int(tx_high))
         with self._lock:
+            if not self._subs:  # idle until now: the cursors are stale, start from here
+                self._reset_locked()
             self._subs.setdefault(account_id, set()).add(sub)
             if self._thread is None or not self._thread.is_alive():
-                self._start_locked()
+                self._thread = threading.Thread(
+                    target=self._run, name="inferbase-events", daemon=True
+                )
+                self._thread.start()
         self._wake.set()
         return sub
 
@@ -114,12 +124,10 @@ class EventHub:
         with self._lock:
             return sum(len(s) for s in self._subs.values())
 
-    def _start_locked(self) -> None:
+    def _reset_locked(self) -> None:
         with db.get_engine(self.app).connect() as conn:
             self._usage = _Cursor(_recent_ids(conn, usage_logs.c.seq))
             self._tx = _Cursor(_recent_ids(conn, transactions.c.id))
-        self._thread = threading.Thread(target=self._run, name="inferbase-events", daemon=True)
-        self._thread.start()
 
     def _targets(self, account_id: int) -> list[Subscription]:
         with self._lock:
@@ -173,7 +181,8 @@ class EventHub:
                 if r["seq"] in fresh:
                     record = protocol.UsageRecord.model_validate(dict(r)).model_dump(mode="json")
                     for sub in self._targets(int(r["account_id"])):
-                        sub.put({"type": "usage", "data": record})
+                        if r["seq"] > sub.after_usage:
+                            sub.put({"type": "usage", "data": record})
             tx_rows = (
                 conn.execute(
                     sa.select(transactions)
@@ -194,7 +203,9 @@ class EventHub:
             for account_id, txs in by_account.items():
                 snapshot = credits_snapshot(conn, account_id, self.micros_per_credit)
                 for sub in self._targets(account_id):
-                    sub.put({"type": "balance", "data": snapshot, "transactions": txs})
+                    mine = [t for t in txs if t["id"] > sub.after_tx]
+                    if mine:
+                        sub.put({"type": "balance", "data": snapshot, "transactions": mine})
 
     def poll_models(self) -> None:
         engines = self.app.extensions.get("engines")

@@ -150,6 +150,12 @@ export function connectLive(handlers) {
     ws.onmessage = (msg) => {
       let ev;
       try { ev = JSON.parse(msg.data); } catch { return; }
+      const bal = document.getElementById("hdr-balance");
+      if (bal && (ev.type === "hello" || ev.type === "balance")) {
+        const c = ev.type === "hello" ? ev.credits : ev.data;
+        bal.textContent = credits(c.available_micros);
+        bal.dataset.micros = c.available_micros;
+      }
       const fn = handlers[ev.type];
       if (fn) fn(ev);
     };

@@ -26,7 +26,7 @@ async function loadPage() {
   const q = new URLSearchParams({ limit: "50" });
   if (cursor) q.set("cursor", cursor);
   const page = await api("GET", `${API}/credits/transactions?${q}`);
-  if (!cursor) body.replaceChildren();
+  body.querySelectorAll("tr:not([data-tx])").forEach((n) => n.remove());
   for (const tx of page.data) if (!seen.has(tx.id)) body.append(row(tx));
   if (!body.children.length) body.append(h("tr", { class: "empty" }, h("td", { colspan: 4, class: "muted" }, "No transactions yet.")));
   cursor = page.next_cursor;

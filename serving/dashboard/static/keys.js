@@ -120,9 +120,10 @@ document.querySelectorAll("dialog [data-close]").forEach((b) =>
 async function submitDialog(ev, errId, call) {
   ev.preventDefault();
   const err = document.getElementById(errId);
+  const dialog = ev.currentTarget.closest("dialog");
   try {
     await call();
-    ev.currentTarget.closest("dialog").close();
+    dialog.close();
     await refresh();
   } catch (e) {
     err.textContent = e instanceof ApiError ? e.message : String(e);
