@@ -10,7 +10,7 @@ function svg(tag, attrs, text) {
 
 // points: [{label, value}] in time order; fmt formats a value for axis and tooltips.
 export function columns(container, points, fmt, summary) {
-  const W = 480, H = 180, L = 56, B = 22, T = 8;
+  const W = 480, H = 180, L = 76, B = 22, T = 8;
   const root = svg("svg", { viewBox: `0 0 ${W} ${H}`, role: "img", "aria-label": summary, class: "svgchart" });
   root.append(svg("title", {}, summary));
   const max = Math.max(0, ...points.map((p) => p.value)) || 1;

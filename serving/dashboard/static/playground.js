@@ -17,7 +17,7 @@ function showRouting(r) {
     ["Routing time", r.routing_time_ms == null ? "—" : `${num(r.routing_time_ms, 2)} ms`],
     ["Router", r.router_version], ["Fell back from", r.fallback_from],
   ].filter(([, v]) => v !== undefined && v !== null);
-  document.getElementById("p-routing").replaceChildren(...rows.flatMap(([k, v]) => [h("dt", {}, k), h("dd", {}, String(v))]));
+  document.getElementById("p-routing").replaceChildren(...rows.map(([k, v]) => h("div", {}, h("dt", {}, k), h("dd", {}, String(v)))));
   const cands = r.candidates || r.scores;
   const box = document.getElementById("p-candidates");
   box.replaceChildren();

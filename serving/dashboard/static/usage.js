@@ -103,7 +103,7 @@ function renderCharts() {
   bars(document.getElementById("chart-models"), tally((r) => r.served_model || r.requested_model, () => 1), (v) => num(v), "Requests per served model");
   const lat = rows.filter((r) => r.latency_ms != null);
   const ttft = rows.filter((r) => r.ttft_ms != null);
-  const stat = (label, value) => [h("dt", {}, label), h("dd", {}, value)];
+  const stat = (label, value) => [h("div", {}, h("dt", {}, label), h("dd", {}, value))];
   document.getElementById("summary").replaceChildren(
     ...stat("Requests", num(rows.length)),
     ...stat("Spend", credits(rows.reduce((s, r) => s + r.cost_micros, 0))),
