@@ -86,6 +86,7 @@ class EventHub:
         self.health_s = float(app.config.get("EVENTS_HEALTH_S", 2.0))
         self.micros_per_credit = int(app.config.get("MICROS_PER_CREDIT", 1_000_000))
         self._lock = threading.Lock()
+        self._poll_lock = threading.Lock()  # one poll at a time moves the cursors
         self._subs: dict[int, set[Subscription]] = {}
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
@@ -162,6 +163,10 @@ class EventHub:
             self._wake.clear()
 
     def poll(self, account_ids: list[int]) -> None:
+        with self._poll_lock:
+            self._poll(account_ids)
+
+    def _poll(self, account_ids: list[int]) -> None:
         assert self._usage is not None and self._tx is not None
         engine = db.get_engine(self.app)
         with engine.connect() as conn:
@@ -208,6 +213,10 @@ class EventHub:
                         sub.put({"type": "balance", "data": snapshot, "transactions": mine})
 
     def poll_models(self) -> None:
+        with self._poll_lock:
+            self._poll_models()
+
+    def _poll_models(self) -> None:
         engines = self.app.extensions.get("engines")
         if engines is None:
             return

@@ -14,10 +14,14 @@ from tests.dashboard import server as srv
 ARTIFACTS = srv.REPO / "test-artifacts"
 CHROMEDRIVER = os.environ.get("CHROMEDRIVER", "/usr/bin/chromedriver")
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
-USERS = {"ada@example.com": 5_000_000, "bob@example.com": 2_000_000}
+USERS = {
+    "ada@example.com": 5_000_000,  # the browser test's
+    "bob@example.com": 2_000_000,  # the event tests'
+    "cy@example.com": 1_000_000,
+}
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[srv.Server]:
     home = tmp_path_factory.mktemp("gateway")
     db_url = srv.prepare(home, USERS)
