@@ -64,7 +64,7 @@ def require(conn: sa.Connection, email: str) -> dict[str, Any]:
 
 
 def check_login(conn: sa.Connection, email: str, password: str) -> dict[str, Any]:
-    """The account for these credentials, or 401 (same message for unknown email and bad password)."""
+    """The account for these credentials, or 401 (same message for any failure)."""
     row = find(conn, email)
     ok = False
     if row is not None and row["password_hash"]:

@@ -1,7 +1,7 @@
 """Who is calling: an API key (`Authorization: Bearer inf_...`) or a browser session (JWT cookie).
 
-Session cookies are HttpOnly, SameSite=Lax JWTs. A state-changing request authenticated by the cookie
-must echo the session's CSRF token in `X-CSRF-Token` (double submit: the token is also in the
+Session cookies are HttpOnly, SameSite=Lax JWTs. A state-changing request authenticated by the
+cookie must echo the session's CSRF token in `X-CSRF-Token` (double submit: the token is also in the
 readable `inferbase_csrf` cookie and inside the signed JWT).
 """
 

@@ -1,5 +1,5 @@
-"""Chat completion steps before the engine call: resolve the model (or route `auto`), estimate the
-worst-case cost to reserve, and describe the routing decision for headers, responses and usage rows."""
+"""Chat completion steps before the engine call: resolve the model (or route `auto`), estimate
+the worst-case cost to reserve, and describe the routing decision (headers, body, usage row)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The `inferbase` operator command: db, accounts, credits, keys, serve (and engines, when present)."""
+"""The `inferbase` operator command: db, accounts, credits, keys, serve (+ engines if present)."""
 
 from __future__ import annotations
 

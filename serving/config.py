@@ -1,8 +1,8 @@
 """Gateway configuration: flat, typed defaults overridden by ``INFERBASE_*`` environment variables.
 
-`load_config(app, test_config)` is the only place configuration is assembled. Every key below can be
-set from the environment as ``INFERBASE_<KEY>`` (values are parsed as JSON when they look like it, so
-``INFERBASE_DEFAULT_RPM=120`` is an int). A test dict, when given, wins over both.
+`load_config(app, test_config)` is the only place configuration is assembled. Every key below can
+be set from the environment as ``INFERBASE_<KEY>`` (values parse as JSON when they look like it,
+so ``INFERBASE_DEFAULT_RPM=120`` is an int). A test dict, when given, wins over both.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""API keys: `inf_` + 32 random bytes (URL-safe), stored as an HMAC-SHA256 hash plus a display prefix.
+"""API keys: `inf_` + 32 random bytes (URL-safe), stored as an HMAC-SHA256 hash + display prefix.
 
 `KeyCache` keeps each worker's key lookups in memory for a few seconds; revocation is still seen at
 once because every reservation re-checks the key row inside its own UPDATE (see ledger.reserve), and

@@ -6,9 +6,9 @@ Invariants (checked by tests and enforced by CHECK constraints):
 - sum(transactions.amount_micros) == balance_micros - reserved_micros
 - balance_micros >= reserved_micros >= 0, so the balance never goes below zero.
 
-Each function is one short transaction. The reservation is a single conditional UPDATE (a row lock on
-PostgreSQL, the database write lock under BEGIN IMMEDIATE on SQLite), so concurrent workers can never
-hold more than the account has.
+Each function is one short transaction. The reservation is a single conditional UPDATE (a row lock
+on PostgreSQL, the database write lock under BEGIN IMMEDIATE on SQLite), so concurrent workers can
+never hold more than the account has.
 """
 
 from __future__ import annotations
@@ -86,7 +86,7 @@ _RESERVE_WITH_KEY = _RESERVE.where(_KEY_LIVE)
 def reserve(
     account_id: int, key_id: str | None, reservation_id: str, amount: int, ttl_s: float
 ) -> None:
-    """Hold `amount` for a request, or raise 402 (cannot cover) / 403 (revoked key, inactive account)."""
+    """Hold `amount` for a request, or 402 (cannot cover) / 403 (key revoked, account inactive)."""
     now = utcnow()
     with db.write() as conn:
         params: dict[str, Any] = {"acct": account_id, "amt": amount}
@@ -147,7 +147,7 @@ class Settlement:
 def settle(
     reservation_id: str, account_id: int, amount: int, cost: int, usage: dict[str, Any]
 ) -> Settlement:
-    """Close a reservation: charge `cost` (capped at the hold), release the rest, write the usage row."""
+    """Close a reservation: charge `cost` (capped at the hold), release the rest, log usage."""
     now = utcnow()
     with db.write() as conn:
         closed = conn.execute(

@@ -1,7 +1,7 @@
 """Per-key rate limits (requests and tokens per minute) with the `limits` library.
 
-Storage is shared by every worker: Redis when ``INFERBASE_REDIS_URL`` is set, otherwise the gateway's
-own database through `SQLStorage` (a `limits` storage over one upsert per hit).
+Storage is shared by every worker: Redis when ``INFERBASE_REDIS_URL`` is set, otherwise the
+gateway's own database through `SQLStorage` (a `limits` storage over one upsert per hit).
 """
 
 from __future__ import annotations

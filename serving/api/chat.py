@@ -110,6 +110,7 @@ class Call:
     body=ChatCompletionRequest,
     responses={200: ChatCompletion},
     stream=ChatCompletionChunk,
+    errors=(400, 401, 402, 403, 404, 413, 429, 502),
 )
 def chat_completions() -> Response:
     principal = g.principal = authenticate(cached=True)

@@ -1,7 +1,7 @@
 """OpenAPI 3.1, generated from the routes and the pydantic models they validate with.
 
-Each view declares itself with `@doc(...)` (no per-request cost); `build_spec(app)` walks the URL map
-and lets pydantic write the JSON Schemas (2020-12, which OpenAPI 3.1 uses as is).
+Each view declares itself with `@doc(...)` (no per-request cost); `build_spec(app)` walks the URL
+map and lets pydantic write the JSON Schemas (2020-12, which OpenAPI 3.1 uses as is).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Fixtures in the flaskr style: `app`, `client`, `runner` and an `ApiActions` helper.
 
-Storage fixtures are parametrized over SQLite and PostgreSQL. Each PostgreSQL test gets its own schema
-(dropped afterwards), so runs never collide. PostgreSQL is skipped when unreachable unless
+Storage fixtures are parametrized over SQLite and PostgreSQL. Each PostgreSQL test gets its own
+schema (dropped afterwards), so runs never collide. PostgreSQL is skipped when unreachable unless
 INFERBASE_REQUIRE_POSTGRES=1 (CI).
 """
 
@@ -94,7 +94,7 @@ def build_app(url: str, home: Path, engines: Any, router: Any, **extra: Any) -> 
         "TESTING": True,
         "HOME": str(home),
         "DATABASE_URL": url,
-        "SECRET_KEY": "test-secret",
+        "SECRET_KEY": "test-secret-" + "x" * 32,
         "ENGINES": engines,
         "ROUTER": router,
         "AUTO_MIGRATE": True,

@@ -114,12 +114,13 @@ class FakeEngines:
                 out["usage"] = {"prompt_tokens": p, "completion_tokens": n, "total_tokens": p + n}
             return out
 
+        fail_after = body.get("fake_fail_after", self.fail_after)  # a pass-through test knob
         try:
             for _ in range(self.keepalive_ticks):
                 yield None
             yield chunk({"role": "assistant", "content": ""}, None, 0)
             for i, word in enumerate(words):
-                if self.fail_after is not None and i >= self.fail_after:
+                if fail_after is not None and i >= fail_after:
                     raise EngineError("engine died mid-stream")
                 if self.delay_s:
                     time.sleep(self.delay_s)
@@ -146,7 +147,8 @@ class FakeEngines:
 
 
 def make_engines(app: Any) -> FakeEngines:
-    """Engines factory for gunicorn tests: INFERBASE_ENGINES_FACTORY=tests.serving.fakes:make_engines.
+    """Engines factory for gunicorn tests: INFERBASE_ENGINES_FACTORY=<this module>:make_engines.
+
     INFERBASE_FAKE_FAIL_AFTER / INFERBASE_FAKE_DELAY_S tune it."""
     fail_after = app.config.get("FAKE_FAIL_AFTER")
     return FakeEngines(
