@@ -76,7 +76,9 @@ def bench(url: str, n: int, home: Path) -> list[tuple[str, float, float]]:
              *timed(n, lambda _: state.cache.get(keys.hash_key(state.secret, raw))))
         )  # fmt: skip
         rl = ratelimit.get()
-        rows.append(("rate limit check (RPM hit + TPM test)", *timed(n, lambda _: rl.check_request(info))))
+        rows.append(
+            ("rate limit check (RPM hit + TPM test)", *timed(n, lambda _: rl.check_request(info)))
+        )
         rows.append(("rate limit tokens (TPM hit)", *timed(n, lambda _: rl.add_tokens(info, 20))))
         rids = [f"bench-{secrets.token_hex(8)}-{i}" for i in range(n + 1)]
         rows.append(
@@ -101,7 +103,9 @@ def bench(url: str, n: int, home: Path) -> list[tuple[str, float, float]]:
         assert rv.status_code == 200, rv.get_data()
         return rv
 
-    rows.append(("whole chat request (Flask test client, fake engine)", *timed(max(n // 2, 1), request)))
+    rows.append(
+        ("whole chat request (Flask test client, fake engine)", *timed(max(n // 2, 1), request))
+    )
     app.extensions["db"].dispose()
     return rows
 

@@ -97,8 +97,14 @@ async def load(server: srv.Server, key: str, n: int, m: int) -> dict[str, object
             pass
         opened = sum(h.is_set() for h in hellos)
         open_s = time.perf_counter() - t0
-        lat: list[float] = []
+        idle: list[float] = []
         fails: list[int] = []
+        idle_stop = asyncio.Event()
+        prober = asyncio.create_task(probe(client, idle_stop, idle, fails))
+        await asyncio.sleep(3)  # the sockets only held open
+        idle_stop.set()
+        await prober
+        lat: list[float] = []
         prober = asyncio.create_task(probe(client, stop, lat, fails))
         t0 = time.perf_counter()
         try:
@@ -134,6 +140,7 @@ async def load(server: srv.Server, key: str, n: int, m: int) -> dict[str, object
         await asyncio.gather(*sockets, return_exceptions=True)
     q = statistics.quantiles(lat, n=100) if len(lat) > 2 else [float("nan")] * 99
     return {
+        "idle_probe_p50_ms": round(statistics.median(idle), 1) if idle else "-",
         "sockets_open": f"{opened}/{n} in {open_s:.1f}s",
         "streams_ok": f"{ok_streams}/{m} in {streams_s:.1f}s",
         "probe_p50_ms": round(q[49], 1),

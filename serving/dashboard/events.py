@@ -32,6 +32,7 @@ from .hub import credits_snapshot, get_hub
 logger = logging.getLogger(__name__)
 
 SUBPROTOCOL = "inferbase.events.v1"
+IDLE_WAKE_S = 5.0  # how soon a closed or revoked socket is noticed at worst (and re-checked)
 KEY_SUBPROTOCOL = "inferbase.key."
 
 bp = Blueprint("events", __name__)
@@ -86,6 +87,7 @@ def events(ws: Any) -> None:
     principal: auth.Principal = g.principal
     hub = get_hub(app)
     reauth_s = float(app.config.get("EVENTS_REAUTH_S", 10.0))
+    wake_s = min(IDLE_WAKE_S, reauth_s)
     sub = hub.subscribe(principal.account_id)
     logger.info("events open account=%s key=%s", principal.account_id, principal.key_id)
     try:
@@ -101,8 +103,8 @@ def events(ws: Any) -> None:
         ws.send(json.dumps(hello))
         checked = time.monotonic()
         while ws.connected:
-            try:
-                event = sub.queue.get(timeout=1.0)
+            try:  # an idle socket wakes only this often: it costs its threads next to nothing
+                event = sub.queue.get(timeout=wake_s)
             except queue.Empty:
                 event = None
             if event is not None:

@@ -168,49 +168,47 @@ class EventHub:
 
     def _poll(self, account_ids: list[int]) -> None:
         assert self._usage is not None and self._tx is not None
-        engine = db.get_engine(self.app)
-        with engine.connect() as conn:
-            usage_rows = (
-                conn.execute(
-                    sa.select(usage_logs)
-                    .where(usage_logs.c.account_id.in_(account_ids))
-                    .where(usage_logs.c.seq > self._usage.since())
-                    .order_by(usage_logs.c.seq)
-                    .limit(5000)
-                )
-                .mappings()
-                .all()
-            )
-            fresh = self._usage.fresh(r["seq"] for r in usage_rows)
-            for r in usage_rows:
-                if r["seq"] in fresh:
-                    record = protocol.UsageRecord.model_validate(dict(r)).model_dump(mode="json")
-                    for sub in self._targets(int(r["account_id"])):
-                        if r["seq"] > sub.after_usage:
-                            sub.put({"type": "usage", "data": record})
-            tx_rows = (
-                conn.execute(
-                    sa.select(transactions)
-                    .where(transactions.c.account_id.in_(account_ids))
-                    .where(transactions.c.id > self._tx.since())
-                    .order_by(transactions.c.id)
-                    .limit(5000)
-                )
-                .mappings()
-                .all()
-            )
-            fresh = self._tx.fresh(r["id"] for r in tx_rows)
+        with db.get_engine(self.app).connect() as conn:
+            for row in self._fresh_rows(
+                conn, usage_logs, usage_logs.c.seq, self._usage, account_ids
+            ):
+                record = protocol.UsageRecord.model_validate(dict(row)).model_dump(mode="json")
+                for sub in self._targets(int(row["account_id"])):
+                    if row["seq"] > sub.after_usage:
+                        sub.put({"type": "usage", "data": record})
             by_account: dict[int, list[dict[str, Any]]] = {}
-            for r in tx_rows:
-                if r["id"] in fresh:
-                    tx = protocol.Transaction.model_validate(dict(r)).model_dump(mode="json")
-                    by_account.setdefault(int(r["account_id"]), []).append(tx)
+            for row in self._fresh_rows(
+                conn, transactions, transactions.c.id, self._tx, account_ids
+            ):
+                tx = protocol.Transaction.model_validate(dict(row)).model_dump(mode="json")
+                by_account.setdefault(int(row["account_id"]), []).append(tx)
             for account_id, txs in by_account.items():
                 snapshot = credits_snapshot(conn, account_id, self.micros_per_credit)
                 for sub in self._targets(account_id):
                     mine = [t for t in txs if t["id"] > sub.after_tx]
                     if mine:
                         sub.put({"type": "balance", "data": snapshot, "transactions": mine})
+
+    @staticmethod
+    def _fresh_rows(
+        conn: sa.Connection,
+        table: sa.Table,
+        col: sa.Column[Any],
+        cursor: _Cursor,
+        account_ids: list[int],
+    ) -> list[sa.RowMapping]:
+        """Rows of these accounts not delivered yet: ids first (index only), then those rows."""
+        ids = conn.execute(
+            sa.select(col)
+            .where(table.c.account_id.in_(account_ids), col > cursor.since())
+            .order_by(col)
+            .limit(5000)
+        ).scalars()
+        fresh = cursor.fresh(int(i) for i in ids)
+        if not fresh:
+            return []
+        stmt = sa.select(table).where(col.in_(sorted(fresh))).order_by(col)
+        return list(conn.execute(stmt).mappings())
 
     def poll_models(self) -> None:
         with self._poll_lock:

@@ -84,6 +84,21 @@ def test_dashboard_end_to_end(gateway: Server, browser: Any, artifacts: Path) ->
     visible(d, "#keys-table tr[data-key]")
     assert raw not in d.page_source
 
+    # Edit the key: rename it, swap a pool model, prefer quality.
+    d.find_element(By.CSS_SELECTOR, "#keys-table button[data-edit]").click()
+    dialog = visible(d, "#edit-dialog")
+    name = dialog.find_element(By.ID, "edit-name")
+    name.clear()
+    name.send_keys("Prod EU")
+    assert dialog.find_element(By.CSS_SELECTOR, "input[value='local/tiny-a']").is_selected()
+    dialog.find_element(By.CSS_SELECTOR, "input[value='local/tiny-a']").click()
+    dialog.find_element(By.CSS_SELECTOR, "input[value='Qwen/Qwen3-14B']").click()
+    dialog.find_element(By.CSS_SELECTOR, "#edit-mode option[value='quality']").click()
+    dialog.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+    wait(d).until(lambda d: "Prod EU" in text(d, "#keys-table tr[data-key]"))
+    row = d.find_element(By.CSS_SELECTOR, "#keys-table tr[data-key]")
+    assert "local/tiny-b, Qwen/Qwen3-14B" in row.text and "Best quality" in row.text
+
     # The usage page is open; a request from the SDK shows up on it live, with the balance.
     d.get(gateway.url + "/dashboard/usage")
     live(d)
@@ -94,18 +109,18 @@ def test_dashboard_end_to_end(gateway: Server, browser: Any, artifacts: Path) ->
     reply = client.chat.completions.create(
         model="auto", messages=[{"role": "user", "content": "Sort a list in Python"}]
     )
-    assert reply.model == "local/tiny-a"  # the cheapest of the key's pool, mode "cost"
+    assert reply.model == "local/tiny-b"  # the priciest of the key's pool, mode "quality"
     rows = httpx.get(
         gateway.url + "/api/v1/inference/usage", headers={"Authorization": f"Bearer {raw}"}
     ).json()["data"]
     cost = rows[0]["cost_micros"]
     assert cost > 0
     row = visible(d, f"#usage-table tr[data-usage='{rows[0]['id']}']")
-    assert "auto → local/tiny-a" in row.text and "general_qa · simple · 90%" in row.text
+    assert "auto → local/tiny-b" in row.text and "general_qa · simple · 90%" in row.text
     assert credits(cost) in row.text
     wait(d).until(lambda d: text(d, "#hdr-balance") == credits(5_000_000 - cost))
     assert d.execute_script("return window.__notReloaded") is True
-    assert "Production" in row.text  # the key's name, not its id
+    assert "Prod EU" in row.text  # the key's name, not its id
     shot(d, artifacts, "usage")
 
     # Credits: the balance and the charge.
@@ -146,7 +161,7 @@ def test_dashboard_end_to_end(gateway: Server, browser: Any, artifacts: Path) ->
     d.get(gateway.url + "/dashboard/keys")
     visible(d, "#keys-table button[data-revoke]").click()
     dialog = visible(d, "#revoke-dialog")
-    assert "Production" in dialog.text
+    assert "Prod EU" in dialog.text
     shot(d, artifacts, "keys-revoke")
     dialog.find_element(By.CSS_SELECTOR, "button.danger").click()
     wait(d).until(lambda d: "revoked" in text(d, "#keys-table tr[data-key]"))
