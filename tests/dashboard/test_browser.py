@@ -145,6 +145,7 @@ def test_dashboard_end_to_end(gateway: Server, browser: Any, artifacts: Path) ->
     routing = text(d, "#p-routing")
     assert "general_qa" in routing and "90.0%" in routing and "simple" in routing
     assert "fake-router@1" in routing
+    live(d)
     shot(d, artifacts, "playground")
     # An API error becomes a readable message, not a status code.
     d.find_element(By.ID, "p-max").clear()

@@ -1,4 +1,4 @@
-import { API, api, connectLive, credits, h, loadModels, modelPath, num, setupChrome, showError } from "./api.js";
+import { API, api, connectLive, credits, h, loadModels, modelPath, num, setupChrome, showError, when } from "./api.js";
 
 setupChrome();
 const body = document.querySelector("#models-table tbody");
@@ -29,7 +29,7 @@ function render() {
       h("td", { "data-label": "TTFT", class: "num" }, s.ttft_ms == null ? "—" : num(s.ttft_ms, 0) + " ms")));
   }
   if (!state.size) body.append(h("tr", {}, h("td", { colspan: 7, class: "muted" }, "No models in the catalog.")));
-  document.getElementById("models-updated").textContent = "last change " + new Date().toLocaleTimeString();
+  document.getElementById("models-updated").textContent = "last change " + when(new Date().toISOString());
 }
 
 async function pollHealth() {
