@@ -82,7 +82,7 @@ def bench(url: str, n: int, home: Path) -> list[tuple[str, float, float]]:
         rows.append(("rate limit tokens (TPM hit)", *timed(n, lambda _: rl.add_tokens(info, 20))))
         rids = [f"bench-{secrets.token_hex(8)}-{i}" for i in range(n + 1)]
         rows.append(
-            ("reserve (1 txn: UPDATE + 2 INSERT)",
+            ("reserve (SQLite: 1 txn, 3 stmts; PG: 1 stmt)",
              *timed(n, lambda i: ledger.reserve(acct, info.id, rids[i], 500, 3600)))
         )  # fmt: skip
 
@@ -92,7 +92,7 @@ def bench(url: str, n: int, home: Path) -> list[tuple[str, float, float]]:
                      "total_tokens": 20, "status": "success", "stream": False}  # fmt: skip
             return ledger.settle(rids[i], acct, 500, 7, usage)
 
-        rows.append(("settle + usage row (1 txn: 2 UPDATE + 2 INSERT)", *timed(n, settle)))
+        rows.append(("settle + usage row (SQLite: 1 txn, 5; PG: 1)", *timed(n, settle)))
 
     client = app.test_client()
     headers = {"Authorization": f"Bearer {raw}"}

@@ -28,6 +28,7 @@ class Dialect:
         self.sqlite = engine.dialect.name == "sqlite"
         self._cache: dict[str, str] = {}
         self._local = threading.local()
+        self._auto = None if self.sqlite else engine.execution_options(isolation_level="AUTOCOMMIT")
 
     def _sqlite(self) -> sqlite3.Connection:
         """This thread's own SQLite connection (no pool check-out on the hot path)."""
@@ -79,8 +80,25 @@ class Dialect:
             try:
                 yield cur
                 dbapi.commit()  # type: ignore[union-attr]
-            except BaseException:
-                dbapi.rollback()  # type: ignore[union-attr]
+            except BaseException as e:
+                _discard_if_broken(conn, dbapi, e)
+                raise
+            finally:
+                cur.close()
+
+    @contextmanager
+    def single(self) -> Iterator[Any]:
+        """PostgreSQL: a cursor in autocommit mode, for one self-contained (atomic) statement: one
+        round trip instead of BEGIN, statement, COMMIT."""
+        assert self._auto is not None
+        with self._auto.connect() as conn:
+            dbapi = conn.connection.dbapi_connection
+            cur = dbapi.cursor()  # type: ignore[union-attr]
+            try:
+                yield cur
+            except BaseException as e:
+                if getattr(dbapi, "closed", False) or type(e).__name__ == "OperationalError":
+                    conn.invalidate()
                 raise
             finally:
                 cur.close()
@@ -100,8 +118,22 @@ class Dialect:
             try:
                 yield cur
                 dbapi.rollback()  # type: ignore[union-attr]
+            except BaseException as e:
+                _discard_if_broken(conn, dbapi, e)
+                raise
             finally:
                 cur.close()
+
+
+def _discard_if_broken(conn: sa.Connection, dbapi: Any, error: BaseException) -> None:
+    """Roll back; a connection the server dropped is invalidated so the pool never reuses it."""
+    try:
+        dbapi.rollback()
+    except Exception:
+        conn.invalidate()
+        return
+    if getattr(dbapi, "closed", False) or type(error).__name__ == "OperationalError":
+        conn.invalidate()
 
 
 _dialects: dict[int, Dialect] = {}

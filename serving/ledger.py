@@ -81,6 +81,16 @@ _HOLD_TXN = (
 )
 
 
+# PostgreSQL: the same three statements as one round trip (data-modifying CTEs).
+_RESERVE_PG = (
+    "WITH upd AS (" + _RESERVE + "{key} RETURNING id), "
+    "hold AS (INSERT INTO reservations (id, account_id, key_id, amount_micros, status, created_at, "
+    "expires_at) SELECT :rid, id, :kid, :amt, 'open', :now, :exp FROM upd RETURNING id) "
+    "INSERT INTO transactions (account_id, kind, amount_micros, reservation_id, created_at) "
+    "SELECT id, 'reservation', :neg, :rid, :now FROM upd"
+)
+
+
 def reserve(
     account_id: int,
     key_id: str | None,
@@ -104,14 +114,18 @@ def reserve(
         "exp": d.ts(now + timedelta(seconds=ttl_s)),
         "neg": -amount,
     }
-    with d.write() as cur:
-        cur.execute(d.sql(_RESERVE + _KEY_LIVE if key_id is not None else _RESERVE), p)
-        if cur.rowcount != 1:
-            refused = True
-        else:
-            refused = False
-            cur.execute(d.sql(_HOLD), p)
-            cur.execute(d.sql(_HOLD_TXN), p)
+    key_check = _KEY_LIVE if key_id is not None else ""
+    if d.sqlite:
+        with d.write() as cur:
+            cur.execute(d.sql(_RESERVE + key_check), p)
+            refused = cur.rowcount != 1
+            if not refused:
+                cur.execute(d.sql(_HOLD), p)
+                cur.execute(d.sql(_HOLD_TXN), p)
+    else:  # one atomic statement, one round trip
+        with d.single() as cur:
+            cur.execute(d.sql(_RESERVE_PG.format(key=key_check)), p)
+            refused = cur.rowcount != 1
     if refused:
         with db.read(d.engine) as conn:
             _refuse(conn, account_id, key_id, amount)
@@ -168,6 +182,20 @@ _USAGE = "INSERT INTO usage_logs ({}) VALUES ({})".format(
 )
 
 
+_SETTLE_PG = (
+    "WITH closed AS (UPDATE reservations SET status = 'settled' "
+    "WHERE id = :rid AND status = 'open' RETURNING account_id), "
+    "acct AS (UPDATE accounts SET balance_micros = balance_micros - :charged, "
+    "reserved_micros = reserved_micros - :amt WHERE id = (SELECT account_id FROM closed) "
+    "RETURNING id), "
+    "txn AS (INSERT INTO transactions "
+    "(account_id, kind, amount_micros, reservation_id, created_at) "
+    "SELECT id, 'release', :amt, :rid, :now FROM acct UNION ALL "
+    "SELECT id, 'deduction', :neg, :rid, :now FROM acct WHERE :charged > 0 RETURNING 1) "
+    + _USAGE
+    + " RETURNING (SELECT count(*) FROM closed)"
+)
+_LATE_USAGE = "UPDATE usage_logs SET cost_micros = :charged WHERE id = :uid"
 _USAGE_DEFAULTS = {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0, "stream": False}
 
 
@@ -184,30 +212,32 @@ def settle(
     Idempotent: only the first settlement of a reservation moves money."""
     d = fastsql.for_engine(engine or db.get_engine())
     now = utcnow()
-    p: dict[str, Any] = {"rid": reservation_id, "acct": account_id, "amt": amount, "now": d.ts(now)}
-    with d.write() as cur:
-        cur.execute(d.sql(_CLOSE), p)
-        late = cur.rowcount != 1
-        if not late:
-            charged = min(cost, amount)
-            p.update(charged=charged, neg=-charged)
-            cur.execute(d.sql(_CHARGE), p)
-            if charged:
-                cur.execute(d.sql(_RELEASE_AND_DEDUCT), p)
+    charged = min(cost, amount)
+    p: dict[str, Any] = {"rid": reservation_id, "acct": account_id, "amt": amount}
+    p.update(now=d.ts(now), charged=charged, neg=-charged)
+    row = {**_USAGE_DEFAULTS, **usage, "cost_micros": charged, "created_at": now}
+    p.update({"u_" + c: row.get(c) for c in USAGE_COLUMNS}, u_created_at=p["now"])
+    if not d.sqlite:  # one atomic statement; the rare late path follows in its own transaction
+        with d.single() as cur:
+            cur.execute(d.sql(_SETTLE_PG), p)
+            late = cur.fetchone()[0] != 1
+        if late:
+            with d.write() as cur:
+                charged = _charge_late(d, cur, p, cost)
+                cur.execute(d.sql(_LATE_USAGE), {"charged": charged, "uid": usage["id"]})
+    else:
+        with d.write() as cur:
+            cur.execute(d.sql(_CLOSE), p)
+            late = cur.rowcount != 1
+            if not late:
+                cur.execute(d.sql(_CHARGE), p)
+                if charged:
+                    cur.execute(d.sql(_RELEASE_AND_DEDUCT), p)
+                else:
+                    cur.execute(d.sql(_TXN), {**p, "kind": "release", "value": amount})
             else:
-                cur.execute(d.sql(_TXN), {**p, "kind": "release", "value": amount})
-        else:  # the sweeper released the hold already: charge what the balance still covers
-            cur.execute(d.sql(_AVAILABLE), p)
-            charged = max(0, min(cost, int(cur.fetchone()[0])))
-            if charged:
-                p["charged"] = charged
-                cur.execute(d.sql(_CHARGE_LATE), p)
-                cur.execute(d.sql(_TXN), {**p, "kind": "deduction", "value": -charged})
-        row = {**_USAGE_DEFAULTS, **usage, "cost_micros": charged, "created_at": now}
-        cur.execute(
-            d.sql(_USAGE),
-            {"u_" + c: (d.ts(row[c]) if c == "created_at" else row.get(c)) for c in USAGE_COLUMNS},
-        )
+                charged = p["u_cost_micros"] = _charge_late(d, cur, p, cost)
+            cur.execute(d.sql(_USAGE), p)
     if charged < cost:
         logger.warning(
             "request %s cost %d but only %d was charged (late=%s)",
@@ -217,6 +247,16 @@ def settle(
             late,
         )
     return Settlement(charged, late)
+
+
+def _charge_late(d: fastsql.Dialect, cur: Any, p: dict[str, Any], cost: int) -> int:
+    """The sweeper released the hold already: charge what the balance still covers."""
+    cur.execute(d.sql(_AVAILABLE), p)
+    charged = max(0, min(cost, int(cur.fetchone()[0])))
+    if charged:
+        cur.execute(d.sql(_CHARGE_LATE), {**p, "charged": charged})
+        cur.execute(d.sql(_TXN), {**p, "kind": "deduction", "value": -charged})
+    return charged
 
 
 def _txn(account_id: int, kind: str, amount: int, rid: str, now: datetime) -> dict[str, Any]:
