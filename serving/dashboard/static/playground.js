@@ -1,4 +1,4 @@
-import { API, h, loadModels, messageFor, num, request, setupChrome, showError, flash } from "./api.js";
+import { API, connectLive, flash, h, loadModels, messageFor, num, request, setupChrome, showError } from "./api.js";
 
 setupChrome();
 const form = document.getElementById("chat-form");
@@ -122,3 +122,5 @@ loadModels()
   .then((models) => models.forEach((m) => form.model.append(h("option", { value: m.id }, m.id))))
   .catch(showError);
 
+
+connectLive({}); // the header balance follows what the playground spends
