@@ -22,11 +22,11 @@ def test_cursor_delivers_late_commits_once() -> None:
     assert cursor.since() == far - LOOKBACK and all(i > cursor.since() for i in cursor.seen)
 
 
-def test_hub_pushes_balance_and_model_health_changes(tmp_path: Path) -> None:
+def test_hub_pushes_balance_and_model_health_changes(tmp_path: Path, any_db_url: str) -> None:
     engines = FakeEngines()
     app = create_app(
         {
-            "DATABASE_URL": f"sqlite:///{tmp_path / 'hub.db'}",
+            "DATABASE_URL": any_db_url,
             "HOME": str(tmp_path),
             "AUTO_MIGRATE": True,
             "ENGINES": engines,
@@ -65,6 +65,7 @@ def test_hub_pushes_balance_and_model_health_changes(tmp_path: Path) -> None:
     finally:
         hub.unsubscribe(sub_a)
         hub.unsubscribe(sub_b)
+        db.get_engine(app).dispose()
     assert hub.count() == 0
 
 
