@@ -15,7 +15,7 @@ export TOKENIZERS_PARALLELISM := false
 export VLLM_NO_USAGE_STATS := 1
 export DO_NOT_TRACK := 1
 
-.PHONY: install serve test lint typecheck nbtest lab bench train promote
+.PHONY: install browser serve test lint typecheck nbtest lab bench train promote
 
 install: $(VENV)/.installed
 
@@ -34,8 +34,13 @@ $(VENV)/.installed: pyproject.toml
 serve: install
 	$(VENV)/bin/inferbase up
 
+## Headless Chromium + chromedriver for the dashboard's browser tests (Debian packages, no download).
+browser:
+	command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
+	  (apt-get update -qq && apt-get install -y -qq chromium chromium-driver)
+
 ## The test suite (what CI runs).
-test: install
+test: install browser
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/lint-imports
 	$(VENV)/bin/pytest

@@ -32,6 +32,10 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         atexit.register(engines.close)
     app.extensions["router"] = _build_router(app)
     api.register(app)
+    if app.config.get("DASHBOARD", True):  # browser dashboard + live events (serving/dashboard)
+        from serving import dashboard
+
+        dashboard.init_app(app)
     _request_hooks(app)
     logger.debug("config %s", config.public_config(app))
 

@@ -1,0 +1,113 @@
+"""Fixtures for the dashboard tests: one real gunicorn gateway per module and headless Chromium."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.dashboard import server as srv
+
+ARTIFACTS = srv.REPO / "test-artifacts"
+CHROMEDRIVER = os.environ.get("CHROMEDRIVER", "/usr/bin/chromedriver")
+CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
+USERS = {
+    "ada@example.com": 5_000_000,  # the browser test's
+    "bob@example.com": 2_000_000,  # the event tests'
+    "cy@example.com": 1_000_000,
+}
+
+
+PG_URL = os.environ.get(
+    "INFERBASE_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/dash_test"
+)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def any_db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A fresh database: SQLite, or a throwaway schema on PostgreSQL (skipped when unreachable,
+    unless INFERBASE_REQUIRE_POSTGRES=1)."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'test.db'}"
+        return
+    import sqlalchemy as sa
+
+    admin = sa.create_engine(PG_URL, connect_args={"connect_timeout": 3})
+    schema = "dash_" + secrets.token_hex(6)
+    try:
+        with admin.begin() as conn:
+            conn.exec_driver_sql(f"CREATE SCHEMA {schema}")
+    except sa.exc.OperationalError:
+        admin.dispose()
+        if os.environ.get("INFERBASE_REQUIRE_POSTGRES") == "1":
+            raise
+        pytest.skip(f"PostgreSQL unreachable at {PG_URL}")
+    sep = "&" if "?" in PG_URL else "?"
+    try:
+        yield f"{PG_URL}{sep}options=-csearch_path%3D{schema}"
+    finally:
+        with admin.begin() as conn:
+            conn.exec_driver_sql(f"DROP SCHEMA {schema} CASCADE")
+        admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[srv.Server]:
+    home = tmp_path_factory.mktemp("gateway")
+    db_url = srv.prepare(home, USERS)
+    server = srv.start(home, db_url, extra_env={"INFERBASE_EVENTS_REAUTH_S": "1"})
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[object]:
+    if not (Path(CHROMEDRIVER).exists() and Path(CHROMIUM).exists()):
+        if os.environ.get("CI"):
+            pytest.fail("chromium/chromium-driver missing: run `make browser`")
+        pytest.skip("chromium/chromium-driver not installed (make browser)")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = CHROMIUM
+    for flag in (
+        "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync",
+        "--no-first-run", "--window-size=1280,1000",
+    ):  # fmt: skip
+        opts.add_argument(flag)
+    opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=opts)
+    driver.implicitly_wait(0)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    report = yield
+    driver = getattr(item, "funcargs", {}).get("browser")
+    if report.when == "call" and report.failed and driver is not None:
+        ARTIFACTS.mkdir(exist_ok=True)
+        driver.save_screenshot(str(ARTIFACTS / f"dashboard-FAILED-{item.name}.png"))
+        logs = "\n".join(str(e) for e in driver.get_log("browser"))
+        report.sections.append(("browser console", logs or "(empty)"))
+        report.sections.append(("browser url", driver.current_url))
+    return report
+
+
+@pytest.fixture(scope="session")
+def artifacts() -> Path:
+    ARTIFACTS.mkdir(exist_ok=True)
+    for old in ARTIFACTS.glob("dashboard-*.png"):
+        old.unlink()
+    return ARTIFACTS
