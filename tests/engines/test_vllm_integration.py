@@ -32,7 +32,7 @@ pytestmark = pytest.mark.vllm
 PORT_BASE = int(os.environ.get("INFERBASE_TEST_ENGINE_PORT_BASE", "18120"))
 MODEL = "local/tiny-a"
 MSGS = [{"role": "user", "content": "Write a short poem about the sea."}]
-LONG = {"max_tokens": 600, "ignore_eos": True}  # vLLM's own parameter: generate exactly this many
+LONG = {"max_tokens": 900, "ignore_eos": True}  # vLLM's own parameter: generate exactly this many
 
 
 @pytest.fixture(scope="module")
