@@ -76,16 +76,30 @@ def pct(xs: list[float], q: float) -> float:
 
 
 def run(label: str, fn, n: int) -> dict[str, float]:
-    for _ in range(50):
-        fn()
-    lat = []
-    cpu0 = time.process_time()
+    lat, cpu = [], 0.0
     for _ in range(n):
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         fn()
+        cpu += time.process_time() - c
         lat.append((time.perf_counter() - t) * 1000)
-    cpu = (time.process_time() - cpu0) * 1000 / n
-    return {"label": label, "p50": statistics.median(lat), "p99": pct(lat, 0.99), "cpu": cpu}
+    return {"label": label, "lat": lat, "cpu": cpu}
+
+
+def interleaved(cases: list[tuple[str, object]], n: int, rounds: int = 8) -> list[dict[str, float]]:
+    """Alternate the cases in rounds so that load changes on a shared machine hit them alike."""
+    for _, fn in cases:
+        run("warm", fn, 50)
+    acc = {label: {"lat": [], "cpu": 0.0} for label, _ in cases}
+    for _ in range(rounds):
+        for label, fn in cases:
+            r = run(label, fn, n // rounds)
+            acc[label]["lat"] += r["lat"]
+            acc[label]["cpu"] += r["cpu"]
+    return [
+        {"label": label, "p50": statistics.median(a["lat"]), "p99": pct(a["lat"], 0.99),
+         "cpu": a["cpu"] * 1000 / len(a["lat"])}
+        for label, a in acc.items()
+    ]  # fmt: skip
 
 
 def main() -> None:
@@ -128,12 +142,15 @@ def main() -> None:
                     if line.startswith("data:") and line[5:].strip() != "[DONE]":
                         json.loads(line[5:])
 
-        rows = [
-            run("direct complete", direct_complete, args.n),
-            run("engines complete", lambda: eng.complete("m", body), args.n),
-            run("direct stream", direct_stream, args.n),
-            run("engines stream", lambda: list(eng.stream("m", sbody)), args.n),
-        ]
+        rows = interleaved(
+            [
+                ("direct complete", direct_complete),
+                ("engines complete", lambda: eng.complete("m", body)),
+                ("direct stream", direct_stream),
+                ("engines stream", lambda: list(eng.stream("m", sbody))),
+            ],
+            args.n,
+        )
         print(f"{'':<18}{'p50 ms':>9}{'p99 ms':>9}{'client CPU ms/req':>20}")
         for r in rows:
             print(f"{r['label']:<18}{r['p50']:>9.3f}{r['p99']:>9.3f}{r['cpu']:>20.3f}")

