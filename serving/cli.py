@@ -163,7 +163,7 @@ def keys_create(
 @click.option("--workers", default=2, show_default=True, type=int)
 @click.option(
     "--threads",
-    default=64,
+    default=512,
     show_default=True,
     type=int,
     help="gthread threads per worker: each open stream holds one",

@@ -44,7 +44,7 @@ def issue_demo_key(app: Flask, email: str, credits_micros: int) -> str:
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8000, show_default=True, type=int)
 @click.option("--workers", default=2, show_default=True, type=int)
-@click.option("--threads", default=64, show_default=True, type=int)
+@click.option("--threads", default=512, show_default=True, type=int)
 @click.option("--engines/--no-engines", default=True, help="Start the catalog's local engines.")
 @click.option("--demo-credits", default=100, show_default=True, type=int)
 @click.pass_context
