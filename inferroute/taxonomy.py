@@ -1,7 +1,7 @@
 """The task taxonomy InferRoute classifies prompts into.
 
-Source labels (MT-Bench categories, WizardLM skills, dataset of origin, ...) are mapped onto these names
-by a data file (`data/task_map.yaml`), not by code.
+Source labels (MT-Bench categories, WizardLM skills, dataset of origin, ...) are mapped onto these
+names by a data file (`data/task_map.yaml`), not by code.
 """
 
 from __future__ import annotations

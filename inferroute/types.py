@@ -1,7 +1,7 @@
 """Plain data types shared by every router and by the callers of the library.
 
-Frozen, slotted dataclasses: no pydantic, no I/O. Serving converts its catalog into `ModelCard`s and its
-engine monitor figures into `LiveStats`; the router returns a `RouteDecision`.
+Frozen, slotted dataclasses: no pydantic, no I/O. Serving converts its catalog into `ModelCard`s
+and its engine monitor figures into `LiveStats`; the router returns a `RouteDecision`.
 """
 
 from __future__ import annotations
@@ -19,10 +19,10 @@ Complexity = Literal["simple", "medium", "complex"]
 class ModelCard:
     """What the router needs to know about one model it may route to.
 
-    Prices are USD per million tokens (floats are fine inside the router; the serving ledger bills in
-    integer micro-credits from its own catalog). `quality_proxy` names a model the router was trained
-    on whose learned quality profile stands in for this one; `quality_prior` (0-1) is used when there
-    is no proxy.
+    Prices are USD per million tokens (floats are fine inside the router; the serving ledger bills
+    in integer micro-credits from its own catalog). `quality_proxy` names a model the router was
+    trained on whose learned quality profile stands in for this one; `quality_prior` (0-1) is used
+    when there is no proxy.
     """
 
     id: str

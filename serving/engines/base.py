@@ -18,8 +18,8 @@ Health = Literal["ready", "loading", "unavailable"]
 class CatalogModel:
     """One model of the catalog (data/catalog*.yaml).
 
-    Prices are integers: micro-credits per million tokens (1 credit = 1 USD = 1,000,000 micro-credits
-    unless configured), so $0.15 / Mtok is 150_000.
+    Prices are integers: micro-credits per million tokens (1 credit = 1 USD = 1,000,000
+    micro-credits unless configured), so $0.15 / Mtok is 150_000.
     """
 
     id: str

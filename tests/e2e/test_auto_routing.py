@@ -57,7 +57,9 @@ def test_train_promote_then_auto_is_routed_by_the_champion(stack: Stack):
 
     client = openai.OpenAI(api_key=stack.key, base_url=stack.base_url + API, max_retries=0)
     code = [{"role": "user", "content": "Write a Python function to sort a list"}]
-    raw = client.chat.completions.with_raw_response.create(model="auto", messages=code, max_tokens=4)
+    raw = client.chat.completions.with_raw_response.create(
+        model="auto", messages=code, max_tokens=4
+    )
     rv = raw.parse()
     assert rv.model in POOL
     assert rv.routing["model"] == rv.model
