@@ -41,7 +41,8 @@ def prompt_tokens(stack: Stack, model_dir: str, messages) -> int:
     tok = AutoTokenizer.from_pretrained(
         str(local.run_dir(stack.home) / "models" / model_dir), local_files_only=True
     )
-    return len(tok.apply_chat_template(messages, add_generation_prompt=True, tokenize=True))
+    text = tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    return len(tok(text, add_special_tokens=False)["input_ids"])
 
 
 def balance(stack: Stack) -> int:
