@@ -256,7 +256,13 @@ def main() -> None:
                 f"      api_base: http://127.0.0.1:{UPSTREAM_PORT}/v1\n"
                 "      api_key: dummy\n"
             )
-            lenv = dict(os.environ, LITELLM_MASTER_KEY=LITELLM_KEY)
+            # no network here: use the bundled model cost map instead of fetching it
+            lenv = dict(
+                os.environ,
+                LITELLM_MASTER_KEY=LITELLM_KEY,
+                LITELLM_LOCAL_MODEL_COST_MAP="True",
+                LITELLM_TELEMETRY="False",
+            )
             ll = spawn(
                 stack,
                 [
@@ -273,7 +279,7 @@ def main() -> None:
                 lenv,
                 tmp / "litellm.log",
             )
-            wait_http(f"http://127.0.0.1:{LITELLM_PORT}/health/liveliness", timeout=180)
+            wait_http(f"http://127.0.0.1:{LITELLM_PORT}/health/liveliness", timeout=400)
             targets["litellm"] = (
                 f"http://127.0.0.1:{LITELLM_PORT}/v1/chat/completions",
                 LITELLM_KEY,
