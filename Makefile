@@ -31,7 +31,11 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 ## The main job: the served API (gateway + local engines + promoted router) on embedded defaults.
+## First run: train + promote a router from the data directory when there is no champion yet (the
+## server then serves with the untrained prior router only if no data is reachable), start the tiny
+## local vLLM engines, issue a demo key, serve on 127.0.0.1:8000.
 serve: install
+	$(PY) -m evals bootstrap
 	$(VENV)/bin/inferbase up
 
 ## Headless Chromium + chromedriver for the dashboard's browser tests (Debian packages, no download).
@@ -60,4 +64,7 @@ lab: install
 	$(VENV)/bin/jupyter lab --notebook-dir=notebooks
 
 bench: install
-	for b in benchmarks/*.py; do $(PY) $$b || exit 1; done
+	command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
+	# fake_upstream.py is a server the gateway benchmark starts, not a benchmark
+	for b in $(filter-out benchmarks/fake_upstream.py,$(wildcard benchmarks/*.py)); do \
+	  echo "== $$b"; $(PY) $$b || exit 1; done
