@@ -66,7 +66,7 @@ def test_python_sdk_non_streaming_usage_and_billing_are_exact(stack: Stack):
     expected = cost("local/tiny-a", rv.usage.prompt_tokens, 12)
     assert before - balance(stack) == expected
     row = latest_usage(stack)
-    assert (row["served_model"], row["status"], row["stream"]) == ("local/tiny-a", "ok", False)
+    assert (row["served_model"], row["status"], row["stream"]) == ("local/tiny-a", "success", False)
     assert (row["prompt_tokens"], row["completion_tokens"]) == (rv.usage.prompt_tokens, 12)
     assert row["cost_micros"] == expected
     assert stack.get(API + "/credits").json()["reserved_micros"] == 0
@@ -191,7 +191,7 @@ def test_replica_killed_mid_stream_bills_delivered_tokens_and_other_replica_serv
     assert errors and errors[-1]["error"]["type"]
     delivered = sum(1 for f in frames if '"content"' in f and '"error"' not in f)
     row = latest_usage(stack)
-    assert row["status"] != "ok" and row["error_type"]
+    assert row["status"] == "error" and row["error_type"]
     assert 5 <= row["completion_tokens"] < 900
     assert row["completion_tokens"] >= delivered - 1
     assert before - balance(stack) == row["cost_micros"]
