@@ -182,8 +182,9 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         s.base_url = f"http://127.0.0.1:{port}"
         for m in ("local/tiny-a", "local/tiny-b"):
             wait_until(
-                lambda m=m: httpx.get(f"{s.base_url}{API}/models/{m}/health").json()["status"]
-                == "ready",
+                lambda m=m: (
+                    httpx.get(f"{s.base_url}{API}/models/{m}/health").json()["status"] == "ready"
+                ),
                 120,
                 f"{m} never became ready",
             )
