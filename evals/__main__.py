@@ -159,6 +159,12 @@ def main(argv: list[str] | None = None) -> int:
     sp.add_argument("--router", help="router URI (default: models:/inferroute@champion if any)")
     sp.add_argument("--split", default="test", choices=["val", "test"])
     sp.add_argument("--report", action="store_true", help="print the markdown table too")
+    sp.add_argument(
+        "--embedder",
+        default="router",
+        choices=["router", "static", "static-input", "minilm"],
+        help="baseline features (default: the evaluated router's own embedder)",
+    )
     sp.set_defaults(fn=cmd_evaluate)
 
     sp = sub.add_parser("tune", help="Optuna study over hyperparameters")
