@@ -15,7 +15,7 @@ export TOKENIZERS_PARALLELISM := false
 export VLLM_NO_USAGE_STATS := 1
 export DO_NOT_TRACK := 1
 
-.PHONY: install browser serve test lint typecheck nbtest lab bench train promote
+.PHONY: install browser serve test lint typecheck nbtest lab bench train eval tune promote
 
 install: $(VENV)/.installed
 
@@ -68,3 +68,17 @@ bench: install
 	# fake_upstream.py is a server the gateway benchmark starts, not a benchmark
 	for b in $(filter-out benchmarks/fake_upstream.py,$(wildcard benchmarks/*.py)); do \
 	  echo "== $$b"; $(PY) $$b || exit 1; done
+
+## Evals (python -m evals): train + gate a router, judge it beside the baselines, tune, promote.
+train: install
+	$(PY) -m evals train --promote
+
+eval: install
+	$(PY) -m evals evaluate
+	$(PY) -m evals report
+
+tune: install
+	$(PY) -m evals tune --target router --trials 20
+
+promote: install
+	$(PY) -m evals promote
