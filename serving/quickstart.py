@@ -7,6 +7,8 @@ only the key printed last works), prints how to call the API with the OpenAI SDK
 
 from __future__ import annotations
 
+import secrets
+
 import click
 from flask import Flask
 from flask.cli import with_appcontext
@@ -15,14 +17,18 @@ DEMO_EMAIL = "demo@inferbase.local"
 DEMO_KEY_NAME = "quickstart"
 
 
-def issue_demo_key(app: Flask, email: str, credits_micros: int) -> str:
+def issue_demo_key(app: Flask, email: str, credits_micros: int) -> tuple[str, str | None]:
+    """A fresh quick-start key for the demo account, and its dashboard password when the account
+    was created just now (it is shown once, like the key)."""
     from serving import accounts, db, keys
 
     models = [m.id for m in app.extensions["engines"].models()]
+    password = None
     with db.write() as conn:
         account = accounts.find(conn, email)
         if account is None:
-            accounts.create_account(conn, email, None, credits_micros)
+            password = secrets.token_urlsafe(12)
+            accounts.create_account(conn, email, password, credits_micros)
             account = accounts.require(conn, email)
         for row in keys.list_for(conn, account["id"]):
             if row["name"] == DEMO_KEY_NAME and not row.get("revoked"):
@@ -37,7 +43,7 @@ def issue_demo_key(app: Flask, email: str, credits_micros: int) -> str:
             None,
             None,
         )
-    return raw
+    return raw, password
 
 
 @click.command("up")
@@ -68,11 +74,18 @@ def up(
     group = ctx.find_root().command
     if engines and "engines" in getattr(group, "commands", {}):
         ctx.invoke(group.commands["engines"].commands["up"])
-    raw = issue_demo_key(app, DEMO_EMAIL, demo_credits * int(app.config["MICROS_PER_CREDIT"]))
+    raw, password = issue_demo_key(
+        app, DEMO_EMAIL, demo_credits * int(app.config["MICROS_PER_CREDIT"])
+    )
     base = f"http://{host}:{port}/api/v1/inference"
+    login = (
+        f"dashboard http://{host}:{port}/dashboard/ : {DEMO_EMAIL} / {password} (shown once)\n"
+        if password
+        else ""
+    )
     click.echo(
-        f"\nInferbase is starting on {base}\n"
-        f"demo account {DEMO_EMAIL} ({demo_credits} credits); its API key (shown once):\n\n"
+        f"\nInferbase is starting on {base}\n{login}"
+        f"demo account {DEMO_EMAIL}; its quick-start API key (shown once):\n\n"
         f"    {raw}\n\n"
         "Try it:\n"
         f'    OpenAI(api_key="{raw[:10]}...", base_url="{base}")'
