@@ -10,6 +10,7 @@ from urllib.parse import urlsplit
 import httpx
 import openai
 import pytest
+from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support import expected_conditions as EC
@@ -21,7 +22,13 @@ EMAIL = "ada@example.com"
 
 
 def wait(driver: Any, timeout: float = 10) -> WebDriverWait:
-    return WebDriverWait(driver, timeout, poll_frequency=0.1)
+    # tables re-render on live events: an element read mid-render is stale, so read it again
+    return WebDriverWait(
+        driver,
+        timeout,
+        poll_frequency=0.1,
+        ignored_exceptions=(NoSuchElementException, StaleElementReferenceException),
+    )
 
 
 def text(driver: Any, css: str) -> str:

@@ -48,12 +48,17 @@ def test_train_promote_then_auto_is_routed_by_the_champion(stack: Stack):
         env=env, cwd=stack.home, capture_output=True, text=True, timeout=900,
     )  # fmt: skip
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
-    # the gateway polls the alias (INFERBASE_ROUTER_POLL_S=1): no restart
-    deadline = time.monotonic() + 60
-    while not router_info(stack)["trained"]:
+    # the gateway polls the alias (INFERBASE_ROUTER_POLL_S=1): no restart. Every gunicorn worker
+    # swaps on its own, so wait until a run of answers (spread over the workers) all name it.
+    deadline = time.monotonic() + 120
+    streak, version = 0, None
+    while streak < 10:
         assert time.monotonic() < deadline, "the gateway never picked up the champion"
-        time.sleep(0.5)
-    version = router_info(stack)["version"]
+        info = router_info(stack)
+        streak = streak + 1 if info["trained"] else 0
+        version = info["version"] if info["trained"] else None
+        time.sleep(0.2)
+    assert version is not None
 
     client = openai.OpenAI(api_key=stack.key, base_url=stack.base_url + API, max_retries=0)
     code = [{"role": "user", "content": "Write a Python function to sort a list"}]
