@@ -1,0 +1,199 @@
+"""`python -m evals train | evaluate | tune | promote | rollback | report | bootstrap`.
+
+A thin CLI over library functions (evals.runner, evals.tuning, evals.promote, evals.report).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+logger = logging.getLogger("evals")
+
+
+def _overrides(pairs: list[str]) -> dict[str, Any]:
+    """`key=value` pairs, values parsed as YAML scalars (so types survive: 32, 0.01, true)."""
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise SystemExit(f"--set expects key=value, got {pair!r}")
+        out[key] = yaml.safe_load(value)
+    return out
+
+
+def _suite(args: argparse.Namespace) -> Any:
+    from evals.suite import SuiteConfig
+
+    extra = {"max_train_prompts_per_dataset": args.max_train} if args.max_train else {}
+    cfg = SuiteConfig.load(Path(args.config) if args.config else None, **extra)
+    return cfg.only(args.benchmarks.split(",") if args.benchmarks else None)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from evals import promote, runner
+
+    out = runner.train(_suite(args), _overrides(args.set), register=not args.no_register)
+    print(json.dumps(out, indent=2))
+    if args.promote and "version" in out:
+        d = promote.promote(out["version"])
+        print(f"promote v{d.candidate}: {'yes' if d.promote else 'no'} ({d.reason})")
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from evals import runner
+    from evals.baselines import LEARNED
+
+    names = args.baselines.split(",") if args.baselines else list(LEARNED)
+    payload = runner.evaluate(
+        _suite(args), baselines=names, router_uri=args.router, split=args.split
+    )
+    if args.report:
+        from evals import report
+
+        print(report.render(payload))
+    return 0
+
+
+def cmd_tune(args: argparse.Namespace) -> int:
+    from evals import runner, tuning
+    from evals.suite import load_suite, train_frame
+
+    cfg = _suite(args)
+    df, _ = load_suite(cfg)
+    ctx = tuning.TuneContext(
+        target=args.target,
+        df=df,
+        train_df=train_frame(df, cfg),
+        specs=cfg.on_split("val"),
+        labels=runner.labels_split(cfg, "train") if args.target == "router" else None,
+        base_overrides=_overrides(args.set),
+    )
+    name = args.study or f"inferroute-tune-{args.target}"
+    study = tuning.tune(ctx, args.trials, name, storage=args.storage)
+    print(json.dumps({"study": name, "best_value": study.best_value, "best": study.best_params}))
+    return 0
+
+
+def cmd_promote(args: argparse.Namespace) -> int:
+    from evals import promote
+
+    cfg = promote.PromotionConfig(margin=args.margin, max_p50_slowdown=args.max_slowdown)
+    d = promote.promote(args.version, cfg)
+    print(
+        f"v{d.candidate} vs champion v{d.champion}: "
+        f"{'PROMOTED' if d.promote else 'kept'} - {d.reason}"
+    )
+    return 0
+
+
+def cmd_rollback(args: argparse.Namespace) -> int:
+    from evals import promote
+
+    print(f"champion is now v{promote.rollback()}")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from evals import report
+
+    print(report.report(Path(args.out)))
+    return 0
+
+
+def cmd_bootstrap(args: argparse.Namespace) -> int:
+    """Train and promote a router when there is no champion (the README's main command)."""
+    from evals import ours, promote, runner
+
+    data = os.environ.get("INFERBASE_DATA_DIR")
+    if not data or not Path(data).is_dir():
+        print("bootstrap: no data directory (INFERBASE_DATA_DIR); serving keeps the prior router")
+        return 0
+    if not ours.available():
+        print("bootstrap: inferroute has no train/load_router yet; serving keeps the prior router")
+        return 0
+    champ = promote.alias_version(promote.CHAMPION)
+    if champ is not None and not args.force:
+        print(f"bootstrap: champion v{champ} exists; nothing to do")
+        return 0
+    args.max_train = args.max_train or 1500
+    cfg = _suite(args)
+    out = runner.train(cfg, _overrides(args.set))
+    d = promote.promote(out["version"])
+    print(f"bootstrap: trained v{out['version']}; promoted={d.promote} ({d.reason})")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m evals", description=__doc__)
+    p.add_argument("-v", "--verbose", action="store_true")
+    sub = p.add_subparsers(dest="cmd", required=True)
+
+    def suite_args(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument("--config", help="suite YAML (default evals/configs/benchmarks.yaml)")
+        sp.add_argument("--benchmarks", help="comma-separated subset of the suite's benchmarks")
+        sp.add_argument("--max-train", type=int, default=0, help="cap on train prompts per dataset")
+        sp.add_argument("--set", action="append", default=[], help="router config key=value")
+
+    sp = sub.add_parser("train", help="train InferRoute, validate, log and register it")
+    suite_args(sp)
+    sp.add_argument("--no-register", action="store_true")
+    sp.add_argument("--promote", action="store_true", help="then run the promotion gate")
+    sp.set_defaults(fn=cmd_train)
+
+    sp = sub.add_parser("evaluate", help="baselines + champion on held-out prompts, logged")
+    suite_args(sp)
+    sp.add_argument("--baselines", help="comma-separated (default: all learned baselines)")
+    sp.add_argument("--router", help="router URI (default: models:/inferroute@champion if any)")
+    sp.add_argument("--split", default="test", choices=["val", "test"])
+    sp.add_argument("--report", action="store_true", help="print the markdown table too")
+    sp.set_defaults(fn=cmd_evaluate)
+
+    sp = sub.add_parser("tune", help="Optuna study over hyperparameters")
+    suite_args(sp)
+    sp.add_argument("--target", default="router", help="router or a baseline (knn, mf, bert_head)")
+    sp.add_argument("--trials", type=int, default=10)
+    sp.add_argument("--study", help="study = MLflow experiment name")
+    sp.add_argument("--storage", default=None, help="Optuna storage URL (default sqlite optuna.db)")
+    sp.set_defaults(fn=cmd_tune)
+
+    sp = sub.add_parser("promote", help="gate a registered version against the champion")
+    sp.add_argument("--version", help="default: the latest registered version")
+    sp.add_argument("--margin", type=float, default=0.002)
+    sp.add_argument("--max-slowdown", type=float, default=1.5)
+    sp.set_defaults(fn=cmd_promote)
+
+    sp = sub.add_parser("rollback", help="move champion back to the previous champion")
+    sp.set_defaults(fn=cmd_rollback)
+
+    sp = sub.add_parser("report", help="markdown results table from the latest evaluation run")
+    sp.add_argument("--out", default="reports/results.md")
+    sp.set_defaults(fn=cmd_report)
+
+    sp = sub.add_parser("bootstrap", help="train + promote if no champion exists")
+    suite_args(sp)
+    sp.add_argument("--force", action="store_true")
+    sp.set_defaults(fn=cmd_bootstrap)
+
+    args = p.parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    if getattr(args, "storage", None) is None and args.cmd == "tune":
+        from evals.tuning import DEFAULT_STORAGE
+
+        args.storage = DEFAULT_STORAGE
+    return int(args.fn(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,245 @@
+"""Routing metrics: pure functions over arrays, each registered with the direction that is better.
+
+Definitions follow their sources:
+- APGR, CPT(x%): RouteLLM (lm-sys/RouteLLM `routellm/evals/evaluate.py`): the router's
+  score curve over "% calls to the strong model" is integrated with the trapezoid rule over the
+  curve's own x range and normalised by the same integral of the weak and strong models' scores;
+  CPT(x%) = `np.interp` of the score reaching weak + x * (strong - weak) onto % strong calls.
+- AIQ: RouterBench (withmartian/routerbench `evaluation/AIQ.py`, paper sec. 3): area under the
+  non-decreasing convex hull of the (cost, quality) points, the hull carried flat to the right
+  end of the cost range, divided by the cost range. With `c_min=0` and `c_max` = the largest cost
+  of the compared routers this is exactly RouterBench's `calc_AIQ`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+
+@dataclass(frozen=True, slots=True)
+class MetricSpec:
+    name: str
+    fn: Callable[..., Any]
+    higher_is_better: bool
+    description: str
+
+
+METRICS: dict[str, MetricSpec] = {}
+
+
+def register_metric(
+    name: str, *, higher_is_better: bool, description: str = ""
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    def deco(fn: Callable[..., Any]) -> Callable[..., Any]:
+        if name in METRICS:
+            raise ValueError(f"metric {name!r} registered twice")
+        METRICS[name] = MetricSpec(name, fn, higher_is_better, description or (fn.__doc__ or ""))
+        return fn
+
+    return deco
+
+
+def get_metric(name: str) -> MetricSpec:
+    try:
+        return METRICS[name]
+    except KeyError:
+        raise KeyError(f"unknown metric {name!r}. Supported metrics: {sorted(METRICS)}") from None
+
+
+def _f(a: ArrayLike) -> NDArray[np.float64]:
+    return np.asarray(a, dtype=np.float64)
+
+
+# --------------------------------------------------------------------------- two-model (RouteLLM)
+
+
+def threshold_sweep(
+    strong_win: ArrayLike, strong_scores: ArrayLike, weak_scores: ArrayLike, num_results: int = 10
+) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """RouteLLM's threshold sweep: `pd.qcut` edges of the strong-win scores as thresholds.
+
+    RouteLLM routes `win >= t` to the strong model at every edge but the last, and `win > t` at the
+    last (so the sweep runs from all-strong to all-weak). With tied scores (a kNN mean, an oracle
+    over 0/1 scores) quantile edges collapse and that rule skips the `win >= max` point, so here
+    every distinct edge uses `>=` and the all-weak point is added; with untied scores this adds one
+    point at 1/n % strong calls and the curve is otherwise RouteLLM's.
+    Returns (% strong calls in 0-100, mean score) sorted by % strong.
+    """
+    win, s, w = _f(strong_win), _f(strong_scores), _f(weak_scores)
+    edges = np.unique(np.quantile(win, np.linspace(0.0, 1.0, num_results + 1)))
+    pct, perf = [], []
+    for sel in [win >= t for t in edges] + [np.zeros_like(win, dtype=bool)]:
+        pct.append(100.0 * sel.mean())
+        perf.append(float(np.where(sel, s, w).mean()))
+    order = np.argsort(pct, kind="stable")
+    return np.asarray(pct)[order], np.asarray(perf)[order]
+
+
+@register_metric("apgr", higher_is_better=True, description="average performance gap recovered")
+def apgr(strong_pct: ArrayLike, perf: ArrayLike, weak_perf: float, strong_perf: float) -> float:
+    """Area under the score curve over strong-call fraction, 0 = weak model, 1 = strong model."""
+    x, y = _f(strong_pct) / 100.0, _f(perf)
+    order = np.argsort(x, kind="stable")
+    x, y = x[order], y[order]
+    auc = float(np.trapezoid(y, x))
+    weak_auc = float(np.trapezoid(np.full_like(x, weak_perf), x))
+    strong_auc = float(np.trapezoid(np.full_like(x, strong_perf), x))
+    if strong_auc == weak_auc:
+        raise ValueError("APGR is undefined when the strong and weak scores (or x range) coincide")
+    return (auc - weak_auc) / (strong_auc - weak_auc)
+
+
+@register_metric("cpt", higher_is_better=False, description="% strong calls to reach x% PGR")
+def cpt(
+    strong_pct: ArrayLike, perf: ArrayLike, weak_perf: float, strong_perf: float, pgr: float
+) -> float:
+    """% calls to the strong model needed to recover `pgr` (0-1) of the weak-strong gap (0-100)."""
+    x, y = _f(strong_pct), _f(perf)
+    order = np.argsort(x, kind="stable")
+    target = pgr * (strong_perf - weak_perf) + weak_perf
+    # np.interp over the score axis exactly as RouteLLM does (meaningful when scores rise with x)
+    return float(np.interp(target, y[order], x[order]))
+
+
+@register_metric("pgr", higher_is_better=True, description="performance gap recovered at a point")
+def pgr(perf: float, weak_perf: float, strong_perf: float) -> float:
+    return (perf - weak_perf) / (strong_perf - weak_perf)
+
+
+# ------------------------------------------------------------------ multi-model (RouterBench)
+
+
+def non_decreasing_convex_hull(cost: ArrayLike, quality: ArrayLike) -> NDArray[np.float64]:
+    """Upper concave hull of the points that is non-decreasing in cost, as an (m, 2) array.
+
+    Starts at the cheapest point (the best one among equally cheap points) and ends at the best
+    quality; a point below the segment joining two others is replaced by that segment (mixing two
+    routers' decisions at random reaches every point on it).
+    """
+    c, q = _f(cost), _f(quality)
+    keep = np.isfinite(c) & np.isfinite(q)
+    c, q = c[keep], q[keep]
+    if c.size == 0:
+        raise ValueError("no finite (cost, quality) points")
+    order = np.lexsort((-q, c))
+    pts: list[tuple[float, float]] = []
+    for ci, qi in zip(c[order], q[order], strict=True):
+        if pts and qi <= pts[-1][1]:
+            continue  # dominated: costs no less and gives no more
+        pts.append((float(ci), float(qi)))
+    hull: list[tuple[float, float]] = []
+    for p in pts:  # Andrew's monotone chain, upper part
+        while len(hull) >= 2:
+            (x1, y1), (x2, y2) = hull[-2], hull[-1]
+            if (x2 - x1) * (p[1] - y1) - (y2 - y1) * (p[0] - x1) >= 0:
+                hull.pop()  # hull[-1] lies on or below the chord hull[-2] -> p
+            else:
+                break
+        hull.append(p)
+    return np.asarray(hull, dtype=np.float64)
+
+
+@register_metric(
+    "aiq", higher_is_better=True, description="RouterBench average improvement in quality"
+)
+def aiq(
+    cost: ArrayLike, quality: ArrayLike, c_min: float | None = None, c_max: float | None = None
+) -> float:
+    """Area under the non-decreasing convex hull over [c_min, c_max], divided by c_max - c_min.
+
+    Defaults: c_min = 0 and c_max = the largest cost (RouterBench). The hull is carried
+    flat to c_max; below its cheapest point the router reaches nothing (0), as in RouterBench's
+    trapezoid from there.
+    """
+    hull = non_decreasing_convex_hull(cost, quality)
+    lo = 0.0 if c_min is None else float(c_min)
+    hi = float(hull[-1, 0] if c_max is None else c_max)
+    if hi <= lo:
+        raise ValueError("AIQ needs c_max > c_min")
+    xs = np.concatenate([hull[:, 0], [max(hi, hull[-1, 0])]])
+    ys = np.concatenate([hull[:, 1], [hull[-1, 1]]])
+    start = max(lo, float(xs[0]))  # below the cheapest point the router reaches nothing
+    if start >= hi:
+        return 0.0
+    grid = np.union1d(np.clip(xs, start, hi), [start, hi])
+    return float(np.trapezoid(np.interp(grid, xs, ys), grid) / (hi - lo))
+
+
+def cost_quality_curve(
+    pred_quality: ArrayLike,
+    true_quality: ArrayLike,
+    true_cost: ArrayLike,
+    expected_cost: ArrayLike,
+    willingness: Sequence[float],
+) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """Route each prompt to argmax_m pred[i, m] - expected_cost[m] / w, for each willingness w.
+
+    Returns (mean realised cost, mean realised quality) per w, the points AIQ integrates.
+    """
+    pq, tq, tc = _f(pred_quality), _f(true_quality), _f(true_cost)
+    ec = _f(expected_cost)
+    rows = np.arange(pq.shape[0])
+    costs, quals = [], []
+    for w in willingness:
+        util = pq - (ec[None, :] / w if w > 0 else ec[None, :] * 1e12)
+        pick = np.argmax(util, axis=1)
+        costs.append(float(np.nanmean(tc[rows, pick])))
+        quals.append(float(np.nanmean(tq[rows, pick])))
+    return np.asarray(costs), np.asarray(quals)
+
+
+# --------------------------------------------------------------------------- classifier quality
+
+
+@register_metric("macro_f1", higher_is_better=True, description="unweighted mean F1 over labels")
+def macro_f1(
+    y_true: Sequence[str], y_pred: Sequence[str], labels: Sequence[str] | None = None
+) -> float:
+    labs = list(labels) if labels is not None else sorted(set(y_true) | set(y_pred))
+    cm = confusion_matrix(y_true, y_pred, labs)
+    tp = np.diag(cm).astype(np.float64)
+    prec_den, rec_den = cm.sum(axis=0), cm.sum(axis=1)
+    f1 = np.where(prec_den + rec_den > 0, 2 * tp / np.maximum(prec_den + rec_den, 1), 0.0)
+    present = (prec_den + rec_den) > 0  # labels seen in neither truth nor prediction do not count
+    return float(f1[present].mean()) if present.any() else 0.0
+
+
+def confusion_matrix(
+    y_true: Sequence[str], y_pred: Sequence[str], labels: Sequence[str]
+) -> NDArray[np.int64]:
+    """Rows = true label, columns = predicted label, in `labels` order."""
+    idx = {lab: i for i, lab in enumerate(labels)}
+    cm = np.zeros((len(labels), len(labels)), dtype=np.int64)
+    for t, p in zip(y_true, y_pred, strict=True):
+        if t in idx and p in idx:
+            cm[idx[t], idx[p]] += 1
+    return cm
+
+
+@register_metric("ece", higher_is_better=False, description="expected calibration error")
+def ece(confidence: ArrayLike, correct: ArrayLike, n_bins: int = 10) -> float:
+    """Sum over equal-width confidence bins of |accuracy - confidence|, weighted by bin share."""
+    conf, corr = _f(confidence), _f(correct)
+    bins = np.clip((conf * n_bins).astype(int), 0, n_bins - 1)
+    total = 0.0
+    for b in range(n_bins):
+        m = bins == b
+        if m.any():
+            total += m.mean() * abs(corr[m].mean() - conf[m].mean())
+    return float(total)
+
+
+# --------------------------------------------------------------------------- speed
+
+
+@register_metric("routing_ms", higher_is_better=False, description="routing time percentiles (ms)")
+def routing_time_percentiles(
+    times_ms: ArrayLike, percentiles: Sequence[float] = (50, 95, 99)
+) -> dict[str, float]:
+    t = _f(times_ms)
+    return {f"p{int(p)}": float(np.percentile(t, p)) for p in percentiles}

@@ -1,0 +1,174 @@
+"""Registry promotion: register the router as `inferroute`, move alias `champion` through a gate.
+
+A registered version carries its validation-suite numbers as tags (`metric.suite_score`,
+`metric.routing_p50_ms`, `dataset_version`). Promotion moves `champion` to the candidate only when
+  candidate.suite_score >= champion.suite_score + margin   and
+  candidate.routing_p50_ms <= champion.routing_p50_ms * max_p50_slowdown;
+with no champion yet, any candidate is promoted. The version that loses `champion` gets alias
+`previous`, and the new champion records it in tag `previous_champion` (a chain, so rollbacks can go
+back more than once). `rollback()` moves `champion` to that previous version.
+Serving loads `models:/inferroute@champion`; a promotion or rollback is only an alias move.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from evals import tracking
+
+logger = logging.getLogger(__name__)
+
+CHAMPION, PREVIOUS = "champion", "previous"
+SCORE_TAG, P50_TAG = "metric.suite_score", "metric.routing_p50_ms"
+
+
+class PromotionError(Exception):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class PromotionConfig:
+    model_name: str = "inferroute"
+    margin: float = 0.002  # suite score the candidate must add over the champion
+    max_p50_slowdown: float = 1.5  # candidate routing p50 may be at most this times the champion's
+
+    @classmethod
+    def from_mapping(cls, d: Mapping[str, Any] | None) -> PromotionConfig:
+        return cls(**dict(d or {}))
+
+
+@dataclass(frozen=True, slots=True)
+class GateDecision:
+    promote: bool
+    reason: str
+    candidate: str
+    champion: str | None
+
+
+def gate(
+    candidate: Mapping[str, float], champion: Mapping[str, float] | None, cfg: PromotionConfig
+) -> tuple[bool, str]:
+    """Pure gate over {suite_score, routing_p50_ms} of candidate and champion."""
+    if champion is None:
+        return True, "no champion yet"
+    need = champion["suite_score"] + cfg.margin
+    if candidate["suite_score"] < need:
+        return False, (
+            f"suite score {candidate['suite_score']:.4f} < champion "
+            f"{champion['suite_score']:.4f} + margin {cfg.margin}"
+        )
+    cp50, hp50 = candidate.get("routing_p50_ms"), champion.get("routing_p50_ms")
+    if cp50 is not None and hp50 is not None and cp50 > hp50 * cfg.max_p50_slowdown:
+        return False, f"routing p50 {cp50:.2f} ms > {cfg.max_p50_slowdown} x champion {hp50:.2f} ms"
+    return True, (
+        f"suite score {candidate['suite_score']:.4f} >= champion {champion['suite_score']:.4f}"
+        f" + {cfg.margin}"
+    )
+
+
+def client() -> Any:
+    tracking.setup()
+    from mlflow import MlflowClient
+
+    return MlflowClient(tracking_uri=tracking.tracking_uri())
+
+
+def _version_metrics(mv: Any) -> dict[str, float]:
+    out: dict[str, float] = {}
+    if SCORE_TAG in mv.tags:
+        out["suite_score"] = float(mv.tags[SCORE_TAG])
+    if P50_TAG in mv.tags:
+        out["routing_p50_ms"] = float(mv.tags[P50_TAG])
+    return out
+
+
+def alias_version(alias: str, cfg: PromotionConfig | None = None) -> str | None:
+    cfg = cfg or PromotionConfig()
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return str(client().get_model_version_by_alias(cfg.model_name, alias).version)
+    except MlflowException:
+        return None
+
+
+def tag_version(
+    version: str, metrics: Mapping[str, float], cfg: PromotionConfig, **tags: str
+) -> None:
+    c = client()
+    if "suite_score" in metrics:
+        c.set_model_version_tag(cfg.model_name, version, SCORE_TAG, f"{metrics['suite_score']:.6f}")
+    if "routing_p50_ms" in metrics:
+        c.set_model_version_tag(
+            cfg.model_name, version, P50_TAG, f"{metrics['routing_p50_ms']:.4f}"
+        )
+    for k, v in tags.items():
+        c.set_model_version_tag(cfg.model_name, version, k, v)
+
+
+def register_router(
+    router: Any, metrics: Mapping[str, float], cfg: PromotionConfig, **tags: str
+) -> str:
+    """Log the router in the active run (`inferroute.packaging`), register it, tag its metrics."""
+    from inferroute import packaging
+
+    info = packaging.log_router(router, name="router", registered_model_name=cfg.model_name)
+    version = getattr(info, "registered_model_version", None)
+    if version is None:  # older MLflow: find the version created from this run
+        runs = client().search_model_versions(f"name='{cfg.model_name}'")
+        version = max(int(v.version) for v in runs if v.run_id == info.run_id)
+    tag_version(str(version), metrics, cfg, **tags)
+    return str(version)
+
+
+def promote(version: str | None = None, cfg: PromotionConfig | None = None) -> GateDecision:
+    """Gate `version` (default: the latest) against the champion; move the aliases if it wins."""
+    cfg = cfg or PromotionConfig()
+    c = client()
+    if version is None:
+        versions = c.search_model_versions(f"name='{cfg.model_name}'")
+        if not versions:
+            raise PromotionError(f"no registered versions of {cfg.model_name!r}")
+        version = str(max(int(v.version) for v in versions))
+    cand = c.get_model_version(cfg.model_name, version)
+    cand_metrics = _version_metrics(cand)
+    if "suite_score" not in cand_metrics:
+        raise PromotionError(f"version {version} has no {SCORE_TAG} tag: evaluate it first")
+    champ = alias_version(CHAMPION, cfg)
+    if champ == version:
+        return GateDecision(False, "already champion", version, champ)
+    champ_metrics = _version_metrics(c.get_model_version(cfg.model_name, champ)) if champ else None
+    ok, reason = gate(cand_metrics, champ_metrics or None, cfg)
+    if ok:
+        if champ is not None:
+            c.set_registered_model_alias(cfg.model_name, PREVIOUS, champ)
+            c.set_model_version_tag(cfg.model_name, version, "previous_champion", champ)
+        c.set_registered_model_alias(cfg.model_name, CHAMPION, version)
+        logger.info("promoted %s v%s to champion (%s)", cfg.model_name, version, reason)
+    else:
+        logger.info("kept champion v%s; candidate v%s rejected: %s", champ, version, reason)
+    return GateDecision(ok, reason, version, champ)
+
+
+def rollback(cfg: PromotionConfig | None = None) -> str:
+    """Move `champion` back to the version it replaced; returns the new champion version."""
+    cfg = cfg or PromotionConfig()
+    c = client()
+    champ = alias_version(CHAMPION, cfg)
+    if champ is None:
+        raise PromotionError("no champion to roll back")
+    prev = c.get_model_version(cfg.model_name, champ).tags.get("previous_champion")
+    if not prev:
+        raise PromotionError(f"champion v{champ} has no previous champion to roll back to")
+    c.set_registered_model_alias(cfg.model_name, CHAMPION, prev)
+    grand = c.get_model_version(cfg.model_name, prev).tags.get("previous_champion")
+    if grand:
+        c.set_registered_model_alias(cfg.model_name, PREVIOUS, grand)
+    else:
+        c.delete_registered_model_alias(cfg.model_name, PREVIOUS)
+    c.set_model_version_tag(cfg.model_name, champ, "rolled_back", "true")
+    logger.info("rolled back %s champion v%s -> v%s", cfg.model_name, champ, prev)
+    return prev

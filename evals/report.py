@@ -1,0 +1,147 @@
+"""The results table: markdown from the latest logged evaluation run (`results.json` artifact)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from evals import tracking
+from evals.runner import EVAL_EXPERIMENT
+
+LEARNED_ORDER = ("inferroute", "knn", "mf", "sw_ranking", "bert_head", "random")
+LABELS = {
+    "inferroute": "**InferRoute (ours)**",
+    "knn": "kNN (MiniLM, k=40)",
+    "mf": "Matrix factorisation (RouteLLM-style)",
+    "sw_ranking": "SW ranking (RouteLLM-style)",
+    "bert_head": "Classifier head on MiniLM (BERT-style)",
+    "random": "Random",
+    "oracle": "Oracle",
+    "zero_router": "Zero router (hull of single models)",
+}
+
+
+def _f(v: Any, nd: int = 3) -> str:
+    return "—" if v is None else f"{float(v):.{nd}f}"
+
+
+def _pair_table(bench: str, results: Mapping[str, Any], anchors: Mapping[str, Any]) -> list[str]:
+    lines = ["| router | APGR ↑ | CPT(50%) ↓ | CPT(80%) ↓ |", "|---|---:|---:|---:|"]
+    for name in (*LEARNED_ORDER, "oracle"):
+        m = results.get(name, {}).get(bench)
+        if m:
+            lines.append(
+                f"| {LABELS[name]} | {_f(m['apgr'])} | {_f(m['cpt50'], 1)}% "
+                f"| {_f(m['cpt80'], 1)}% |"
+            )
+    for a in anchors.get("routellm_paper", {}).get(bench, []):
+        lines.append(
+            f"| {a['router']} *(published)* | {_f(a['apgr'])} | {_f(a['cpt50'], 1)}% | "
+            f"{_f(a['cpt80'], 1)}% |"
+        )
+    any_m = next((results[n][bench] for n in results if bench in results[n]), None)
+    if any_m and "strong_quality" in any_m:
+        lines.append(
+            f"\nStrong (GPT-4-1106-preview) score {_f(any_m['strong_quality'])}, weak "
+            f"(Mixtral-8x7B) {_f(any_m['weak_quality'])} on these prompts."
+        )
+    if bench == "mt_bench" and anchors.get("commercial"):
+        lines += [
+            "",
+            "Commercial routers on MT-Bench (one operating point each, from their judged answers):",
+            "",
+            "| router | score (0-1) | PGR | % to GPT-4 |",
+            "|---|---:|---:|---:|",
+        ]
+        for a in anchors["commercial"]:
+            lines.append(
+                f"| {a['router']} | {_f(a['score'])} | {_f(a['pgr'])} | "
+                f"{_f(a.get('strong_pct'), 0) if a.get('strong_pct') is not None else 'n/a'} |"
+            )
+    return lines
+
+
+def _multi_table(bench: str, results: Mapping[str, Any]) -> list[str]:
+    has_aiq = any("aiq" in r.get(bench, {}) for r in results.values())
+    head = (
+        "| router | AIQ ↑ | top-1 quality ↑ | cost at top-1 (USD) |"
+        if has_aiq
+        else ("| router | top-1 quality ↑ |")
+    )
+    lines = [head, "|---|---:|---:|---:|" if has_aiq else "|---|---:|"]
+    singles = {
+        n[7:]: r[bench] for n, r in results.items() if n.startswith("single:") and bench in r
+    }
+    for name in (*LEARNED_ORDER, "zero_router", "oracle"):
+        m = results.get(name, {}).get(bench)
+        if not m:
+            continue
+        if has_aiq:
+            lines.append(
+                f"| {LABELS[name]} | {_f(m.get('aiq'))} | {_f(m.get('best_quality'))} | "
+                f"{_f(m.get('cost_at_best'), 6)} |"
+            )
+        else:
+            lines.append(f"| {LABELS[name]} | {_f(m.get('best_quality'))} |")
+    if singles:
+        best = max(singles, key=lambda k: singles[k]["quality"])
+        line = f"| best single model: {best} | "
+        if has_aiq:
+            line += f"— | {_f(singles[best]['quality'])} | {_f(singles[best].get('cost'), 6)} |"
+        else:
+            line += f"{_f(singles[best]['quality'])} |"
+        lines.append(line)
+    return lines
+
+
+def render(payload: Mapping[str, Any]) -> str:
+    results, anchors = payload["results"], payload.get("anchors", {})
+    out = [
+        "# InferRoute results",
+        "",
+        f"Split: `{payload['split']}` prompts (held out from training); router: "
+        f"`{payload.get('router_uri') or 'none evaluated'}`. Dataset versions: "
+        + ", ".join(f"{k}={v}" for k, v in sorted(payload.get("dataset_versions", {}).items())),
+        "",
+    ]
+    for spec in payload["benchmarks"]:
+        bench = spec["name"]
+        out += [f"## {bench} ({spec['kind']}: {', '.join(spec['datasets'])})", ""]
+        if spec["kind"] == "pair":
+            out += _pair_table(bench, results, anchors)
+        else:
+            out += _multi_table(bench, results)
+        out.append("")
+    rt = {n: r.get("routing_ms", {}) for n, r in results.items() if r.get("routing_ms")}
+    if rt:
+        out += ["## Routing time per prompt (ms, uncached, this machine)", ""]
+        out += ["| router | p50 | p95 | p99 |", "|---|---:|---:|---:|"]
+        for n, t in rt.items():
+            out.append(
+                f"| {LABELS.get(n, n)} | {_f(t.get('p50'), 2)} | {_f(t.get('p95'), 2)} | "
+                f"{_f(t.get('p99'), 2)} |"
+            )
+        out.append("")
+    clf = payload.get("classifier") or {}
+    if clf:
+        out += [
+            "## Task classifier",
+            "",
+            f"macro-F1 {_f(clf.get('macro_f1'))}, accuracy {_f(clf.get('accuracy'))}, "
+            f"ECE {_f(clf.get('ece'))} on {clf.get('n')} labelled prompts.",
+            "",
+        ]
+    return "\n".join(out)
+
+
+def report(out_path: Path | None = Path("reports/results.md")) -> str:
+    run = tracking.latest_run(EVAL_EXPERIMENT, "tags.`evals.kind` = 'eval'")
+    if run is None:
+        raise LookupError(f"no finished evaluation run in experiment {EVAL_EXPERIMENT!r}")
+    text = render(tracking.load_json_artifact(run.info.run_id, "results.json"))
+    text += f"\n\n_Generated from MLflow run `{run.info.run_id}`._\n"
+    if out_path is not None:
+        out_path.parent.mkdir(parents=True, exist_ok=True)
+        out_path.write_text(text, encoding="utf-8")
+    return text

@@ -1,0 +1,195 @@
+"""Library entry points behind the CLI (and the notebooks): train, evaluate, bootstrap."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from tqdm.auto import tqdm
+
+from evals import anchors, ours, plots, promote, tracking
+from evals import datasets as D
+from evals.baselines import LEARNED, Baseline, get_baseline
+from evals.harness import BenchmarkSpec, EvalResult, reference_results, run_eval
+from evals.suite import SuiteConfig, load_suite, train_frame
+
+logger = logging.getLogger(__name__)
+
+TRAIN_EXPERIMENT, EVAL_EXPERIMENT = "inferroute-train", "inferroute-eval"
+
+
+def suite_score(result: EvalResult) -> float:
+    """The promotion number: mean over benchmarks of APGR (pair), AIQ or top-1 quality (multi)."""
+    vals = []
+    for br in result.benchmarks.values():
+        key = "apgr" if br.kind == "pair" else ("aiq" if "aiq" in br.metrics else "best_quality")
+        vals.append(br.metrics[key])
+    return float(np.mean(vals)) if vals else float("nan")
+
+
+def _suite_params(cfg: SuiteConfig) -> dict[str, Any]:
+    return {
+        "suite.benchmarks": ",".join(cfg.names()),
+        "suite.train_datasets": ",".join(cfg.train_datasets),
+        "suite.max_train_prompts_per_dataset": cfg.max_train_prompts_per_dataset,
+        "suite.split_seed": cfg.split_seed,
+    }
+
+
+def labels_split(cfg: SuiteConfig, split: str) -> pd.DataFrame:
+    labels = D.load_task_labels(mapped_only=True)
+    s = D.split_by_prompt(labels, seed=cfg.split_seed, group="text")
+    return labels[labels["prompt_id"].map(s) == split].reset_index(drop=True)
+
+
+def fit_baselines(
+    train_df: pd.DataFrame, names: Sequence[str], params: Mapping[str, Mapping[str, Any]] | None
+) -> dict[str, Baseline]:
+    out = {}
+    for name in tqdm(list(names), desc="baselines", disable=None):
+        t0 = time.perf_counter()
+        out[name] = get_baseline(name, **dict((params or {}).get(name, {}))).fit(train_df)
+        logger.info("fitted %s in %.1fs", name, time.perf_counter() - t0)
+    return out
+
+
+def route_p50(router: Any, prompts: Sequence[str], pool: Sequence[str], n: int = 30) -> float:
+    """p50 of `router.route` wall time on single prompts (what serving pays per request)."""
+    times = []
+    for p in list(prompts)[:n]:
+        t0 = time.perf_counter()
+        router.route([{"role": "user", "content": p}], list(pool))
+        times.append((time.perf_counter() - t0) * 1000.0)
+    return float(np.median(times)) if times else float("nan")
+
+
+def validate_router(
+    router: Any, df: pd.DataFrame, specs: Sequence[BenchmarkSpec], name: str = "inferroute"
+) -> tuple[EvalResult, dict[str, float]]:
+    res = run_eval(ours.QualityView(router), df, specs, name=name)
+    first = next(iter(res.benchmarks.values()), None)
+    p50 = res.routing_ms.get("p50", float("nan"))
+    if first is not None and hasattr(router, "route"):
+        spec = specs[0]
+        prompts = df.loc[df["dataset"].isin(spec.datasets), "prompt"].drop_duplicates()
+        pool = [m for m in (spec.strong, spec.weak) if m] or list(spec.models or [])
+        p50 = route_p50(router, list(prompts), pool)
+    return res, {"suite_score": suite_score(res), "routing_p50_ms": p50}
+
+
+def train(
+    cfg: SuiteConfig,
+    router_overrides: Mapping[str, Any] | None = None,
+    *,
+    register: bool = True,
+    promotion: promote.PromotionConfig | None = None,
+) -> dict[str, Any]:
+    """Train InferRoute on the train split, judge it on the validation split, log, register."""
+    df, versions = load_suite(cfg)
+    train_df = train_frame(df, cfg)
+    labels = labels_split(cfg, "train")
+    router_cfg = ours.router_config(router_overrides)
+    params = {
+        **_suite_params(cfg),
+        **{f"router.{k}": v for k, v in router_cfg.to_flat_dict().items()},
+    }
+    with tracking.run(
+        TRAIN_EXPERIMENT, "train", params, dataset_versions=versions, tags={"evals.kind": "train"}
+    ) as active:
+        t0 = time.perf_counter()
+        router = ours.train(train_df, labels, router_overrides)
+        train_s = time.perf_counter() - t0
+        res, gate_metrics = validate_router(router, df, cfg.on_split("val"))
+        tracking.log_metrics(
+            {**res.flat_metrics(), **gate_metrics, "train_seconds": train_s},
+        )
+        out: dict[str, Any] = {"run_id": active.info.run_id, **gate_metrics}
+        if register:
+            out["version"] = promote.register_router(
+                router,
+                gate_metrics,
+                promotion or promote.PromotionConfig(),
+                dataset_version=",".join(f"{k}={v}" for k, v in sorted(versions.items())),
+                run_id=active.info.run_id,
+            )
+    return out
+
+
+def evaluate(
+    cfg: SuiteConfig,
+    *,
+    baselines: Sequence[str] = LEARNED,
+    baseline_params: Mapping[str, Mapping[str, Any]] | None = None,
+    router_uri: str | None = None,
+    split: str = "test",
+    log: bool = True,
+) -> dict[str, Any]:
+    """Every baseline, the references and (if available) our router on held-out prompts."""
+    df, versions = load_suite(cfg)
+    specs = cfg.on_split(split)
+    train_df = train_frame(df, cfg)
+    results: dict[str, EvalResult] = dict(reference_results(df, specs))
+    for name, model in fit_baselines(train_df, baselines, baseline_params).items():
+        results[name] = run_eval(model, df, specs, name=name)
+    clf: dict[str, Any] = {}
+    if router_uri is None and ours.available() and promote.alias_version("champion"):
+        router_uri = f"models:/{promote.PromotionConfig().model_name}@champion"
+    if router_uri and ours.available():
+        router = ours.load(router_uri)
+        results["inferroute"], _ = validate_router(router, df, specs)
+        clf = ours.classifier_metrics(router, labels_split(cfg, split))
+    payload = {
+        "split": split,
+        "router_uri": router_uri,
+        "dataset_versions": versions,
+        "benchmarks": [dataclasses.asdict(s) for s in specs],
+        "results": {
+            n: {b: br.metrics for b, br in r.benchmarks.items()} | {"routing_ms": r.routing_ms}
+            for n, r in results.items()
+        },
+        "anchors": {"routellm_paper": anchors.paper_anchors(), "commercial": _commercial()},
+        "classifier": {k: v for k, v in clf.items() if k != "confusion"},
+    }
+    if log:
+        _log_eval(cfg, results, payload, versions, clf, baseline_params)
+    return payload
+
+
+def _commercial() -> list[dict[str, Any]]:
+    try:
+        return anchors.commercial_anchors()
+    except (D.DatasetError, KeyError, FileNotFoundError) as exc:
+        logger.warning("commercial MT-Bench anchors unavailable: %s", exc)
+        return []
+
+
+def _log_eval(
+    cfg: SuiteConfig,
+    results: Mapping[str, EvalResult],
+    payload: Mapping[str, Any],
+    versions: Mapping[str, str],
+    clf: Mapping[str, Any],
+    baseline_params: Mapping[str, Mapping[str, Any]] | None,
+) -> None:
+    params = {**_suite_params(cfg), "split": payload["split"], "router_uri": payload["router_uri"]}
+    params.update({f"baseline.{k}": v for k, v in (baseline_params or {}).items()})
+    with tracking.run(
+        EVAL_EXPERIMENT, "evaluate", params, dataset_versions=versions, tags={"evals.kind": "eval"}
+    ):
+        flat = {f"{n}.{k}": v for n, r in results.items() for k, v in r.flat_metrics().items()}
+        flat.update(
+            {f"inferroute.clf.{k}": clf[k] for k in ("macro_f1", "accuracy", "ece") if k in clf}
+        )
+        tracking.log_metrics(flat)
+        tracking.log_json(payload, "results.json")
+        for spec in cfg.benchmarks:
+            fig = plots.benchmark_figure(results, spec.name, spec.kind)
+            tracking.log_figure(fig, f"plots/{spec.name}.png")
+        if clf.get("confusion"):
+            fig = plots.confusion_figure(np.array(clf["confusion"]), clf["labels"])
+            tracking.log_figure(fig, "plots/task_confusion.png")

@@ -1,0 +1,84 @@
+"""MLflow round trips in a temporary sqlite store: tracked runs, the promotion gate, rollback."""
+
+from __future__ import annotations
+
+import mlflow
+import pytest
+
+from evals import promote, tracking
+from evals.harness import BenchmarkResult, EvalResult
+
+
+def test_run_logs_config_commit_datasets_metrics_and_artifacts(mlflow_store):
+    res = EvalResult("knn", {"gsm8k": BenchmarkResult("gsm8k", "pair", 10, {"apgr": 0.61})})
+    with tracking.run(
+        "t-exp", "r1", {"a": 1, "nested": {"b": "x"}}, dataset_versions={"gsm8k": "abc"}
+    ) as active:
+        tracking.log_metrics(res.flat_metrics())
+        tracking.log_json({"hello": [1, 2]}, "results.json")
+        run_id = active.info.run_id
+    got = mlflow.get_run(run_id)
+    assert got.data.params == {"a": "1", "nested.b": "x"}
+    assert got.data.metrics["gsm8k.apgr"] == pytest.approx(0.61)
+    assert got.data.tags["dataset_version.gsm8k"] == "abc"
+    assert got.data.tags["git_commit"] not in ("", "unknown")
+    exp = mlflow.get_experiment_by_name("t-exp")
+    assert exp.artifact_location.startswith((mlflow_store / "mlartifacts").as_uri())
+    assert tracking.latest_run("t-exp").info.run_id == run_id
+    assert tracking.load_json_artifact(run_id, "results.json") == {"hello": [1, 2]}
+
+
+class _Const(mlflow.pyfunc.PythonModel):
+    def predict(self, context, model_input, params=None):
+        return model_input
+
+
+def _register(score: float, p50: float, cfg: promote.PromotionConfig) -> str:
+    with tracking.run("t-reg", "cand", {"score": score}):
+        info = mlflow.pyfunc.log_model(
+            name="router", python_model=_Const(), registered_model_name=cfg.model_name
+        )
+    version = str(info.registered_model_version)
+    promote.tag_version(version, {"suite_score": score, "routing_p50_ms": p50}, cfg)
+    return version
+
+
+def test_gate_is_pure_and_checks_margin_and_speed():
+    cfg = promote.PromotionConfig(margin=0.01, max_p50_slowdown=1.5)
+    champ = {"suite_score": 0.60, "routing_p50_ms": 2.0}
+    assert promote.gate({"suite_score": 0.5}, None, cfg)[0]
+    assert not promote.gate({"suite_score": 0.605, "routing_p50_ms": 1.0}, champ, cfg)[0]
+    assert promote.gate({"suite_score": 0.62, "routing_p50_ms": 2.9}, champ, cfg)[0]
+    ok, why = promote.gate({"suite_score": 0.70, "routing_p50_ms": 3.5}, champ, cfg)
+    assert not ok and "p50" in why
+
+
+def test_promote_and_rollback_move_aliases(mlflow_store):
+    cfg = promote.PromotionConfig(model_name="inferroute-test", margin=0.01)
+    v1 = _register(0.60, 2.0, cfg)
+    assert promote.promote(v1, cfg).promote  # no champion yet
+    assert promote.alias_version("champion", cfg) == v1
+
+    v2 = _register(0.605, 2.0, cfg)  # better, but not by the margin
+    d = promote.promote(v2, cfg)
+    assert not d.promote and "margin" in d.reason
+    assert promote.alias_version("champion", cfg) == v1
+
+    v3 = _register(0.70, 9.0, cfg)  # better but 4.5x slower
+    assert not promote.promote(v3, cfg).promote
+    assert promote.alias_version("champion", cfg) == v1
+
+    v4 = _register(0.65, 2.5, cfg)
+    assert promote.promote(None, cfg).promote  # latest version by default
+    assert promote.alias_version("champion", cfg) == v4
+    assert promote.alias_version("previous", cfg) == v1
+    loaded = mlflow.pyfunc.load_model(f"models:/{cfg.model_name}@champion")
+    assert (
+        loaded.metadata.run_id == mlflow.MlflowClient().get_model_version(cfg.model_name, v4).run_id
+    )
+
+    assert promote.rollback(cfg) == v1
+    assert promote.alias_version("champion", cfg) == v1
+    assert promote.alias_version("previous", cfg) is None
+    with pytest.raises(promote.PromotionError):
+        promote.rollback(cfg)
