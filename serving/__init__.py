@@ -2,18 +2,75 @@
 
 from __future__ import annotations
 
+import atexit
+import logging
+import re
+import secrets
+import time
 from typing import Any
 
-from flask import Flask
+from flask import Flask, Response, g, request
+
+logger = logging.getLogger(__name__)
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 
 
 def create_app(test_config: dict[str, Any] | None = None) -> Flask:
+    from serving import api, auth, config, db, errors, ratelimit, upstream
+
     app = Flask(__name__, instance_relative_config=False)
-    if test_config:
-        app.config.update(test_config)
+    config.load_config(app, test_config)
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+
+    errors.init_app(app)
+    db.init_app(app)
+    auth.init_app(app)
+    ratelimit.init_app(app)
+    engines = upstream.build(app)
+    app.extensions["engines"] = engines
+    if test_config is None or "ENGINES" not in test_config:
+        atexit.register(engines.close)
+    app.extensions["router"] = _build_router(app)
+    api.register(app)
+    _request_hooks(app)
+    logger.debug("config %s", config.public_config(app))
 
     @app.get("/healthz")
     def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
     return app
+
+
+def _build_router(app: Flask) -> Any | None:
+    if "ROUTER" in app.config:
+        return app.config["ROUTER"]
+    try:
+        from serving.router_client import build_router
+    except ImportError:
+        return None
+    return build_router(app)
+
+
+def _request_hooks(app: Flask) -> None:
+    @app.before_request
+    def _start() -> None:
+        g.t0 = time.perf_counter()
+        rid = request.headers.get("X-Request-Id", "")
+        g.request_id = rid if _REQUEST_ID.match(rid) else "req_" + secrets.token_hex(8)
+
+    @app.after_request
+    def _finish(rv: Response) -> Response:
+        rv.headers["X-Request-Id"] = g.get("request_id", "")
+        if rv.status_code >= 400 or logger.isEnabledFor(logging.DEBUG):
+            principal = g.get("principal")
+            logger.info(
+                "%s %s %d request_id=%s key=%s latency_ms=%.1f",
+                request.method,
+                request.path,
+                rv.status_code,
+                g.get("request_id"),
+                principal.key_id if principal else None,
+                (time.perf_counter() - g.get("t0", time.perf_counter())) * 1000,
+            )
+        return rv

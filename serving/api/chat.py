@@ -1,0 +1,261 @@
+"""POST /chat/completions: auth -> validate -> resolve/route -> rate limit -> reserve -> engine ->
+settle. Errors before the first byte are JSON; after it, an error frame and `[DONE]`."""
+
+from __future__ import annotations
+
+import json
+import logging
+import secrets
+import time
+from collections.abc import Iterator
+from typing import Any
+
+from flask import Response, current_app, g, request, stream_with_context
+
+from serving import chat, db, ledger, ratelimit
+from serving.api import bp
+from serving.api.openapi import doc
+from serving.auth import Principal, authenticate
+from serving.engines.base import CatalogModel, EngineError
+from serving.errors import ApiError, error_payload, from_engine_error
+from serving.protocol import ChatCompletion, ChatCompletionChunk, ChatCompletionRequest
+
+logger = logging.getLogger("serving.requests")
+
+SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+
+
+class Call:
+    """One billed request: its reservation and what it has cost so far."""
+
+    def __init__(
+        self, principal: Principal, req: ChatCompletionRequest, resolved: chat.Resolved, hold: int
+    ) -> None:
+        self.id = "req_" + secrets.token_hex(12)
+        self.principal = principal
+        self.req = req
+        self.resolved = resolved
+        self.hold = hold
+        self.t0 = g.t0
+        self.ttft_ms: float | None = None
+        self.prompt_tokens = 0
+        self.completion_tokens = 0
+        self.settled = False
+
+    @property
+    def model(self) -> CatalogModel:
+        return self.resolved.model
+
+    def settle(self, status: str, error_type: str | None = None) -> None:
+        if self.settled:
+            return
+        self.settled = True
+        m = self.model
+        cost = ledger.cost_micros(
+            self.prompt_tokens,
+            self.completion_tokens,
+            m.input_price_micros_per_mtok,
+            m.output_price_micros_per_mtok,
+        )
+        latency = (time.perf_counter() - self.t0) * 1000
+        d = self.resolved.decision
+        usage = {
+            "id": self.id,
+            "account_id": self.principal.account_id,
+            "key_id": self.principal.key_id,
+            "requested_model": self.req.model,
+            "served_model": m.id,
+            "routing_task": d.task if d else None,
+            "routing_complexity": d.complexity if d else None,
+            "routing_confidence": float(d.confidence) if d else None,
+            "router_version": d.router_version if d else None,
+            "fallback_from": self.resolved.fallback_from,
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "total_tokens": self.prompt_tokens + self.completion_tokens,
+            "latency_ms": round(latency, 3),
+            "ttft_ms": round(self.ttft_ms, 3) if self.ttft_ms is not None else None,
+            "routing_time_ms": float(d.routing_time_ms) if d else None,
+            "stream": self.req.stream,
+            "status": status,
+            "error_type": error_type,
+        }
+        result = ledger.settle(self.id, self.principal.account_id, self.hold, cost, usage)
+        if self.principal.key is not None:
+            ratelimit.get().add_tokens(self.principal.key, usage["total_tokens"])
+        logger.info(
+            "chat request_id=%s usage_id=%s key=%s model=%s prompt=%d completion=%d cost=%d "
+            "latency_ms=%.1f ttft_ms=%s status=%s",
+            g.request_id,
+            self.id,
+            self.principal.key_id,
+            m.id,
+            self.prompt_tokens,
+            self.completion_tokens,
+            result.charged,
+            latency,
+            usage["ttft_ms"],
+            status,
+        )
+
+    def take_usage(self, usage: dict[str, Any] | None) -> None:
+        if usage:
+            self.prompt_tokens = int(usage.get("prompt_tokens") or 0)
+            self.completion_tokens = int(usage.get("completion_tokens") or 0)
+
+
+@bp.post("/chat/completions")
+@doc(
+    "Create a chat completion (streaming with stream=true: text/event-stream of chunks)",
+    body=ChatCompletionRequest,
+    responses={200: ChatCompletion},
+    stream=ChatCompletionChunk,
+    errors=(400, 401, 402, 403, 404, 413, 429, 502),
+)
+def chat_completions() -> Response:
+    principal = g.principal = authenticate(cached=True)
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict):
+        raise ApiError(400, "The request body must be a JSON object.", code="invalid_json")
+    req = ChatCompletionRequest.model_validate(body)
+    app = current_app
+    engines = app.extensions["engines"]
+    resolved = chat.resolve(
+        req,
+        body["messages"],
+        principal,
+        engines,
+        app.extensions.get("router"),
+        int(app.config["MICROS_PER_CREDIT"]),
+    )
+    if principal.key is not None:
+        ratelimit.get().check_request(principal.key)
+    _maybe_sweep()
+    hold = chat.worst_case_micros(
+        req, body, resolved.model, int(app.config["MAX_OUTPUT_TOKENS_RESERVE"])
+    )
+    call = Call(principal, req, resolved, hold)
+    ledger.reserve(
+        principal.account_id, principal.key_id, call.id, hold, app.config["RESERVATION_TTL_S"]
+    )
+    upstream = chat.upstream_body(body, resolved.model, req.stream)
+    if req.stream:
+        return _stream(call, engines, upstream)
+    try:
+        out = engines.complete(resolved.model.id, upstream)
+    except EngineError as e:
+        call.settle("error", e.type)
+        raise
+    except BaseException:
+        call.settle("error", "gateway_error")
+        raise
+    call.ttft_ms = (time.perf_counter() - call.t0) * 1000
+    if out.get("usage"):
+        call.take_usage(out["usage"])
+    else:
+        logger.warning("engine returned no usage for %s: billing the reservation", call.id)
+        call.completion_tokens = req.max_tokens or 0
+    call.settle("success")
+    out["model"] = resolved.model.id
+    routing = resolved.routing()
+    if routing is not None:
+        out["routing"] = routing
+    rv = current_app.response_class(json.dumps(out), mimetype="application/json")
+    rv.headers.update(resolved.headers())
+    return rv
+
+
+def _stream(call: Call, engines: Any, upstream: dict[str, Any]) -> Response:
+    try:
+        it = engines.stream(call.model.id, upstream)
+        first = next(it)  # an engine failure before the first byte is still a JSON error
+    except StopIteration:
+        first = None
+        it = iter(())
+    except EngineError as e:
+        call.settle("error", e.type)
+        raise
+    except BaseException:
+        call.settle("error", "gateway_error")
+        raise
+    rv = Response(stream_with_context(_frames(call, it, first)), mimetype="text/event-stream")
+    rv.headers.update(SSE_HEADERS)
+    rv.headers.update(call.resolved.headers())
+    return rv
+
+
+def _frames(call: Call, it: Iterator[dict[str, Any] | None], first: Any) -> Iterator[str]:
+    want_usage = bool(call.req.stream_options and call.req.stream_options.include_usage)
+    model_id = call.model.id
+    status, error_type = "cancelled", None
+    try:
+        routing = call.resolved.routing()
+        if routing is not None:
+            yield _routing_frame(call, routing)
+        pending = [first]
+        while True:
+            chunk = pending.pop() if pending else next(it, StopIteration)
+            if chunk is StopIteration:
+                break
+            if chunk is None:
+                yield ": keep-alive\n\n"
+                continue
+            usage = chunk.pop("usage", None)
+            if usage:
+                call.take_usage(usage)
+            choices = chunk.get("choices")
+            if not choices:
+                if usage and want_usage:  # the final usage chunk, only when the client asked
+                    chunk["usage"] = usage
+                    chunk["model"] = model_id
+                    yield f"data: {json.dumps(chunk)}\n\n"
+                continue
+            if call.ttft_ms is None:
+                call.ttft_ms = (time.perf_counter() - call.t0) * 1000
+            if not usage:  # no usage stats upstream: count content chunks as delivered tokens
+                call.completion_tokens += 1
+            chunk["model"] = model_id
+            yield f"data: {json.dumps(chunk)}\n\n"
+        status = "success"
+    except EngineError as e:
+        status, error_type = "error", e.type
+        logger.warning("engine failed mid-stream (%s): %s", call.id, e.message)
+        err = from_engine_error(e)
+        yield f"data: {json.dumps(error_payload(err.message, err.type, err.param, err.code))}\n\n"
+    except Exception:
+        status, error_type = "error", "gateway_error"
+        logger.exception("stream failed (%s)", call.id)
+        body = error_payload("Internal error while streaming.", "api_error", None, "internal_error")
+        yield f"data: {json.dumps(body)}\n\n"
+    finally:
+        close = getattr(it, "close", None)
+        if close is not None:
+            close()
+        call.settle(status, error_type)
+    yield "data: [DONE]\n\n"
+
+
+def _routing_frame(call: Call, routing: dict[str, Any]) -> str:
+    frame = {
+        "id": "routing-" + call.id,
+        "object": "routing",
+        "created": int(time.time()),
+        "choices": [],
+        **routing,
+    }
+    return f"data: {json.dumps(frame)}\n\n"
+
+
+_last_sweep = [0.0]
+
+
+def _maybe_sweep() -> None:
+    now = time.monotonic()
+    if now - _last_sweep[0] < float(current_app.config["SWEEP_INTERVAL_S"]):
+        return
+    _last_sweep[0] = now
+    ledger.release_expired(db.get_engine())
+    storage = ratelimit.get().storage
+    purge = getattr(storage, "purge_expired", None)
+    if purge is not None:
+        purge()

@@ -1,0 +1,90 @@
+"""/keys: create (raw key once), list, update, revoke. Only the caller's own account's keys."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import current_app, g, request
+
+from serving import db, keys
+from serving.api import bp
+from serving.api.openapi import doc
+from serving.auth import require_auth
+from serving.errors import ApiError
+from serving.protocol import KeyCreate, KeyCreated, KeyList, KeyOut, KeyUpdate
+
+
+def _json() -> dict[str, Any]:
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict):
+        raise ApiError(400, "The request body must be a JSON object.", code="invalid_json")
+    return body
+
+
+def _known_models() -> set[str]:
+    return {m.id for m in current_app.extensions["engines"].models()}
+
+
+@bp.post("/keys")
+@doc(
+    "Create an API key (the raw key is returned once)", body=KeyCreate, responses={201: KeyCreated}
+)
+@require_auth
+def create_key() -> Any:
+    data = KeyCreate.model_validate(_json())
+    pool = keys.validate_pool(data.model_pool, _known_models())
+    with db.write() as conn:
+        row, raw = keys.create(
+            conn,
+            current_app.extensions["auth"].secret,
+            g.principal.account_id,
+            data.name,
+            pool,
+            data.optimize_mode,
+            data.rpm_limit,
+            data.tpm_limit,
+        )
+    return KeyCreated(**row, key=raw).model_dump(mode="json"), 201
+
+
+@bp.get("/keys")
+@doc("List your API keys (prefixes only)", responses={200: KeyList})
+@require_auth
+def list_keys() -> Any:
+    with db.read() as conn:
+        rows = keys.list_for(conn, g.principal.account_id)
+    return KeyList(data=[KeyOut(**r) for r in rows]).model_dump(mode="json")
+
+
+@bp.patch("/keys/<key_id>")
+@doc(
+    "Update an API key's name, model pool or optimization mode",
+    body=KeyUpdate,
+    responses={200: KeyOut},
+    errors=(400, 401, 403, 404, 429),
+)
+@require_auth
+def update_key(key_id: str) -> Any:
+    data = KeyUpdate.model_validate(_json())
+    pool = None if data.model_pool is None else keys.validate_pool(data.model_pool, _known_models())
+    with db.write() as conn:
+        row = keys.update(
+            conn,
+            g.principal.account_id,
+            key_id,
+            name=data.name,
+            model_pool=pool,
+            optimize_mode=data.optimize_mode,
+        )
+    current_app.extensions["auth"].cache.evict_id(key_id)
+    return KeyOut(**row).model_dump(mode="json")
+
+
+@bp.delete("/keys/<key_id>")
+@doc("Revoke an API key permanently", responses={200: KeyOut}, errors=(401, 403, 404, 429))
+@require_auth
+def revoke_key(key_id: str) -> Any:
+    with db.write() as conn:
+        row = keys.revoke(conn, g.principal.account_id, key_id)
+    current_app.extensions["auth"].cache.evict_id(key_id)
+    return KeyOut(**row).model_dump(mode="json")

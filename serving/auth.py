@@ -1,0 +1,150 @@
+"""Who is calling: an API key (`Authorization: Bearer inf_...`) or a browser session (JWT cookie).
+
+Session cookies are HttpOnly, SameSite=Lax JWTs. A state-changing request authenticated by the
+cookie must echo the session's CSRF token in `X-CSRF-Token` (double submit: the token is also in the
+readable `inferbase_csrf` cookie and inside the signed JWT).
+"""
+
+from __future__ import annotations
+
+import hmac
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from functools import wraps
+from typing import Any, TypeVar
+
+import jwt
+import sqlalchemy as sa
+from flask import Flask, Response, current_app, g, request
+
+from serving import db, keys
+from serving.errors import ApiError
+from serving.schema import accounts
+
+SESSION_COOKIE = "inferbase_session"
+CSRF_COOKIE = "inferbase_csrf"
+CSRF_HEADER = "X-CSRF-Token"
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+TOUCH_EVERY_S = 60.0
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    account_id: int
+    key: keys.KeyInfo | None  # None for a browser session
+
+    @property
+    def key_id(self) -> str | None:
+        return self.key.id if self.key else None
+
+
+class AuthState:
+    def __init__(self, app: Flask) -> None:
+        self.secret = keys.hash_secret(app.config["SECRET_KEY"])
+        self.cache = keys.KeyCache(float(app.config["KEY_CACHE_TTL_S"]))
+        self.touched: dict[str, float] = {}
+
+
+def _state() -> AuthState:
+    return current_app.extensions["auth"]
+
+
+def _from_key(token: str, cached: bool) -> Principal:
+    state = _state()
+    if not token.startswith(keys.PREFIX):
+        raise ApiError(401, "Invalid API key.", code="invalid_api_key")
+    key_hash = keys.hash_key(state.secret, token)
+    info = state.cache.get(key_hash) if cached else None
+    if info is None:
+        with db.read() as conn:
+            info = keys.lookup(conn, key_hash)
+        if info is None:
+            raise ApiError(401, "Invalid API key.", code="invalid_api_key")
+        state.cache.put(key_hash, info)
+    if info.revoked:
+        raise ApiError(403, "This API key has been revoked.", code="key_revoked")
+    if not info.account_active:
+        raise ApiError(403, "This account is deactivated.", code="account_deactivated")
+    now = time.monotonic()
+    if now - state.touched.get(info.id, -1e9) > TOUCH_EVERY_S:
+        state.touched[info.id] = now
+        with db.write() as conn:
+            keys.touch(conn, info.id)
+    return Principal(info.account_id, info)
+
+
+def _from_session(token: str) -> Principal:
+    try:
+        claims = jwt.decode(token, current_app.config["SECRET_KEY"], algorithms=["HS256"])
+    except jwt.PyJWTError as e:
+        raise ApiError(401, "Invalid or expired session.", code="invalid_session") from e
+    if request.method not in SAFE_METHODS:
+        sent = request.headers.get(CSRF_HEADER, "")
+        if not hmac.compare_digest(sent.encode(), str(claims.get("csrf", "")).encode()):
+            raise ApiError(403, "Missing or invalid CSRF token.", code="csrf_failed")
+    with db.read() as conn:
+        active = conn.execute(
+            sa.select(accounts.c.active).where(accounts.c.id == int(claims["sub"]))
+        ).scalar()
+    if active is None:
+        raise ApiError(401, "Invalid or expired session.", code="invalid_session")
+    if not active:
+        raise ApiError(403, "This account is deactivated.", code="account_deactivated")
+    return Principal(int(claims["sub"]), None)
+
+
+def authenticate(cached: bool = False) -> Principal:
+    header = request.headers.get("Authorization")
+    if header:
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise ApiError(401, "Malformed Authorization header.", code="invalid_api_key")
+        return _from_key(token.strip(), cached)
+    cookie = request.cookies.get(SESSION_COOKIE)
+    if cookie:
+        return _from_session(cookie)
+    raise ApiError(
+        401,
+        "Missing API key. Send 'Authorization: Bearer inf_...' or log in.",
+        code="missing_api_key",
+    )
+
+
+def require_auth(view: F) -> F:
+    @wraps(view)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        g.principal = authenticate(cached=False)
+        return view(*args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def start_session(rv: Response, account_id: int, email: str) -> dict[str, Any]:
+    ttl = int(current_app.config["SESSION_TTL_S"])
+    csrf = secrets.token_urlsafe(24)
+    expires = datetime.now(UTC) + timedelta(seconds=ttl)
+    token = jwt.encode(
+        {"sub": str(account_id), "email": email, "csrf": csrf, "exp": expires},
+        current_app.config["SECRET_KEY"],
+        algorithm="HS256",
+    )
+    secure = bool(current_app.config["SESSION_COOKIE_SECURE"])
+    rv.set_cookie(
+        SESSION_COOKIE, token, max_age=ttl, httponly=True, samesite="Lax", secure=secure, path="/"
+    )
+    rv.set_cookie(CSRF_COOKIE, csrf, max_age=ttl, httponly=False, samesite="Lax", secure=secure)
+    return {"object": "session", "email": email, "csrf_token": csrf, "expires_at": expires}
+
+
+def end_session(rv: Response) -> None:
+    rv.delete_cookie(SESSION_COOKIE, path="/")
+    rv.delete_cookie(CSRF_COOKIE, path="/")
+
+
+def init_app(app: Flask) -> None:
+    app.extensions["auth"] = AuthState(app)

@@ -1,0 +1,199 @@
+"""The `inferbase` operator command: db, accounts, credits, keys, serve (+ engines if present)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from decimal import InvalidOperation
+
+import click
+from flask import Flask, current_app
+from flask.cli import FlaskGroup, with_appcontext
+
+from serving import create_app
+
+
+def _config_app() -> Flask:
+    """Configuration and database only: for commands that must not start engines or routers."""
+    from serving import config, db
+
+    app = Flask("serving")
+    config.load_config(app, None)
+    db.init_app(app)
+    return app
+
+
+@click.group(cls=FlaskGroup, create_app=create_app, add_default_commands=False, load_dotenv=False)
+def cli() -> None:
+    """Operate an Inferbase gateway. INFERBASE_* environment variables override configuration."""
+
+
+@cli.group("db")
+def db_group() -> None:
+    """Database schema."""
+
+
+@db_group.command("upgrade")
+@click.option("--revision", default="head", show_default=True)
+def db_upgrade(revision: str) -> None:
+    """Apply Alembic migrations."""
+    from serving import db
+
+    app = _config_app()
+    db.upgrade(app.extensions["db"], revision)
+    click.echo(f"database at {revision}")
+
+
+def _micros(amount: str) -> int:
+    from serving.ledger import credits_to_micros
+
+    try:
+        return credits_to_micros(amount, int(current_app.config["MICROS_PER_CREDIT"]))
+    except (InvalidOperation, ValueError) as e:
+        raise click.BadParameter(f"not an amount of credits: {amount}") from e
+
+
+@cli.group("accounts")
+def accounts_group() -> None:
+    """Accounts."""
+
+
+@accounts_group.command("create")
+@click.argument("email")
+@click.option("--password", default=None, help="Allows dashboard login (prompted if '-').")
+@click.option("--credits", "credits_", default="0", help="Initial credits (decimal).")
+@with_appcontext
+def accounts_create(email: str, password: str | None, credits_: str) -> None:
+    from serving import accounts, db
+    from serving.errors import ApiError
+
+    if password == "-":
+        password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    micros = _micros(credits_)
+    try:
+        with db.write() as conn:
+            account_id = accounts.create_account(conn, email, password, micros)
+    except ApiError as e:
+        raise click.ClickException(e.message) from e
+    click.echo(f"account {account_id} {accounts.normalize_email(email)} credits={credits_}")
+
+
+@accounts_group.command("deactivate")
+@click.argument("email")
+@with_appcontext
+def accounts_deactivate(email: str) -> None:
+    from serving import accounts, db
+    from serving.errors import ApiError
+
+    try:
+        with db.write() as conn:
+            account_id = accounts.deactivate(conn, email)
+    except ApiError as e:
+        raise click.ClickException(e.message) from e
+    click.echo(f"account {account_id} deactivated")
+
+
+@cli.group("credits")
+def credits_group() -> None:
+    """Credits."""
+
+
+@credits_group.command("grant")
+@click.argument("email")
+@click.argument("amount")
+@with_appcontext
+def credits_grant(email: str, amount: str) -> None:
+    """Deposit AMOUNT credits (decimal, e.g. 12.5) into the account of EMAIL."""
+    from serving import accounts, db, ledger
+    from serving.errors import ApiError
+
+    micros = _micros(amount)
+    try:
+        with db.write() as conn:
+            account = accounts.require(conn, email)
+            ledger.deposit(conn, account["id"], micros, "granted by operator")
+            bal = ledger.balance(conn, account["id"])
+    except ApiError as e:
+        raise click.ClickException(e.message) from e
+    click.echo(
+        f"granted {amount} credits to {account['email']}: balance_micros={bal['balance_micros']}"
+    )
+
+
+@cli.group("keys")
+def keys_group() -> None:
+    """API keys."""
+
+
+@keys_group.command("create")
+@click.option("--account", "email", required=True)
+@click.option("--name", required=True)
+@click.option("--pool", default="", help="Comma-separated model ids for smart routing.")
+@click.option(
+    "--optimize", default="balanced", type=click.Choice(["balanced", "quality", "cost", "latency"])
+)
+@click.option("--rpm", type=int, default=None)
+@click.option("--tpm", type=int, default=None)
+@with_appcontext
+def keys_create(
+    email: str, name: str, pool: str, optimize: str, rpm: int | None, tpm: int | None
+) -> None:
+    """Create an API key; the raw key is printed as the last line (shown only once)."""
+    from serving import accounts, db, keys
+    from serving.errors import ApiError
+
+    app = current_app
+    known = {m.id for m in app.extensions["engines"].models()}
+    try:
+        models = keys.validate_pool([p.strip() for p in pool.split(",") if p.strip()], known)
+        with db.write() as conn:
+            account = accounts.require(conn, email)
+            row, raw = keys.create(
+                conn, app.extensions["auth"].secret, account["id"], name, models, optimize, rpm, tpm
+            )
+    except ApiError as e:
+        raise click.ClickException(e.message) from e
+    click.echo(f"key {row['id']} ({row['prefix']}...) for {account['email']}")
+    click.echo(raw)
+
+
+@cli.command("serve")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=int)
+@click.option("--workers", default=2, show_default=True, type=int)
+@click.option(
+    "--threads",
+    default=64,
+    show_default=True,
+    type=int,
+    help="gthread threads per worker: each open stream holds one",
+)
+def serve(host: str, port: int, workers: int, threads: int) -> None:
+    """Migrate the database, then serve the API with gunicorn (gthread workers)."""
+    from serving import db
+
+    db.upgrade(_config_app().extensions["db"])
+    gunicorn = shutil.which("gunicorn") or "gunicorn"
+    argv = [
+        gunicorn, "--worker-class", "gthread", "--workers", str(workers),
+        "--threads", str(threads), "--bind", f"{host}:{port}", "--timeout", "120",
+        "--graceful-timeout", "30", "--access-logfile", "-", "serving.wsgi:app",
+    ]  # fmt: skip
+    os.execvp(argv[0], argv)
+
+
+try:
+    from serving.engines.cli import engines_cli  # type: ignore[import-not-found]
+except ImportError:
+    engines_cli = None
+if engines_cli is not None:
+    cli.add_command(engines_cli, "engines")
+
+
+def main() -> None:
+    cli.main(args=sys.argv[1:], prog_name="inferbase")
+
+
+if __name__ == "__main__":
+    main()

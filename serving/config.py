@@ -1,0 +1,86 @@
+"""Gateway configuration: flat, typed defaults overridden by ``INFERBASE_*`` environment variables.
+
+`load_config(app, test_config)` is the only place configuration is assembled. Every key below can
+be set from the environment as ``INFERBASE_<KEY>`` (values parse as JSON when they look like it,
+so ``INFERBASE_DEFAULT_RPM=120`` is an int). A test dict, when given, wins over both.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+from pathlib import Path
+from typing import Any
+
+from flask import Flask
+
+logger = logging.getLogger(__name__)
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+DEFAULTS: dict[str, Any] = {
+    "HOME": str(REPO_ROOT / "instance"),
+    "DATABASE_URL": None,  # default: sqlite:///<HOME>/inferbase.db
+    "REDIS_URL": None,  # rate-limit storage shared by workers; the database when unset
+    "CATALOG": str(REPO_ROOT / "data" / "catalog.local.yaml"),
+    "ENGINES_FACTORY": "serving.engines:build_engines",  # "module:callable", called with the app
+    "SECRET_KEY": None,  # generated and persisted under HOME when unset
+    "MICROS_PER_CREDIT": 1_000_000,
+    "SIGNUP_CREDITS": 0,
+    "DEFAULT_RPM": 600,  # per key, requests per minute
+    "DEFAULT_TPM": 1_000_000,  # per key, tokens per minute
+    "MAX_OUTPUT_TOKENS_RESERVE": 4096,  # reserve this many output tokens when max_tokens is absent
+    "RESERVATION_TTL_S": 3600,  # a reservation older than this (crashed worker) is released
+    "SWEEP_INTERVAL_S": 60,
+    "KEY_CACHE_TTL_S": 5.0,  # key routing config cache; revocation is checked on every reservation
+    "SESSION_TTL_S": 7 * 24 * 3600,
+    "SESSION_COOKIE_SECURE": False,
+    "MAX_CONTENT_LENGTH": 4 * 1024 * 1024,
+    "DB_POOL_SIZE": 16,
+}
+
+
+def _secret_key(home: Path) -> str:
+    path = home / "secret_key"
+    if path.exists():
+        return path.read_text().strip()
+    home.mkdir(parents=True, exist_ok=True)
+    key = secrets.token_urlsafe(48)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(key)
+    logger.info("generated a new secret key at %s", path)
+    return key
+
+
+def load_config(app: Flask, test_config: dict[str, Any] | None) -> None:
+    app.config.from_mapping(DEFAULTS)
+    app.config.from_prefixed_env("INFERBASE")
+    if test_config:
+        app.config.update(test_config)
+    cfg = app.config
+    home = Path(cfg["HOME"])
+    if not cfg.get("DATABASE_URL"):
+        home.mkdir(parents=True, exist_ok=True)
+        cfg["DATABASE_URL"] = f"sqlite:///{home / 'inferbase.db'}"
+    if not cfg.get("SECRET_KEY"):
+        try:
+            cfg["SECRET_KEY"] = _secret_key(home)
+        except FileExistsError:  # another worker wrote it first
+            cfg["SECRET_KEY"] = _secret_key(home)
+    for key in ("DEFAULT_RPM", "DEFAULT_TPM", "MAX_OUTPUT_TOKENS_RESERVE", "MICROS_PER_CREDIT"):
+        cfg[key] = int(cfg[key])
+    for key in ("RESERVATION_TTL_S", "SWEEP_INTERVAL_S", "KEY_CACHE_TTL_S"):
+        cfg[key] = float(cfg[key])
+
+
+def public_config(app: Flask) -> dict[str, Any]:
+    """The configuration snapshot that is safe to log (no secrets, no credentials in URLs)."""
+    hidden = {"SECRET_KEY"}
+    out = {k: app.config.get(k) for k in DEFAULTS if k not in hidden}
+    for k in ("DATABASE_URL", "REDIS_URL"):
+        if out.get(k) and "@" in str(out[k]):
+            scheme, _, rest = str(out[k]).partition("://")
+            out[k] = f"{scheme}://***@{rest.split('@', 1)[1]}"
+    return out

@@ -1,0 +1,98 @@
+"""Database engine (SQLAlchemy Core) and migrations (Alembic).
+
+One engine per app in ``app.extensions["db"]``. SQLite runs in WAL mode with a busy timeout, and
+write transactions are ``BEGIN IMMEDIATE`` (``db.write()``) so concurrent workers queue instead of
+failing; PostgreSQL relies on row locks taken by conditional UPDATEs.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from flask import Flask, current_app
+
+logger = logging.getLogger(__name__)
+
+MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+
+
+def make_engine(url: str, pool_size: int = 16) -> sa.Engine:
+    if url.startswith("sqlite"):
+        engine = sa.create_engine(
+            url,
+            connect_args={"timeout": 30, "check_same_thread": False},
+            pool_size=pool_size,
+            max_overflow=pool_size,
+        )
+
+        @sa.event.listens_for(engine, "connect")
+        def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+            dbapi_conn.isolation_level = None  # we issue BEGIN ourselves
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA synchronous=NORMAL")
+            cur.execute("PRAGMA busy_timeout=30000")
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.close()
+
+        @sa.event.listens_for(engine, "begin")
+        def _on_begin(conn: sa.Connection) -> None:
+            immediate = conn.get_execution_options().get("immediate", False)
+            conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+        return engine
+    return sa.create_engine(
+        url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True, pool_recycle=1800
+    )
+
+
+def get_engine(app: Flask | None = None) -> sa.Engine:
+    return (app or current_app).extensions["db"]
+
+
+@contextmanager
+def write(engine: sa.Engine | None = None) -> Iterator[sa.Connection]:
+    """A write transaction (BEGIN IMMEDIATE on SQLite). Commits on success, rolls back on error."""
+    eng = engine or get_engine()
+    with eng.connect() as conn:
+        conn = conn.execution_options(immediate=True)
+        with conn.begin():
+            yield conn
+
+
+@contextmanager
+def read(engine: sa.Engine | None = None) -> Iterator[sa.Connection]:
+    eng = engine or get_engine()
+    with eng.connect() as conn:
+        yield conn
+
+
+def alembic_config(url: str) -> Any:
+    from alembic.config import Config
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    return cfg
+
+
+def upgrade(engine: sa.Engine, revision: str = "head") -> None:
+    """Apply Alembic migrations up to `revision` on `engine`'s database."""
+    from alembic import command
+
+    cfg = alembic_config(engine.url.render_as_string(hide_password=False))
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, revision)
+
+
+def init_app(app: Flask) -> None:
+    engine = make_engine(app.config["DATABASE_URL"], int(app.config["DB_POOL_SIZE"]))
+    app.extensions["db"] = engine
+    if app.config.get("AUTO_MIGRATE"):
+        upgrade(engine)

@@ -1,0 +1,132 @@
+"""Every error the gateway returns, rendered one way: ``{"error": {message, type, param, code}}``.
+
+`error_response()` builds the payload; `init_app()` maps ApiError, EngineError, pydantic
+ValidationError, every werkzeug HTTPException and anything unexpected (500, logged) onto it.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from flask import Flask, Response, current_app, json
+from pydantic import ValidationError
+from werkzeug.exceptions import HTTPException
+
+from serving.engines.base import EngineError
+
+logger = logging.getLogger(__name__)
+
+TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    402: "insufficient_credits",
+    403: "permission_error",
+    404: "not_found_error",
+    405: "invalid_request_error",
+    409: "conflict_error",
+    413: "invalid_request_error",
+    415: "invalid_request_error",
+    422: "invalid_request_error",
+    429: "rate_limit_error",
+    502: "upstream_error",
+    503: "upstream_error",
+}
+
+
+class ApiError(Exception):
+    """An error to show the client. Raise it anywhere in a request."""
+
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        *,
+        type: str | None = None,
+        param: str | None = None,
+        code: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.type = type or TYPES.get(status, "api_error")
+        self.param = param
+        self.code = code
+        self.headers = headers or {}
+
+    def payload(self) -> dict[str, Any]:
+        return error_payload(self.message, self.type, self.param, self.code)
+
+
+def error_payload(
+    message: str, type: str, param: str | None = None, code: str | None = None
+) -> dict[str, Any]:
+    return {"error": {"message": message, "type": type, "param": param, "code": code}}
+
+
+def error_response(
+    status: int,
+    message: str,
+    *,
+    type: str | None = None,
+    param: str | None = None,
+    code: str | None = None,
+    headers: dict[str, str] | None = None,
+) -> Response:
+    body = error_payload(message, type or TYPES.get(status, "api_error"), param, code)
+    rv = current_app.response_class(json.dumps(body), status=status, mimetype="application/json")
+    for k, v in (headers or {}).items():
+        rv.headers[k] = v
+    return rv
+
+
+def from_engine_error(e: EngineError) -> ApiError:
+    headers = {"Retry-After": str(e.retry_after)} if e.retry_after else None
+    return ApiError(e.status, e.message, type=e.type, param=e.param, code=e.code, headers=headers)
+
+
+def from_validation_error(e: ValidationError) -> ApiError:
+    err = e.errors(include_url=False)[0]
+    param = ".".join(str(p) for p in err.get("loc", ()) if p != "__root__") or None
+    missing = err.get("type") == "missing"
+    message = f"Missing required parameter: '{param}'." if missing else f"{param}: {err['msg']}"
+    code = "missing_required_parameter" if missing else "invalid_value"
+    return ApiError(400, message, param=param, code=code)
+
+
+def _render(e: ApiError) -> Response:
+    return error_response(
+        e.status, e.message, type=e.type, param=e.param, code=e.code, headers=e.headers
+    )
+
+
+def init_app(app: Flask) -> None:
+    @app.errorhandler(ApiError)
+    def _api_error(e: ApiError) -> Response:
+        return _render(e)
+
+    @app.errorhandler(EngineError)
+    def _engine_error(e: EngineError) -> Response:
+        logger.warning("engine error: %s (%s)", e.message, e.status)
+        return _render(from_engine_error(e))
+
+    @app.errorhandler(ValidationError)
+    def _validation_error(e: ValidationError) -> Response:
+        return _render(from_validation_error(e))
+
+    @app.errorhandler(HTTPException)
+    def _http_error(e: HTTPException) -> Response:
+        status = e.code or 500
+        code = {404: "not_found", 405: "method_not_allowed", 413: "request_too_large"}.get(status)
+        rv = error_response(status, e.description or e.name, code=code)
+        if status == 405 and e.get_response().headers.get("Allow"):
+            rv.headers["Allow"] = e.get_response().headers["Allow"]
+        return rv
+
+    @app.errorhandler(Exception)
+    def _unexpected(e: Exception) -> Response:
+        logger.exception("unhandled error")
+        return error_response(
+            500, "Internal server error.", type="api_error", code="internal_error"
+        )
