@@ -1,0 +1,71 @@
+"""Turn what a vLLM server answers on failure into `EngineError`s.
+
+vLLM has used two error bodies: the flat old one
+``{"object": "error", "message": ..., "type": ..., "param": ..., "code": 400}`` and the nested
+new one ``{"error": {"message": ..., "type": ..., "param": ..., "code": 400}}``. Its `code` is the
+HTTP status (an int); OpenAI's `code` is a short string or null, so the int is dropped. A 4xx keeps
+the upstream status (the client's request was wrong: context too long, bad parameter); anything
+else becomes a 502.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from serving.engines.base import EngineError
+
+_CONTEXT_MARKERS = ("maximum context length", "context length", "max_model_len", "too long")
+
+
+def _fields(body: Any) -> dict[str, Any]:
+    if isinstance(body, dict):
+        inner = body.get("error")
+        if isinstance(inner, dict):
+            return inner
+        if isinstance(inner, str):  # some proxies: {"error": "text"}
+            return {"message": inner}
+        if "message" in body or body.get("object") == "error":
+            return body
+    return {}
+
+
+def error_from_body(status: int, content: bytes | str, model_id: str) -> EngineError:
+    """An upstream HTTP error response (status >= 400) as an EngineError."""
+    text = content.decode("utf-8", "replace") if isinstance(content, bytes) else content
+    try:
+        body: Any = json.loads(text) if text else None
+    except ValueError:
+        body = None
+    f = _fields(body)
+    message = str(f.get("message") or text.strip()[:500] or f"engine answered HTTP {status}")
+    param = f.get("param") if isinstance(f.get("param"), str) else None
+    code = f.get("code") if isinstance(f.get("code"), str) else None
+    if 400 <= status < 500 and status not in (408, 429):
+        if code is None and any(m in message.lower() for m in _CONTEXT_MARKERS):
+            code, param = "context_length_exceeded", "messages"  # as OpenAI reports it
+        kind = "not_found_error" if status == 404 else "invalid_request_error"
+        return EngineError(message, status=status, type=kind, code=code, param=param)
+    if status == 429:
+        return EngineError(message, status=429, type="rate_limit_error", code="engine_overloaded")
+    return EngineError(
+        f"engine for {model_id} failed (HTTP {status}): {message}",
+        status=502,
+        type="upstream_error",
+        code="backend_error",
+        retry_after=5 if status == 503 else None,
+    )
+
+
+def error_from_frame(frame: dict[str, Any], model_id: str) -> EngineError | None:
+    """An error sent inside an SSE stream (``data: {"error": {...}}``); None for a normal chunk."""
+    if "error" not in frame and frame.get("object") != "error":
+        return None
+    f = _fields(frame)
+    message = str(f.get("message") or "engine error")
+    return EngineError(
+        f"engine for {model_id} failed mid-stream: {message}",
+        status=502,
+        type="upstream_error",
+        code="backend_error",
+    )
