@@ -23,8 +23,8 @@ from numpy.typing import NDArray
 
 logger = logging.getLogger(__name__)
 
-ENCODER_NAME = "all-MiniLM-L6-v2"
-MAX_CHARS = 2000  # MiniLM reads 256 word pieces; longer text only costs tokenizer time
+ENCODER_NAME = "all-MiniLM-L6-v2-head300-tail700"  # the encoder and the clipping policy
+HEAD_CHARS, TAIL_CHARS = 300, 700  # MiniLM reads 256 word pieces (~1000 chars)
 _lock = threading.Lock()
 _model: Any = None
 
@@ -43,10 +43,17 @@ def _load_encoder() -> Any:
         return _model
 
 
+def clip(text: str) -> str:
+    """Head and tail of a long prompt: few-shot prompts put the actual question last."""
+    if len(text) <= HEAD_CHARS + TAIL_CHARS:
+        return text
+    return text[:HEAD_CHARS] + "\n...\n" + text[-TAIL_CHARS:]
+
+
 def _encode(texts: Sequence[str], batch_size: int = 64) -> NDArray[np.float32]:
     model = _load_encoder()
     vecs = model.encode(
-        [t[:MAX_CHARS] for t in texts],
+        [clip(t) for t in texts],
         batch_size=batch_size,
         normalize_embeddings=True,
         show_progress_bar=len(texts) > 2000,

@@ -1,8 +1,14 @@
 """InferRoute: classify a prompt, score every model in a pool on quality, cost and latency, pick one.
 
-No Flask, no I/O and no model loading at import time.
+No Flask, no I/O and no model loading at import time (heavy modules load lazily on first use).
 """
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from inferroute.config import RouterConfig
+from inferroute.errors import ConfigError, InferrouteError, RoutingError, UnknownRouterError
 from inferroute.types import (
     OPTIMIZE_MODES,
     CandidateScore,
@@ -11,10 +17,56 @@ from inferroute.types import (
     RouteDecision,
 )
 
+if TYPE_CHECKING:
+    from inferroute.learned import LearnedRouter
+    from inferroute.policy import Router
+    from inferroute.prior import PriorRouter
+    from inferroute.registry import ROUTERS
+
 __all__ = [
     "OPTIMIZE_MODES",
+    "ROUTERS",
     "CandidateScore",
+    "ConfigError",
+    "InferrouteError",
+    "LearnedRouter",
     "LiveStats",
     "ModelCard",
+    "PriorRouter",
     "RouteDecision",
+    "Router",
+    "RouterConfig",
+    "RoutingError",
+    "UnknownRouterError",
+    "load_router",
+    "train",
 ]
+
+_LAZY = {
+    "LearnedRouter": "inferroute.learned",
+    "PriorRouter": "inferroute.prior",
+    "Router": "inferroute.policy",
+    "ROUTERS": "inferroute.registry",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'inferroute' has no attribute {name!r}")
+
+
+def load_router(uri: str) -> Router:
+    """A router from a saved directory or an MLflow model URI (`models:/inferroute@champion`)."""
+    from inferroute.persist import load_router as _load
+
+    return _load(uri)
+
+
+def train(scores_df: Any, labels_df: Any, config: RouterConfig | None = None) -> LearnedRouter:
+    """Train a LearnedRouter on the long score table and the task-labelled prompts."""
+    from inferroute.train import train as _train
+
+    return _train(scores_df, labels_df, config)

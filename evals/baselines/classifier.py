@@ -29,10 +29,17 @@ class ClassifierBaseline(Baseline):
         lr: float = 1e-3,
         weight_decay: float = 1e-4,
         dropout: float = 0.1,
+        seed: int = 0,
     ) -> None:
         super().__init__(
-            hidden=hidden, epochs=epochs, lr=lr, weight_decay=weight_decay, dropout=dropout
+            hidden=hidden,
+            epochs=epochs,
+            lr=lr,
+            weight_decay=weight_decay,
+            dropout=dropout,
+            seed=seed,
         )
+        self.seed = seed
         self.hidden, self.epochs, self.lr = hidden, epochs, lr
         self.weight_decay, self.dropout = weight_decay, dropout
         self._net: Any = None
@@ -41,6 +48,7 @@ class ClassifierBaseline(Baseline):
         import torch
 
         x = embed(sm.prompts)
+        torch.manual_seed(self.seed)
         self._net = torch.nn.Sequential(
             torch.nn.Linear(x.shape[1], self.hidden),
             torch.nn.GELU(),
@@ -56,6 +64,7 @@ class ClassifierBaseline(Baseline):
             epochs=self.epochs,
             lr=self.lr,
             weight_decay=self.weight_decay,
+            seed=self.seed,
         )
         self._net.eval()
 

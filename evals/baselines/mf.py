@@ -25,10 +25,16 @@ class MatrixFactorizationBaseline(Baseline):
     name = "mf"
 
     def __init__(
-        self, dim: int = 128, epochs: int = 30, lr: float = 3e-3, weight_decay: float = 1e-4
+        self,
+        dim: int = 128,
+        epochs: int = 30,
+        lr: float = 3e-3,
+        weight_decay: float = 1e-4,
+        seed: int = 0,
     ) -> None:
-        super().__init__(dim=dim, epochs=epochs, lr=lr, weight_decay=weight_decay)
+        super().__init__(dim=dim, epochs=epochs, lr=lr, weight_decay=weight_decay, seed=seed)
         self.dim, self.epochs, self.lr, self.weight_decay = dim, epochs, lr, weight_decay
+        self.seed = seed
         self._net: Any = None
 
     def _build(self, text_dim: int, n_models: int) -> Any:
@@ -51,7 +57,10 @@ class MatrixFactorizationBaseline(Baseline):
         return MF(self.dim)
 
     def _fit(self, sm: ScoreMatrix) -> None:
+        import torch
+
         x = embed(sm.prompts)
+        torch.manual_seed(self.seed)
         self._net = self._build(x.shape[1], len(sm.models))
         train_masked(
             self._net,
@@ -61,6 +70,7 @@ class MatrixFactorizationBaseline(Baseline):
             epochs=self.epochs,
             lr=self.lr,
             weight_decay=self.weight_decay,
+            seed=self.seed,
         )
 
     def _predict(self, prompts: Sequence[str]) -> NDArray[np.float64]:

@@ -29,7 +29,7 @@ from . import (
     routerbench_mini,
     routerdc,
 )
-from .priors import load_leaderboards, load_prices
+from .priors import load_leaderboards, load_output_lengths, load_prices
 from .registry import DATASETS, DatasetSpec, get_spec
 from .schema import LABEL_COLUMNS, SCORE_COLUMNS, base_model, canonical_model
 from .source import DatasetError, data_dir
@@ -49,6 +49,7 @@ __all__ = [
     "load",
     "load_scores",
     "load_leaderboards",
+    "load_output_lengths",
     "load_prices",
     "load_task_labels",
     "split_by_prompt",

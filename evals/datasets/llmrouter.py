@@ -27,19 +27,6 @@ SPLITS = {
 }
 
 
-def queries(files: Files) -> pd.DataFrame:
-    """Every labelled LLMRouter query: `prompt_id`, `prompt`, `task_label` (the task name)."""
-    frames = [pd.read_json(files.path(q), lines=True) for _, q in SPLITS.values()]
-    q = pd.concat(frames, ignore_index=True).drop_duplicates("query")
-    return pd.DataFrame(
-        {
-            "prompt_id": "llmrouter:" + q["query"].map(text_id),
-            "prompt": q["query"],
-            "task_label": q["task_name"],
-        }
-    )
-
-
 @register(
     "llmrouter",
     kind="scores",

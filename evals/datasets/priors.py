@@ -5,6 +5,9 @@ board's baseline, so scores are comparable within a board only), the length-cont
 where the board has one, and the average output length (`avg_length`: characters for AlpacaEval,
 tokens for Arena-Hard: see `length_unit`). Judge attacks (NullModel, gpt4_gamed) are dropped.
 
+`load_output_lengths()` gives per-prompt answer lengths for 227 AlpacaEval models (most without
+scores here) and three Arena-Hard models (with token counts).
+
 `load_prices()` gives USD per million input / output tokens from RouterArena's `cost.json` and
 LLMRouter's `default_llm.json` (NVIDIA NIM prices), one row per (source, model).
 Model names pass through data/models.yaml like the score tables.
@@ -90,3 +93,64 @@ def load_prices(data_dir: str | Path | None = None) -> pd.DataFrame:
     )
     out["model"] = recode(out["model"], canonical_model)
     return out.astype({"input_usd_per_mtok": "float64", "output_usd_per_mtok": "float64"})
+
+
+ARENA_ANSWERS = "arena-hard/arena-hard-v0.1/model_answer/"
+AE_LENGTHS = "alpaca_eval/derived/output_lengths_long.csv.gz"
+
+
+def load_output_lengths(data_dir: str | Path | None = None) -> pd.DataFrame:
+    """Per-prompt answer lengths of models with or without scores (cost and latency proxies).
+
+    Columns: source, prompt_id, prompt, model, output_chars, output_tokens. AlpacaEval: 227 models x
+    805 instructions (characters; model = the results folder, judge-attack entries dropped);
+    Arena-Hard v0.1: gpt-4-0314, gpt-4-0613, gpt-3.5-turbo-0125 x 500 prompts (characters and
+    `token_len` tokens).
+    """
+    root = Path(data_dir) if data_dir is not None else None
+    lengths = pd.read_csv(
+        source.resolve(AE_LENGTHS, root), usecols=["idx", "results_dir", "output_chars"]
+    )
+    lengths = lengths[~lengths["results_dir"].isin(JUDGE_ATTACKS)]
+    es = pd.read_json(source.resolve("alpaca_eval/eval_set.jsonl", root), lines=True)
+    ae = lengths.merge(es[["idx", "instruction"]], on="idx", how="left")
+    frames = [
+        pd.DataFrame(
+            {
+                "source": "alpaca_eval",
+                "prompt_id": "alpaca_eval:" + ae["idx"].astype(str),
+                "prompt": ae["instruction"],
+                "model": ae["results_dir"],
+                "output_chars": ae["output_chars"].astype("float64"),
+                "output_tokens": float("nan"),
+            }
+        )
+    ]
+    questions = pd.read_json(
+        source.resolve("arena-hard/arena-hard-v0.1/question.jsonl", root), lines=True
+    )
+    prompt_of = dict(
+        zip(
+            questions["question_id"], questions["turns"].map(lambda t: t[0]["content"]), strict=True
+        )
+    )
+    for name in source.manifest()["files"]:
+        if not name.startswith(ARENA_ANSWERS):
+            continue
+        answers = pd.read_json(source.resolve(name, root), lines=True)
+        turn = answers["choices"].map(lambda c: c[0]["turns"][0])
+        frames.append(
+            pd.DataFrame(
+                {
+                    "source": "arena_hard",
+                    "prompt_id": "arena_hard:" + answers["question_id"],
+                    "prompt": answers["question_id"].map(prompt_of),
+                    "model": answers["model_id"],
+                    "output_chars": turn.map(lambda t: float(len(t["content"]))),
+                    "output_tokens": turn.map(lambda t: float(t["token_len"])),
+                }
+            )
+        )
+    out = pd.concat(frames, ignore_index=True)
+    out["model"] = recode(out["model"], canonical_model)
+    return out

@@ -125,13 +125,6 @@ def lookup_task(source: str, label: str) -> tuple[bool, str | None]:
     return True, (target.get("task") if isinstance(target, dict) else target)
 
 
-def map_tasks(source: str, labels: pd.Series) -> pd.Series:
-    """The taxonomy task of each raw label of `source` (None where unmapped or mapped to null)."""
-    uniques = labels.dropna().unique()
-    mapping = {label: lookup_task(source, str(label))[1] for label in uniques}
-    return labels.map(mapping).astype("str")
-
-
 def unmapped_labels(source: str, labels: pd.Series) -> list[str]:
     """Labels of `source` that task_map.yaml does not list (neither a task nor null-with-reason)."""
     return sorted(str(x) for x in labels.dropna().unique() if not lookup_task(source, str(x))[0])

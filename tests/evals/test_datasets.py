@@ -219,6 +219,19 @@ def test_missing_files_are_fetched_from_the_pinned_source(
     )
     assert any(u.endswith("routellm/evals/mt_bench/judgements.jsonl") for u in calls)
 
+    # A data dir that has some of the files: only the missing one is fetched.
+    partial = tmp_path / "partial"
+    for name in (
+        "routellm/mt_bench/question.jsonl",
+        "routellm/mt_bench/contaminated_prompts.jsonl",
+    ):
+        (partial / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(data_root / name, partial / name)
+    monkeypatch.setenv("INFERBASE_HOME", str(tmp_path / "home2"))
+    calls.clear()
+    pd.testing.assert_frame_equal(D.load("routellm_mt_bench", data_dir=partial), fetched)
+    assert [u.rsplit("/", 1)[1] for u in calls] == ["judgements.jsonl"]
+
 
 def test_fetch_errors_are_clear(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("INFERBASE_DATA_DIR", str(tmp_path / "empty"))
@@ -318,3 +331,35 @@ def test_wizardlm_difficulty_is_keyed_like_the_labels(data_root: Path) -> None:
     difficulty = wizardlm_difficulty()
     assert difficulty.between(1, 10).all() and len(difficulty) == 218
     assert set(difficulty.index) == set(D.load("wizardlm_testset")["prompt_id"])
+
+
+def test_output_lengths_cover_models_without_scores(scores: pd.DataFrame) -> None:
+    lengths = D.load_output_lengths()
+    assert not lengths.duplicated(["source", "prompt_id", "model"]).any()
+    ae = lengths[lengths["source"] == "alpaca_eval"]
+    assert ae["model"].nunique() == 227 - 2  # judge attacks dropped
+    assert set(scores.loc[scores["dataset"] == "alpaca_eval2", "model"]) <= set(ae["model"])
+    arena = lengths[lengths["source"] == "arena_hard"].groupby("model")["output_tokens"].mean()
+    assert set(arena.index) == {"GPT-4-0314", "GPT-4-0613", "GPT-3.5-turbo-0125"}
+    assert (lengths["output_chars"] > 0).mean() > 0.99
+
+
+def test_parsed_frames_are_cached_and_callers_cannot_corrupt_them(
+    data_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from evals.datasets import registry
+
+    monkeypatch.setenv("INFERBASE_HOME", str(tmp_path / "home"))
+    first = D.load("routellm_mt_bench")
+    cached = list((tmp_path / "home" / "cache" / "datasets").glob("routellm_mt_bench-*.parquet"))
+    assert len(cached) == 1
+    first.loc[:, "score"] = -1.0  # a caller editing its copy
+    monkeypatch.setattr(registry, "_MEMO", {})
+
+    def no_parsing(*args: object, **kwargs: object) -> None:
+        raise AssertionError("raw files parsed again")
+
+    monkeypatch.setattr(pd, "read_json", no_parsing)
+    again = D.load("routellm_mt_bench")  # from parquet, raw files untouched
+    assert again["score"].between(0, 1).all()
+    assert D.load("routellm_mt_bench")["score"].between(0, 1).all()  # from the in-process memo

@@ -1,0 +1,110 @@
+"""Task-type classifier over `inferroute.taxonomy` with calibrated confidence.
+
+A multinomial logistic regression over [prompt embedding, standardised text statistics, hashed word
+1-2-grams]. Confidence is calibrated by temperature scaling on a held-out calibration split (one scalar,
+so the ranking of classes is untouched and the probabilities stay well formed).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+from scipy import sparse
+from scipy.optimize import minimize_scalar
+from sklearn.feature_extraction.text import HashingVectorizer
+from sklearn.linear_model import LogisticRegression
+
+from inferroute.taxonomy import TASK_NAMES
+
+logger = logging.getLogger(__name__)
+
+FloatArray = npt.NDArray[np.float64]
+
+
+def make_hasher(n_features: int) -> HashingVectorizer:
+    return HashingVectorizer(
+        n_features=n_features,
+        ngram_range=(1, 2),
+        alternate_sign=False,
+        norm="l2",
+        lowercase=True,
+    )
+
+
+def softmax(z: FloatArray) -> FloatArray:
+    z = z - z.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    out: FloatArray = e / e.sum(axis=1, keepdims=True)
+    return out
+
+
+@dataclass
+class TaskClassifier:
+    classes: tuple[str, ...]
+    coef: FloatArray  # (n_classes, n_dense + n_hash)
+    intercept: FloatArray  # (n_classes,)
+    n_dense: int
+    n_hash: int
+    temperature: float = 1.0
+
+    def _design(self, dense: npt.NDArray[Any], texts: Sequence[str]) -> sparse.csr_matrix:
+        hashed = make_hasher(self.n_hash).transform(texts)
+        return sparse.hstack([sparse.csr_matrix(dense), hashed], format="csr")
+
+    def logits(self, dense: npt.NDArray[Any], texts: Sequence[str]) -> FloatArray:
+        x = self._design(dense, texts)
+        out: FloatArray = np.asarray(x @ self.coef.T) + self.intercept
+        return out
+
+    def predict_proba(self, dense: npt.NDArray[Any], texts: Sequence[str]) -> FloatArray:
+        """Probabilities over TASK_NAMES order (classes never seen in training get 0)."""
+        p = softmax(self.logits(dense, texts) / self.temperature)
+        full = np.zeros((p.shape[0], len(TASK_NAMES)))
+        for j, name in enumerate(self.classes):
+            full[:, TASK_NAMES.index(name)] = p[:, j]
+        return full
+
+    @classmethod
+    def fit(
+        cls,
+        dense: npt.NDArray[Any],
+        texts: Sequence[str],
+        labels: Sequence[str],
+        *,
+        c: float,
+        n_hash: int,
+        calibration: str,
+        seed: int,
+    ) -> TaskClassifier:
+        y = np.asarray(labels)
+        rng = np.random.default_rng(seed)
+        is_cal = rng.random(len(y)) < (0.2 if calibration == "temperature" else 0.0)
+        classes = tuple(sorted(set(y.tolist())))
+        hashed = make_hasher(n_hash).transform(texts)
+        x = sparse.hstack([sparse.csr_matrix(dense), hashed], format="csr")
+        lr = LogisticRegression(C=c, max_iter=2000, random_state=seed)
+        lr.fit(x[~is_cal], y[~is_cal])
+        coef = np.zeros((len(classes), x.shape[1]))
+        intercept = np.full(len(classes), -30.0)  # a class missing from the fit split: never chosen
+        for j, name in enumerate(lr.classes_):
+            k = classes.index(str(name))
+            coef[k] = lr.coef_[j]
+            intercept[k] = lr.intercept_[j]
+        model = cls(classes, coef, intercept, dense.shape[1], n_hash)
+        if is_cal.sum() >= 20:
+            z = model.logits(dense[is_cal], [t for t, m in zip(texts, is_cal, strict=True) if m])
+            idx = np.array([classes.index(v) for v in y[is_cal]])
+
+            def nll(t: float) -> float:
+                p = softmax(z / t)
+                return float(-np.log(np.maximum(p[np.arange(len(idx)), idx], 1e-12)).mean())
+
+            res = minimize_scalar(nll, bounds=(0.05, 20.0), method="bounded")
+            model.temperature = float(res.x)
+            logger.info("task classifier temperature %.3f", model.temperature)
+        return model

@@ -1,0 +1,106 @@
+"""RouterConfig: one flat, typed config for training and routing.
+
+Flat so that `to_flat_dict()` feeds `mlflow.log_params` and Optuna can tune any field by name
+(`with_overrides(policy_balanced_w_cost=0.3)`). Loaded from YAML (`data/router.yaml`); overrides are
+type-checked as in nanoGPT's configurator.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from inferroute.errors import ConfigError
+
+DEFAULT_CONFIG_PATH = Path(__file__).resolve().parent.parent / "data" / "router.yaml"
+
+
+@dataclass(frozen=True, slots=True)
+class RouterConfig:
+    seed: int = 0
+    # --- features ---
+    embedder: str = "static"  # "static" (distilled MiniLM token table) or "minilm" (contextual)
+    static_source: str = "distill"  # "distill" (MiniLM outputs per token) or "input" (fast, weaker)
+    static_dim: int = 256  # PCA dimension of the distilled static table
+    max_chars: int = 4000  # text is cut (head + tail) to this before tokenizing
+    max_tokens: int = 512  # token cap for the embedders
+    torch_threads: int = 1  # torch intra-op threads for the "minilm" embedder
+    # --- task classifier ---
+    clf_c: float = 4.0  # inverse L2 strength of the logistic regression
+    clf_hash_features: int = 2**18  # hashed word/char n-gram features next to the embedding
+    clf_calibration: str = "temperature"  # "temperature" or "none"
+    clf_max_per_class: int = 3000  # cap per task class so MMLU does not drown the rest
+    # --- quality model (task prior + kNN over scored prompts; see inferroute.scoring) ---
+    knn_k: int = 50  # neighbours per model
+    knn_power: float = 4.0  # neighbour weight = max(cosine, 0) ** power
+    knn_kappa: float = 0.1  # weight of the task prior against the neighbours
+    knn_max_prompts: int = 0  # 0 = keep every scored prompt; >0 subsamples (tiny configs)
+    prior_shrink: float = 20.0  # per-(model, task) means shrink to the model mean with this many rows
+    # --- complexity ---
+    complexity_alpha: float = 10.0  # ridge strength of the difficulty regressor
+    # --- cost / latency ---
+    default_output_tokens: float = 300.0
+    queue_penalty: float = 0.5  # latency *= 1 + queue_penalty * queue_depth
+    # --- policies (tuned by evals with Optuna; see inferroute.policy) ---
+    policy_balanced_w_quality: float = 0.7
+    policy_balanced_w_cost: float = 0.2
+    policy_balanced_w_latency: float = 0.1
+    policy_balanced_epsilon: float = 1.0  # quality slack: 1.0 = no constraint
+    policy_quality_w_quality: float = 0.9
+    policy_quality_w_cost: float = 0.1
+    policy_quality_w_latency: float = 0.0
+    policy_quality_epsilon: float = 0.01
+    policy_cost_w_quality: float = 0.2
+    policy_cost_w_cost: float = 0.8
+    policy_cost_w_latency: float = 0.0
+    policy_cost_epsilon: float = 0.10
+    policy_latency_w_quality: float = 0.2
+    policy_latency_w_cost: float = 0.0
+    policy_latency_w_latency: float = 0.8
+    policy_latency_epsilon: float = 0.10
+
+    def to_flat_dict(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+
+    def with_overrides(self, **overrides: Any) -> RouterConfig:
+        known = {f.name: f for f in dataclasses.fields(self)}
+        clean: dict[str, Any] = {}
+        for key, value in overrides.items():
+            if key not in known:
+                raise ConfigError(f"unknown config key {key!r}; known keys: {', '.join(known)}")
+            current = getattr(self, key)
+            if isinstance(current, float) and isinstance(value, int) and not isinstance(value, bool):
+                value = float(value)
+            if type(value) is not type(current):
+                raise ConfigError(
+                    f"config key {key!r} expects {type(current).__name__}, "
+                    f"got {type(value).__name__}"
+                )
+            clean[key] = value
+        return dataclasses.replace(self, **clean)
+
+    @classmethod
+    def from_mapping(cls, data: Mapping[str, Any]) -> RouterConfig:
+        return cls().with_overrides(**dict(data))
+
+    @classmethod
+    def from_yaml(cls, path: str | Path | None = None) -> RouterConfig:
+        import yaml
+
+        with open(path or DEFAULT_CONFIG_PATH, encoding="utf-8") as fh:
+            data = yaml.safe_load(fh) or {}
+        router_part = data.get("router", data)
+        return cls.from_mapping(router_part)
+
+
+# Small and fast: for tests and quick experiments.
+TINY = RouterConfig(
+    static_source="input",
+    static_dim=64,
+    knn_max_prompts=3000,
+    clf_max_per_class=150,
+    clf_hash_features=2**14,
+)

@@ -1,0 +1,150 @@
+"""LearnedRouter: the trained router (task classifier, quality model, complexity regressor, lengths).
+
+Models the router was trained on are scored from their own rows. A pool model with no rows is profiled
+from its card: `quality_proxy` (a trained model whose profile stands in: same prompt-level ranking as a
+model of similar strength) takes precedence; otherwise `quality_prior` (0-1) scaled by how easy the
+prompt looks to the trained models on average; otherwise 0.5 scaled the same way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+
+from inferroute.catalog import CardBook
+from inferroute.classifier import TaskClassifier
+from inferroute.config import RouterConfig
+from inferroute.costs import OutputLengths
+from inferroute.features import Embedder, text_stats
+from inferroute.policy import Analysis, FloatArray, Router
+from inferroute.scoring import QualityModel
+from inferroute.taxonomy import TASK_NAMES
+from inferroute.types import ModelCard
+
+
+class LearnedRouter(Router):
+    name = "learned"
+    trained = True
+
+    def __init__(
+        self,
+        config: RouterConfig,
+        book: CardBook,
+        version: str,
+        embedder: Embedder,
+        stats_mu: npt.NDArray[np.float32],
+        stats_sd: npt.NDArray[np.float32],
+        classifier: TaskClassifier,
+        quality: QualityModel,
+        complexity_coef: FloatArray,
+        complexity_intercept: float,
+        complexity_cuts: tuple[float, float],
+        lengths: OutputLengths,
+    ):
+        super().__init__(config, book, version)
+        self.embedder = embedder
+        self.stats_mu = stats_mu
+        self.stats_sd = stats_sd
+        self.classifier = classifier
+        self.quality = quality
+        self.complexity_coef = complexity_coef
+        self.complexity_intercept = complexity_intercept
+        self.complexity_cuts = complexity_cuts
+        self.lengths = lengths
+        self._mean_prior = float(quality.task_means.mean())
+
+    def known_models(self) -> list[str]:
+        return sorted(set(self.book.cards) | set(self.quality.models))
+
+    # --- features -------------------------------------------------------------------------------
+    def features(
+        self, texts: Sequence[str], turns: Sequence[int] | None = None
+    ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]:
+        emb = self.embedder.encode(texts)
+        stats = (text_stats(texts, turns) - self.stats_mu) / self.stats_sd
+        return emb, np.hstack([emb, stats]).astype(np.float32)
+
+    def _complexity(self, dense: npt.NDArray[np.float32]) -> FloatArray:
+        out: FloatArray = np.clip(dense @ self.complexity_coef + self.complexity_intercept, 0, 1)
+        return out
+
+    def _resolve(self, model: str, cards: Mapping[str, ModelCard]) -> tuple[int | None, float]:
+        """(trained column to use, prior) for a model."""
+        if model in self.quality.models:
+            return self.quality.index(model), 0.5
+        card = cards.get(model) or self.book.card(model)
+        if card is not None and card.quality_proxy in self.quality.models:
+            return self.quality.index(card.quality_proxy), 0.5
+        prior = card.quality_prior if card is not None else None
+        return None, 0.5 if prior is None else float(prior)
+
+    def _quality(
+        self,
+        emb: npt.NDArray[np.float32],
+        probs: FloatArray,
+        models: Sequence[str],
+        cards: Mapping[str, ModelCard],
+    ) -> FloatArray:
+        resolved = [self._resolve(m, cards) for m in models]
+        cols = sorted({c for c, _ in resolved if c is not None})
+        out = np.zeros((emb.shape[0], len(models)))
+        pred = self.quality.predict(emb, probs, cols) if cols else np.zeros((emb.shape[0], 0))
+        ease = self.quality.prior(probs, range(len(self.quality.models))).mean(1)
+        ease = ease / max(self._mean_prior, 1e-6)
+        for j, (col, prior) in enumerate(resolved):
+            if col is not None:
+                out[:, j] = pred[:, cols.index(col)]
+            else:
+                out[:, j] = np.clip(prior * ease, 0.0, 1.0)
+        return out
+
+    # --- Router API -----------------------------------------------------------------------------
+    def analyse(
+        self, text: str, turns: int, pool: Sequence[str], cards: Mapping[str, ModelCard]
+    ) -> Analysis:
+        emb, dense = self.features([text], [turns])
+        probs = self.classifier.predict_proba(dense, [text])
+        t = int(probs[0].argmax())
+        task = TASK_NAMES[t]
+        quality = self._quality(emb, probs, pool, cards)[0]
+        out_tokens = np.array(
+            [
+                self.lengths.expected(m, task, getattr(cards.get(m), "quality_proxy", None))
+                for m in pool
+            ]
+        )
+        complexity = float(self._complexity(dense)[0])
+        return Analysis(task, float(probs[0, t]), complexity, quality, out_tokens)
+
+    def expected_output_tokens(self, model: str, task: str, card: ModelCard) -> float:
+        return self.lengths.expected(model, task, card.quality_proxy)
+
+    def task_proba(self, prompts: Sequence[str]) -> FloatArray:
+        _, dense = self.features(prompts)
+        return self.classifier.predict_proba(dense, prompts)
+
+    def classify(self, prompts: Sequence[str]) -> list[tuple[str, float]]:
+        probs = self.task_proba(prompts)
+        return [(TASK_NAMES[int(p.argmax())], float(p.max())) for p in probs]
+
+    def complexity(self, prompts: Sequence[str]) -> FloatArray:
+        _, dense = self.features(prompts)
+        return self._complexity(dense)
+
+    def predict_quality(
+        self,
+        prompts: Sequence[str],
+        models: Sequence[str],
+        cards: Mapping[str, ModelCard] | None = None,
+    ) -> FloatArray:
+        emb, dense = self.features(prompts)
+        probs = self.classifier.predict_proba(dense, prompts)
+        return self._quality(emb, probs, models, cards or {})
+
+    def save(self, path: str) -> None:
+        from inferroute.persist import save_router
+
+        save_router(self, Path(path))

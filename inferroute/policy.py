@@ -1,0 +1,215 @@
+"""The Router ABC (the decision lives here, in the base class) and the optimize-mode policies.
+
+Each optimize mode is a policy over the three predictions, with parameters in `RouterConfig` that the
+evals tune with Optuna:
+
+    feasible_j = quality_j >= max(quality) - epsilon_mode     (and the model is available)
+    score_j    = feasible_j * (w_q * quality_j + w_c * (1 - cost_rel_j) + w_l * (1 - latency_rel_j))
+
+where cost_rel / latency_rel are the pool's log-scale min-max ranks (0 = cheapest / fastest) and the
+weights are normalised to sum to 1, so every score is in [0, 1]. With the defaults: `quality` is "the
+cheapest model within 0.01 of the best predicted quality", `cost` and `latency` "the cheapest / fastest
+model within 0.10 of the best", and `balanced` a weighted trade-off with no hard constraint.
+"""
+
+from __future__ import annotations
+
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from inferroute.catalog import CardBook
+from inferroute.config import RouterConfig
+from inferroute.costs import count_tokens, expected_cost, expected_latency_ms
+from inferroute.errors import RoutingError
+from inferroute.taxonomy import TASK_NAMES
+from inferroute.types import OPTIMIZE_MODES, CandidateScore, LiveStats, ModelCard, RouteDecision
+
+FloatArray = npt.NDArray[np.float64]
+
+
+@dataclass(frozen=True, slots=True)
+class Analysis:
+    """What a router predicts for one prompt and pool, before the policy decides."""
+
+    task: str
+    confidence: float
+    complexity_score: float
+    quality: FloatArray  # per pool model, 0-1
+    output_tokens: FloatArray  # per pool model
+
+
+def messages_to_text(messages: Sequence[Mapping[str, Any]]) -> tuple[str, int]:
+    """The text the router reads: every user turn (text parts only), and the number of user turns."""
+    parts: list[str] = []
+    for msg in messages:
+        if msg.get("role", "user") != "user":
+            continue
+        content = msg.get("content")
+        if isinstance(content, str):
+            parts.append(content)
+        elif isinstance(content, list):
+            parts.extend(
+                str(p.get("text", "")) for p in content if isinstance(p, dict) and "text" in p
+            )
+    if not parts:  # no user turn: fall back to whatever text there is
+        parts = [str(m.get("content", "")) for m in messages if isinstance(m.get("content"), str)]
+    return "\n\n".join(parts), max(len(parts), 1)
+
+
+def policy_params(config: RouterConfig, mode: str) -> tuple[float, float, float, float]:
+    if mode not in OPTIMIZE_MODES:
+        raise RoutingError(
+            f"unknown optimize mode {mode!r}; expected one of: {', '.join(OPTIMIZE_MODES)}"
+        )
+    get = config.to_flat_dict()
+    return (
+        float(get[f"policy_{mode}_w_quality"]),
+        float(get[f"policy_{mode}_w_cost"]),
+        float(get[f"policy_{mode}_w_latency"]),
+        float(get[f"policy_{mode}_epsilon"]),
+    )
+
+
+def _rel(values: FloatArray) -> FloatArray:
+    logs = np.log(np.maximum(values, 1e-12))
+    span = logs.max() - logs.min()
+    if span <= 1e-12:
+        return np.zeros_like(values)
+    out: FloatArray = (logs - logs.min()) / span
+    return out
+
+
+def policy_scores(
+    quality: FloatArray,
+    cost: FloatArray,
+    latency: FloatArray,
+    available: npt.NDArray[np.bool_],
+    params: tuple[float, float, float, float],
+) -> FloatArray:
+    wq, wc, wl, eps = params
+    total = max(wq + wc + wl, 1e-12)
+    utility = (wq * quality + wc * (1 - _rel(cost)) + wl * (1 - _rel(latency))) / total
+    pool_ok = available if available.any() else np.ones_like(available)
+    best = quality[pool_ok].max()
+    feasible = pool_ok & (quality >= best - eps - 1e-12)
+    out: FloatArray = np.where(feasible, np.clip(utility, 0.0, 1.0), 0.0)
+    return out
+
+
+class Router(ABC):
+    """Base router: subclasses predict (`analyse`); `route` applies the policy and builds the decision."""
+
+    name: str = "base"
+    trained: bool = True
+
+    def __init__(self, config: RouterConfig, cards: Mapping[str, ModelCard] | CardBook, version: str):
+        self.config = config
+        self.book = cards if isinstance(cards, CardBook) else CardBook(cards, {})
+        self.version = version
+        self.complexity_cuts: tuple[float, float] = (1 / 3, 2 / 3)
+
+    @abstractmethod
+    def analyse(
+        self, text: str, turns: int, pool: Sequence[str], cards: Mapping[str, ModelCard]
+    ) -> Analysis: ...
+
+    @abstractmethod
+    def classify(self, prompts: Sequence[str]) -> list[tuple[str, float]]: ...
+
+    @abstractmethod
+    def predict_quality(
+        self,
+        prompts: Sequence[str],
+        models: Sequence[str],
+        cards: Mapping[str, ModelCard] | None = None,
+    ) -> FloatArray: ...
+
+    @abstractmethod
+    def save(self, path: str) -> None: ...
+
+    def known_models(self) -> list[str]:
+        return sorted(self.book.cards)
+
+    def _card(self, model: str, cards: Mapping[str, ModelCard]) -> ModelCard:
+        card = cards.get(model) or self.book.card(model)
+        if card is None:
+            raise RoutingError(
+                f"model {model!r} is not known to router {self.version!r}; pass a ModelCard for it "
+                f"in `cards` (known: {', '.join(self.known_models()[:20])}, ...)"
+            )
+        return card
+
+    def complexity_label(self, score: float) -> str:
+        lo, hi = self.complexity_cuts
+        return "simple" if score < lo else ("medium" if score < hi else "complex")
+
+    def route(
+        self,
+        messages: Sequence[Mapping[str, Any]],
+        pool: Sequence[str],
+        optimize: str = "balanced",
+        task: str | None = None,
+        *,
+        cards: Mapping[str, ModelCard] | None = None,
+        live: Mapping[str, LiveStats] | None = None,
+    ) -> RouteDecision:
+        start = time.perf_counter()
+        params = policy_params(self.config, optimize)
+        if task is not None and task not in TASK_NAMES:
+            raise RoutingError(f"unknown task {task!r}; expected one of: {', '.join(TASK_NAMES)}")
+        pool = list(dict.fromkeys(pool))
+        if not pool:
+            raise RoutingError("empty model pool")
+        extra_cards = cards or {}
+        pool_cards = [self._card(m, extra_cards) for m in pool]
+        text, turns = messages_to_text(messages)
+        card_map = dict(zip(pool, pool_cards, strict=True))
+        analysis = self.analyse(text, turns, pool, card_map)
+        chosen_task, confidence = analysis.task, analysis.confidence
+        quality = analysis.quality
+        out_tokens = analysis.output_tokens
+        if task is not None:
+            chosen_task, confidence = task, 1.0
+            out_tokens = np.array(
+                [self.expected_output_tokens(m, task, c) for m, c in zip(pool, pool_cards)]
+            )
+        prompt_tokens = count_tokens(text)
+        live = live or {}
+        cost = np.array(
+            [expected_cost(c, prompt_tokens, o) for c, o in zip(pool_cards, out_tokens)]
+        )
+        latency = np.array(
+            [
+                expected_latency_ms(c, o, live.get(m), self.config.queue_penalty)
+                for m, c, o in zip(pool, pool_cards, out_tokens)
+            ]
+        )
+        available = np.array([live.get(m, LiveStats()).available for m in pool])
+        scores = policy_scores(quality, cost, latency, available, params)
+        pick = int(np.argmax(scores))
+        candidates = {
+            m: CandidateScore(float(quality[i]), float(cost[i]), float(latency[i]), float(scores[i]))
+            for i, m in enumerate(pool)
+        }
+        return RouteDecision(
+            model=pool[pick],
+            task=chosen_task,
+            confidence=float(confidence),
+            complexity=self.complexity_label(analysis.complexity_score),  # type: ignore[arg-type]
+            complexity_score=float(analysis.complexity_score),
+            candidates=candidates,
+            optimize=optimize,
+            router_version=self.version,
+            routing_time_ms=(time.perf_counter() - start) * 1000.0,
+            trained=self.trained,
+            task_overridden=task is not None,
+        )
+
+    def expected_output_tokens(self, model: str, task: str, card: ModelCard) -> float:
+        return self.config.default_output_tokens

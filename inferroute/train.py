@@ -1,0 +1,163 @@
+"""`train(scores_df, labels_df, config) -> LearnedRouter`.
+
+`scores_df` is the long score table of `evals.datasets` (one row per prompt x model; columns prompt_id,
+dataset, prompt, task, model, score, completion_tokens, output_chars, ...). `labels_df` holds the
+task-labelled prompts (prompt_id, prompt, task). Nothing here reads files except the card YAML.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from typing import Any
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from inferroute.catalog import load_cardbook
+from inferroute.classifier import TaskClassifier
+from inferroute.config import RouterConfig
+from inferroute.costs import CHARS_PER_TOKEN, OutputLengths
+from inferroute.features import Embedder, MiniLMEmbedder, StaticEmbedder, text_stats
+from inferroute.learned import LearnedRouter
+from inferroute.scoring import QualityModel, task_means
+from inferroute.taxonomy import TASK_NAMES
+
+logger = logging.getLogger(__name__)
+
+
+def _version(config: RouterConfig, scores: Any, labels: Any) -> str:
+    h = hashlib.sha1(json.dumps(config.to_flat_dict(), sort_keys=True).encode())
+    h.update(",".join(sorted(map(str, scores["prompt_id"].unique()))).encode())
+    h.update(str(len(scores)).encode())
+    h.update(str(len(labels)).encode())
+    return f"learned-{h.hexdigest()[:10]}"
+
+
+def _output_lengths(scores: Any, task_of: dict[str, str], default: float) -> OutputLengths:
+    tokens = scores["completion_tokens"].astype(float)
+    chars = scores["output_chars"].astype(float) / CHARS_PER_TOKEN
+    tokens = tokens.where(tokens.notna(), chars)
+    df = scores.assign(out_tokens=tokens, task_name=scores["prompt_id"].map(task_of))
+    df = df[df["out_tokens"].notna() & (df["out_tokens"] > 0)]
+    if df.empty:
+        return OutputLengths(default=default)
+    by_mt = df.groupby(["model", "task_name"])["out_tokens"].median()
+    return OutputLengths(
+        {f"{m}|{t}": float(v) for (m, t), v in by_mt.items()},
+        {str(k): float(v) for k, v in df.groupby("model")["out_tokens"].median().items()},
+        {str(k): float(v) for k, v in df.groupby("task_name")["out_tokens"].median().items()},
+        float(df["out_tokens"].median()),
+    )
+
+
+def train(scores_df: Any, labels_df: Any, config: RouterConfig | None = None) -> LearnedRouter:
+    config = config or RouterConfig.from_yaml()
+    rng = np.random.default_rng(config.seed)
+    steps = tqdm(total=6, desc="train inferroute")
+    scores = scores_df[scores_df["score"].notna()]
+    prompts = scores.drop_duplicates("prompt_id")[["prompt_id", "prompt"]]
+    if config.knn_max_prompts and len(prompts) > config.knn_max_prompts:
+        keep = rng.choice(len(prompts), config.knn_max_prompts, replace=False)
+        prompts = prompts.iloc[np.sort(keep)]
+        scores = scores[scores["prompt_id"].isin(set(prompts["prompt_id"]))]
+    labels = labels_df[labels_df["task"].isin(TASK_NAMES)]
+    labels = labels.sample(frac=1.0, random_state=config.seed)
+    labels = labels[labels.groupby("task").cumcount() < config.clf_max_per_class]
+    p_texts = prompts["prompt"].astype(str).tolist()
+    l_texts = labels["prompt"].astype(str).tolist()
+
+    steps.set_postfix_str("embedder")
+    embedder: Embedder
+    if config.embedder == "static":
+        embedder = StaticEmbedder.distill(
+            p_texts + l_texts,
+            config.static_dim,
+            config.max_chars,
+            config.max_tokens,
+            config.seed,
+            config.static_source,
+        )
+    else:
+        embedder = MiniLMEmbedder(config.max_chars, config.max_tokens, config.torch_threads)
+    steps.update()
+
+    steps.set_postfix_str("features")
+    p_emb, l_emb = embedder.encode(p_texts), embedder.encode(l_texts)
+    p_stats, l_stats = text_stats(p_texts), text_stats(l_texts)
+    mu = np.vstack([p_stats, l_stats]).mean(0)
+    sd = np.vstack([p_stats, l_stats]).std(0) + 1e-6
+    p_dense = np.hstack([p_emb, (p_stats - mu) / sd]).astype(np.float32)
+    l_dense = np.hstack([l_emb, (l_stats - mu) / sd]).astype(np.float32)
+    steps.update()
+
+    steps.set_postfix_str("task classifier")
+    clf = TaskClassifier.fit(
+        l_dense,
+        l_texts,
+        labels["task"].tolist(),
+        c=config.clf_c,
+        n_hash=config.clf_hash_features,
+        calibration=config.clf_calibration,
+        seed=config.seed,
+    )
+    steps.update()
+
+    steps.set_postfix_str("quality")
+    models = tuple(sorted(scores["model"].unique()))
+    pid_index = {p: i for i, p in enumerate(prompts["prompt_id"])}
+    matrix = (
+        scores.groupby(["prompt_id", "model"])["score"].mean().unstack()
+        .reindex(index=prompts["prompt_id"], columns=list(models))
+    )
+    s_mat = matrix.to_numpy(dtype=np.float32)
+    probs = clf.predict_proba(p_dense, p_texts)
+    given = scores.drop_duplicates("prompt_id").set_index("prompt_id")["task"]
+    task_idx = probs.argmax(1)
+    for pid, t in given.items():
+        if isinstance(t, str) and t in TASK_NAMES and pid in pid_index:
+            task_idx[pid_index[pid]] = TASK_NAMES.index(t)
+    quality = QualityModel(
+        models,
+        p_emb.astype(np.float16),
+        s_mat,
+        task_means(s_mat, task_idx, len(TASK_NAMES), config.prior_shrink),
+        config.knn_k,
+        config.knn_power,
+        config.knn_kappa,
+    )
+    steps.update()
+
+    steps.set_postfix_str("complexity")
+    from sklearn.linear_model import Ridge
+
+    n_scored = (~np.isnan(s_mat)).sum(1)
+    difficulty = 1.0 - np.nanmean(np.where(n_scored[:, None] > 0, s_mat, 0.5), axis=1)
+    fit_rows = n_scored >= 2
+    ridge = Ridge(alpha=config.complexity_alpha).fit(p_dense[fit_rows], difficulty[fit_rows])
+    pred = np.clip(ridge.predict(p_dense[fit_rows]), 0, 1)
+    cuts = (float(np.quantile(pred, 1 / 3)), float(np.quantile(pred, 2 / 3)))
+    steps.update()
+
+    task_of = {p: TASK_NAMES[t] for p, t in zip(prompts["prompt_id"], task_idx, strict=True)}
+    lengths = _output_lengths(scores, task_of, config.default_output_tokens)
+    book = load_cardbook(models)
+    router = LearnedRouter(
+        config,
+        book,
+        _version(config, scores, labels),
+        embedder,
+        mu.astype(np.float32),
+        sd.astype(np.float32),
+        clf,
+        quality,
+        ridge.coef_.astype(np.float64),
+        float(ridge.intercept_),
+        cuts,
+        lengths,
+    )
+    steps.update()
+    steps.close()
+    logger.info("trained %s on %d prompts x %d models", router.version, len(prompts), len(models))
+    return router
