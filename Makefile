@@ -39,6 +39,7 @@ test: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/lint-imports
 	$(VENV)/bin/pytest
+	$(VENV)/bin/pytest --nbmake notebooks/ --nbmake-timeout=600
 
 lint: install
 	$(VENV)/bin/ruff check .
@@ -52,7 +53,8 @@ nbtest: install
 	$(VENV)/bin/pytest --nbmake notebooks/ --nbmake-timeout=600
 
 lab: install
-	$(VENV)/bin/jupyter lab --notebook-dir=notebooks
+	-git config filter.nbstripout.clean >/dev/null || $(VENV)/bin/nbstripout --install
+	PYTHONPATH=$(CURDIR) $(VENV)/bin/jupyter lab --notebook-dir=notebooks
 
 bench: install
 	for b in benchmarks/*.py; do $(PY) $$b || exit 1; done
