@@ -22,7 +22,8 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULTS: dict[str, Any] = {
     "HOME": str(REPO_ROOT / "instance"),
     "DATABASE_URL": None,  # default: sqlite:///<HOME>/inferbase.db
-    "REDIS_URL": None,  # rate-limit storage shared by workers; the database when unset
+    "REDIS_URL": None,  # rate-limit storage shared by every worker and host
+    "RATELIMIT_STORAGE": "auto",  # auto (redis if REDIS_URL, else file) | file | database | URI
     "CATALOG": str(REPO_ROOT / "data" / "catalog.local.yaml"),
     "ENGINES_FACTORY": "serving.engines:build_engines",  # "module:callable", called with the app
     "SECRET_KEY": None,  # generated and persisted under HOME when unset

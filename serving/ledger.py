@@ -21,9 +21,9 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from serving import db
+from serving import db, fastsql
 from serving.errors import ApiError
-from serving.schema import accounts, api_keys, reservations, transactions, usage_logs, utcnow
+from serving.schema import accounts, api_keys, reservations, transactions, utcnow
 
 logger = logging.getLogger(__name__)
 
@@ -67,56 +67,68 @@ def deposit(conn: sa.Connection, account_id: int, amount: int, description: str 
 
 
 _RESERVE = (
-    accounts.update()
-    .where(
-        accounts.c.id == sa.bindparam("acct"),
-        accounts.c.active.is_(True),
-        accounts.c.balance_micros - accounts.c.reserved_micros >= sa.bindparam("amt"),
-    )
-    .values(reserved_micros=accounts.c.reserved_micros + sa.bindparam("amt"))
+    "UPDATE accounts SET reserved_micros = reserved_micros + :amt "
+    "WHERE id = :acct AND active AND balance_micros - reserved_micros >= :amt"
 )
-_KEY_LIVE = (
-    sa.select(api_keys.c.id)
-    .where(api_keys.c.id == sa.bindparam("kid"), api_keys.c.revoked_at.is_(None))
-    .exists()
+_KEY_LIVE = " AND EXISTS (SELECT 1 FROM api_keys WHERE id = :kid AND revoked_at IS NULL)"
+_HOLD = (
+    "INSERT INTO reservations (id, account_id, key_id, amount_micros, status, created_at, "
+    "expires_at) VALUES (:rid, :acct, :kid, :amt, 'open', :now, :exp)"
 )
-_RESERVE_WITH_KEY = _RESERVE.where(_KEY_LIVE)
+_HOLD_TXN = (
+    "INSERT INTO transactions (account_id, kind, amount_micros, reservation_id, created_at) "
+    "VALUES (:acct, 'reservation', :neg, :rid, :now)"
+)
+
+
+# PostgreSQL: the same three statements as one round trip (data-modifying CTEs).
+_RESERVE_PG = (
+    "WITH upd AS (" + _RESERVE + "{key} RETURNING id), "
+    "hold AS (INSERT INTO reservations (id, account_id, key_id, amount_micros, status, created_at, "
+    "expires_at) SELECT :rid, id, :kid, :amt, 'open', :now, :exp FROM upd RETURNING id) "
+    "INSERT INTO transactions (account_id, kind, amount_micros, reservation_id, created_at) "
+    "SELECT id, 'reservation', :neg, :rid, :now FROM upd"
+)
 
 
 def reserve(
-    account_id: int, key_id: str | None, reservation_id: str, amount: int, ttl_s: float
+    account_id: int,
+    key_id: str | None,
+    reservation_id: str,
+    amount: int,
+    ttl_s: float,
+    engine: sa.Engine | None = None,
 ) -> None:
-    """Hold `amount` for a request, or 402 (cannot cover) / 403 (key revoked, account inactive)."""
+    """Hold `amount` for a request, or 402 (cannot cover) / 403 (key revoked, account inactive).
+
+    One transaction, three statements; the key's revocation is re-checked inside the UPDATE, so a
+    key revoked by any worker is refused at once even when this worker has it cached."""
+    d = fastsql.for_engine(engine or db.get_engine())
     now = utcnow()
-    with db.write() as conn:
-        params: dict[str, Any] = {"acct": account_id, "amt": amount}
-        if key_id is not None:
-            params["kid"] = key_id
-        stmt = _RESERVE_WITH_KEY if key_id is not None else _RESERVE
-        if conn.execute(stmt, params).rowcount != 1:
+    p = {
+        "acct": account_id,
+        "amt": amount,
+        "kid": key_id,
+        "rid": reservation_id,
+        "now": d.ts(now),
+        "exp": d.ts(now + timedelta(seconds=ttl_s)),
+        "neg": -amount,
+    }
+    key_check = _KEY_LIVE if key_id is not None else ""
+    if d.sqlite:
+        with d.write() as cur:
+            cur.execute(d.sql(_RESERVE + key_check), p)
+            refused = cur.rowcount != 1
+            if not refused:
+                cur.execute(d.sql(_HOLD), p)
+                cur.execute(d.sql(_HOLD_TXN), p)
+    else:  # one atomic statement, one round trip
+        with d.single() as cur:
+            cur.execute(d.sql(_RESERVE_PG.format(key=key_check)), p)
+            refused = cur.rowcount != 1
+    if refused:
+        with db.read(d.engine) as conn:
             _refuse(conn, account_id, key_id, amount)
-        conn.execute(
-            reservations.insert(),
-            {
-                "id": reservation_id,
-                "account_id": account_id,
-                "key_id": key_id,
-                "amount_micros": amount,
-                "status": "open",
-                "created_at": now,
-                "expires_at": now + timedelta(seconds=ttl_s),
-            },
-        )
-        conn.execute(
-            transactions.insert(),
-            {
-                "account_id": account_id,
-                "kind": "reservation",
-                "amount_micros": -amount,
-                "reservation_id": reservation_id,
-                "created_at": now,
-            },
-        )
 
 
 def _refuse(conn: sa.Connection, account_id: int, key_id: str | None, amount: int) -> None:
@@ -144,47 +156,88 @@ class Settlement:
     late: bool  # the reservation had already expired and been released
 
 
+_CLOSE = "UPDATE reservations SET status = 'settled' WHERE id = :rid AND status = 'open'"
+_CHARGE = (
+    "UPDATE accounts SET balance_micros = balance_micros - :charged, "
+    "reserved_micros = reserved_micros - :amt WHERE id = :acct"
+)
+_CHARGE_LATE = "UPDATE accounts SET balance_micros = balance_micros - :charged WHERE id = :acct"
+_AVAILABLE = "SELECT balance_micros - reserved_micros FROM accounts WHERE id = :acct"
+_TXN = (
+    "INSERT INTO transactions (account_id, kind, amount_micros, reservation_id, created_at) "
+    "VALUES (:acct, :kind, :value, :rid, :now)"
+)
+_RELEASE_AND_DEDUCT = (
+    "INSERT INTO transactions (account_id, kind, amount_micros, reservation_id, created_at) "
+    "VALUES (:acct, 'release', :amt, :rid, :now), (:acct, 'deduction', :neg, :rid, :now)"
+)
+USAGE_COLUMNS = (
+    "id", "account_id", "key_id", "created_at", "requested_model", "served_model",
+    "routing_task", "routing_complexity", "routing_confidence", "router_version",
+    "fallback_from", "prompt_tokens", "completion_tokens", "total_tokens", "cost_micros",
+    "latency_ms", "ttft_ms", "routing_time_ms", "stream", "status", "error_type",
+)  # fmt: skip
+_USAGE = "INSERT INTO usage_logs ({}) VALUES ({})".format(
+    ", ".join(USAGE_COLUMNS), ", ".join(":u_" + c for c in USAGE_COLUMNS)
+)
+
+
+_SETTLE_PG = (
+    "WITH closed AS (UPDATE reservations SET status = 'settled' "
+    "WHERE id = :rid AND status = 'open' RETURNING account_id), "
+    "acct AS (UPDATE accounts SET balance_micros = balance_micros - :charged, "
+    "reserved_micros = reserved_micros - :amt WHERE id = (SELECT account_id FROM closed) "
+    "RETURNING id), "
+    "txn AS (INSERT INTO transactions "
+    "(account_id, kind, amount_micros, reservation_id, created_at) "
+    "SELECT id, 'release', :amt, :rid, :now FROM acct UNION ALL "
+    "SELECT id, 'deduction', :neg, :rid, :now FROM acct WHERE :charged > 0 RETURNING 1) "
+    + _USAGE
+    + " RETURNING (SELECT count(*) FROM closed)"
+)
+_LATE_USAGE = "UPDATE usage_logs SET cost_micros = :charged WHERE id = :uid"
+_USAGE_DEFAULTS = {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0, "stream": False}
+
+
 def settle(
-    reservation_id: str, account_id: int, amount: int, cost: int, usage: dict[str, Any]
+    reservation_id: str,
+    account_id: int,
+    amount: int,
+    cost: int,
+    usage: dict[str, Any],
+    engine: sa.Engine | None = None,
 ) -> Settlement:
-    """Close a reservation: charge `cost` (capped at the hold), release the rest, log usage."""
+    """Close a reservation: charge `cost` (capped at the hold), release the rest, log usage.
+
+    Idempotent: only the first settlement of a reservation moves money."""
+    d = fastsql.for_engine(engine or db.get_engine())
     now = utcnow()
-    with db.write() as conn:
-        closed = conn.execute(
-            reservations.update()
-            .where(reservations.c.id == reservation_id, reservations.c.status == "open")
-            .values(status="settled"),
-        ).rowcount
-        late = closed != 1
-        if not late:
-            charged = min(cost, amount)
-            conn.execute(
-                accounts.update()
-                .where(accounts.c.id == account_id)
-                .values(
-                    balance_micros=accounts.c.balance_micros - charged,
-                    reserved_micros=accounts.c.reserved_micros - amount,
-                )
-            )
-            rows = [_txn(account_id, "release", amount, reservation_id, now)]
-        else:  # the sweeper released the hold already: charge what the balance still covers
-            avail = conn.execute(
-                sa.select(accounts.c.balance_micros - accounts.c.reserved_micros).where(
-                    accounts.c.id == account_id
-                )
-            ).scalar_one()
-            charged = max(0, min(cost, avail))
-            conn.execute(
-                accounts.update()
-                .where(accounts.c.id == account_id)
-                .values(balance_micros=accounts.c.balance_micros - charged)
-            )
-            rows = []
-        if charged:
-            rows.append(_txn(account_id, "deduction", -charged, reservation_id, now))
-        if rows:
-            conn.execute(transactions.insert(), rows)
-        conn.execute(usage_logs.insert(), {**usage, "cost_micros": charged, "created_at": now})
+    charged = min(cost, amount)
+    p: dict[str, Any] = {"rid": reservation_id, "acct": account_id, "amt": amount}
+    p.update(now=d.ts(now), charged=charged, neg=-charged)
+    row = {**_USAGE_DEFAULTS, **usage, "cost_micros": charged, "created_at": now}
+    p.update({"u_" + c: row.get(c) for c in USAGE_COLUMNS}, u_created_at=p["now"])
+    if not d.sqlite:  # one atomic statement; the rare late path follows in its own transaction
+        with d.single() as cur:
+            cur.execute(d.sql(_SETTLE_PG), p)
+            late = cur.fetchone()[0] != 1
+        if late:
+            with d.write() as cur:
+                charged = _charge_late(d, cur, p, cost)
+                cur.execute(d.sql(_LATE_USAGE), {"charged": charged, "uid": usage["id"]})
+    else:
+        with d.write() as cur:
+            cur.execute(d.sql(_CLOSE), p)
+            late = cur.rowcount != 1
+            if not late:
+                cur.execute(d.sql(_CHARGE), p)
+                if charged:
+                    cur.execute(d.sql(_RELEASE_AND_DEDUCT), p)
+                else:
+                    cur.execute(d.sql(_TXN), {**p, "kind": "release", "value": amount})
+            else:
+                charged = p["u_cost_micros"] = _charge_late(d, cur, p, cost)
+            cur.execute(d.sql(_USAGE), p)
     if charged < cost:
         logger.warning(
             "request %s cost %d but only %d was charged (late=%s)",
@@ -194,6 +247,16 @@ def settle(
             late,
         )
     return Settlement(charged, late)
+
+
+def _charge_late(d: fastsql.Dialect, cur: Any, p: dict[str, Any], cost: int) -> int:
+    """The sweeper released the hold already: charge what the balance still covers."""
+    cur.execute(d.sql(_AVAILABLE), p)
+    charged = max(0, min(cost, int(cur.fetchone()[0])))
+    if charged:
+        cur.execute(d.sql(_CHARGE_LATE), {**p, "charged": charged})
+        cur.execute(d.sql(_TXN), {**p, "kind": "deduction", "value": -charged})
+    return charged
 
 
 def _txn(account_id: int, kind: str, amount: int, rid: str, now: datetime) -> dict[str, Any]:

@@ -1,13 +1,16 @@
 """Per-key rate limits (requests and tokens per minute) with the `limits` library.
 
-Storage is shared by every worker: Redis when ``INFERBASE_REDIS_URL`` is set, otherwise the
-gateway's own database through `SQLStorage` (a `limits` storage over one upsert per hit).
+Storage is shared by every worker (``INFERBASE_RATELIMIT_STORAGE``): ``auto`` (default) is Redis
+when ``INFERBASE_REDIS_URL`` is set, otherwise ``file``, a SQLite file under HOME shared by the
+workers of this host; ``database`` keeps the counters in the gateway's database (shared by every
+host); anything else is a `limits` storage URI.
 """
 
 from __future__ import annotations
 
 import math
 import time
+from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
@@ -16,12 +19,12 @@ from limits import RateLimitItemPerMinute
 from limits.storage import Storage, storage_from_string
 from limits.strategies import FixedWindowRateLimiter
 
-from serving import db
+from serving import db, fastsql
 from serving.errors import ApiError
 from serving.keys import KeyInfo
 from serving.schema import rate_limits
 
-_INCR = sa.text(
+_INCR = (
     "INSERT INTO rate_limits (key, count, expires_at) VALUES (:k, :a, :exp) "
     "ON CONFLICT (key) DO UPDATE SET "
     "count = CASE WHEN rate_limits.expires_at <= :now THEN :a ELSE rate_limits.count + :a END, "
@@ -29,16 +32,20 @@ _INCR = sa.text(
     "ELSE rate_limits.expires_at END "
     "RETURNING count"
 )
+_GET = "SELECT count, expires_at FROM rate_limits WHERE key = :k AND expires_at > :now"
 
 
 class SQLStorage(Storage):
-    """Fixed-window counters in the `rate_limits` table (SQLite >= 3.35 or PostgreSQL)."""
+    """Fixed-window counters in a `rate_limits` table (SQLite >= 3.35 or PostgreSQL): one upsert
+    per hit on the raw cursor. Used over the gateway's database, or over a small SQLite file of
+    its own (`file_engine`) that every worker on the host shares."""
 
     STORAGE_SCHEME = ["inferbase+sql"]
 
     def __init__(self, engine: sa.Engine, **options: Any) -> None:
         super().__init__(None, **options)
         self.engine = engine
+        self.sql = fastsql.for_engine(engine)
 
     @property
     def base_exceptions(self) -> type[Exception]:
@@ -46,23 +53,17 @@ class SQLStorage(Storage):
 
     def incr(self, key: str, expiry: int, amount: int = 1) -> int:
         now = time.time()
-        with db.write(self.engine) as conn:
-            return int(
-                conn.execute(
-                    _INCR, {"k": key, "a": amount, "exp": now + expiry, "now": now}
-                ).scalar_one()
+        with self.sql.write() as cur:
+            cur.execute(
+                self.sql.sql(_INCR), {"k": key, "a": amount, "exp": now + expiry, "now": now}
             )
+            return int(cur.fetchone()[0])
 
     def _row(self, key: str) -> tuple[int, float] | None:
-        with db.read(self.engine) as conn:
-            row = conn.execute(
-                sa.select(rate_limits.c.count, rate_limits.c.expires_at).where(
-                    rate_limits.c.key == key
-                )
-            ).first()
-        if row is None or row.expires_at <= time.time():
-            return None
-        return int(row.count), float(row.expires_at)
+        with self.sql.read() as cur:
+            cur.execute(self.sql.sql(_GET), {"k": key, "now": time.time()})
+            row = cur.fetchone()
+        return (int(row[0]), float(row[1])) if row else None
 
     def get(self, key: str) -> int:
         row = self._row(key)
@@ -73,8 +74,8 @@ class SQLStorage(Storage):
         return row[1] if row else time.time()
 
     def check(self) -> bool:
-        with db.read(self.engine) as conn:
-            conn.execute(sa.text("SELECT 1"))
+        with self.sql.read() as cur:
+            cur.execute("SELECT 1")
         return True
 
     def reset(self) -> int | None:
@@ -92,12 +93,34 @@ class SQLStorage(Storage):
             ).rowcount
 
 
+def file_engine(home: Path) -> sa.Engine:
+    """A SQLite file under HOME for the counters alone (no fsync: a crash may lose counts)."""
+    home.mkdir(parents=True, exist_ok=True)
+    engine = db.make_engine(f"sqlite:///{home / 'ratelimits.db'}", 16)
+
+    @sa.event.listens_for(engine, "connect")
+    def _fast(dbapi_conn: Any, _record: Any) -> None:
+        dbapi_conn.execute("PRAGMA synchronous=OFF")
+
+    rate_limits.create(engine, checkfirst=True)
+    return engine
+
+
+def make_storage(app: Flask) -> Storage:
+    choice = str(app.config.get("RATELIMIT_STORAGE") or "auto")
+    url = app.config.get("REDIS_URL")
+    if choice == "auto":
+        choice = url if url else "file"
+    if choice == "file":
+        return SQLStorage(file_engine(Path(app.config["HOME"])))
+    if choice == "database":
+        return SQLStorage(app.extensions["db"])
+    return storage_from_string(choice)
+
+
 class RateLimits:
     def __init__(self, app: Flask) -> None:
-        url = app.config.get("REDIS_URL")
-        self.storage: Storage = (
-            storage_from_string(url) if url else SQLStorage(app.extensions["db"])
-        )
+        self.storage = make_storage(app)
         self.limiter = FixedWindowRateLimiter(self.storage)
         self.default_rpm = int(app.config["DEFAULT_RPM"])
         self.default_tpm = int(app.config["DEFAULT_TPM"])

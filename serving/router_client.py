@@ -11,7 +11,7 @@ from typing import Any
 
 from flask import Flask
 
-from inferroute.types import LiveStats, ModelCard
+from inferroute import LiveStats, ModelCard
 from serving.engines.base import CatalogModel, Engines
 
 

@@ -157,6 +157,8 @@ def test_concurrent_ledger_through_workers(db_url, tmp_path, setup_app):
         stop.set()
         watcher.join()
         server.stop()
+    log = (tmp_path / "gunicorn.log").read_text()
+    assert "Traceback" not in log, log[log.index("Traceback") - 500 :][:4000]
     assert set(codes) <= {200, 402}, codes
     assert codes[200] >= 20 and codes[402] >= 1, codes
     assert not low

@@ -1,0 +1,102 @@
+"""The `inferbase` command: in-process through Click, and the installed console entry point."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import sqlalchemy as sa
+from click.testing import CliRunner
+
+from serving import db, ledger
+from serving.cli import cli
+from serving.schema import accounts
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def run(env, *args):
+    result = CliRunner().invoke(cli, list(args), env=env, catch_exceptions=False)
+    return result
+
+
+def test_operator_workflow(tmp_path):
+    env = {
+        "INFERBASE_HOME": str(tmp_path),
+        "INFERBASE_ENGINES_FACTORY": "tests.serving.fakes:make_engines",
+        "INFERBASE_SECRET_KEY": "cli-secret-" + "k" * 32,
+    }
+    r = run(env, "db", "upgrade")
+    assert r.exit_code == 0 and "head" in r.output
+    r = run(env, "accounts", "create", "Ops@Example.com", "--password", "pw", "--credits", "2.5")
+    assert r.exit_code == 0, r.output
+    r = run(env, "accounts", "create", "ops@example.com")
+    assert r.exit_code != 0 and "already exists" in r.output
+    r = run(env, "credits", "grant", "ops@example.com", "0.000001")
+    assert r.exit_code == 0 and "balance_micros=2500001" in r.output
+    r = run(env, "credits", "grant", "ops@example.com", "lots")
+    assert r.exit_code != 0
+    r = run(env, "credits", "grant", "nobody@example.com", "1")
+    assert r.exit_code != 0 and "No account" in r.output
+    r = run(
+        env,
+        "keys",
+        "create",
+        "--account",
+        "ops@example.com",
+        "--name",
+        "prod",
+        "--pool",
+        "local/tiny-a,Qwen/Qwen3-14B",
+        "--optimize",
+        "cost",
+    )
+    assert r.exit_code == 0, r.output
+    raw = r.output.strip().splitlines()[-1]
+    assert raw.startswith("inf_") and len(raw) >= 47
+    r = run(
+        env,
+        "keys",
+        "create",
+        "--account",
+        "ops@example.com",
+        "--name",
+        "x",
+        "--pool",
+        "not/a-model",
+    )
+    assert r.exit_code != 0 and "Unknown model" in r.output
+
+    from serving import create_app
+
+    os.environ.update(env)
+    try:
+        app = create_app({"TESTING": True})
+    finally:
+        for k in env:
+            os.environ.pop(k)
+    client = app.test_client()
+    rv = client.get("/api/v1/inference/keys", headers={"Authorization": f"Bearer {raw}"})
+    assert rv.status_code == 200
+    assert rv.get_json()["data"][0]["model_pool"] == ["local/tiny-a", "Qwen/Qwen3-14B"]
+    r = run(env, "accounts", "deactivate", "ops@example.com")
+    assert r.exit_code == 0
+    rv = client.get("/api/v1/inference/credits", headers={"Authorization": f"Bearer {raw}"})
+    assert rv.status_code == 403
+    with app.app_context(), db.read() as conn:
+        acct = conn.execute(sa.select(accounts)).one()
+        assert ledger.balance(conn, acct.id)["balance_micros"] == 2_500_001
+    app.extensions["db"].dispose()
+
+
+def test_console_script_help():
+    out = subprocess.run(
+        [sys.executable, "-c", "from serving.cli import main; main()", "--help"],
+        cwd=REPO, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(REPO)},
+        timeout=60,
+    )  # fmt: skip
+    assert out.returncode == 0
+    for command in ("db", "accounts", "credits", "keys", "serve"):
+        assert command in out.stdout
