@@ -38,8 +38,8 @@ class PriceSpec(_Strict):
 
 
 class LatencySpec(_Strict):
-    ttft_ms: float = Field(200.0, gt=0)
-    tpot_ms: float = Field(20.0, gt=0)
+    ttft_ms: float = Field(default=200.0, gt=0)
+    tpot_ms: float = Field(default=20.0, gt=0)
 
 
 class LaunchSpec(_Strict):
@@ -68,7 +68,7 @@ class ModelSpec(_Strict):
     owned_by: str = "inferbase"
     context_length: int = Field(gt=0)
     price_usd_per_mtok: PriceSpec
-    latency: LatencySpec = LatencySpec()
+    latency: LatencySpec = Field(default_factory=LatencySpec)
     replicas: list[str] = Field(default_factory=list)
     launch: LaunchSpec | None = None
     routing: dict[str, Any] = Field(default_factory=dict)

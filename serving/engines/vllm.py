@@ -238,8 +238,11 @@ class VLLMEngines:
             self._p().pool.release(r)
 
     def stream(self, model_id: str, body: dict[str, Any]) -> Iterator[dict[str, Any] | None]:
+        """A generator: nothing is sent until the first `next()`, which raises EngineError when
+        the request fails before the first chunk (so a stream that is never iterated holds no
+        replica and no connection)."""
         r, resp = self._send(model_id, body, stream=True)
-        return self._relay(model_id, r, resp)
+        yield from self._relay(model_id, r, resp)
 
     def _relay(
         self, model_id: str, r: Replica, resp: httpx.Response

@@ -247,3 +247,11 @@ def test_works_after_fork(upstreams):
     assert parent.recv() == ("ready", 5)
     proc.join(5)
     eng.close()
+
+
+def test_a_stream_never_iterated_sends_nothing(upstreams):
+    eng = VLLMEngines([model("m", upstreams[0].url)], monitor_interval_s=None)
+    gen = eng.stream("m", STREAM)
+    del gen
+    assert upstreams[0].requests == 0 and eng.replicas("m")[0]["outstanding"] == 0
+    eng.close()
