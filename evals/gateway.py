@@ -11,6 +11,7 @@ for `model: "auto"`, the text, the served model and the usage chunk.
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
 import signal
@@ -85,6 +86,7 @@ class LocalGateway:
     def engines_up(self, timeout: float = 400.0) -> str:
         self.home.mkdir(parents=True, exist_ok=True)
         self._engines_started = True
+        atexit.register(self.stop)  # a failing notebook cell must not leave engines behind
         return self.cli("engines", "up", "--timeout", str(timeout), timeout=timeout + 60)
 
     def start(self, workers: int = 1, threads: int = 16, timeout: float = 120.0) -> None:
@@ -97,6 +99,7 @@ class LocalGateway:
             cmd, cwd=REPO_ROOT, env=self.env(), stdout=log, stderr=log, start_new_session=True
         )
         log.close()
+        atexit.register(self.stop)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self._server.poll() is not None:
@@ -115,7 +118,9 @@ class LocalGateway:
         return path.read_text(errors="replace")[-tail:] if path.exists() else ""
 
     def stop(self) -> None:
-        """Stop the server this object started (its process group) and the engines it started."""
+        """Stop the server this object started (its process group) and the engines it started.
+
+        Idempotent: also registered with `atexit` when something is started."""
         if self._server is not None and self._server.poll() is None:
             os.killpg(self._server.pid, signal.SIGTERM)
             try:

@@ -59,6 +59,9 @@ class NotebookSettings:
 
 
 FAST_BENCHMARKS = ("gsm8k", "mt_bench", "routerbench")
+# small and quick InferRoute (RouterConfig keys): token-table embedder without distillation, a few
+# hundred labelled prompts per task, a small hashed n-gram space
+FAST_ROUTER = {"static_source": "input", "clf_max_per_class": 150, "clf_hash_features": 16384}
 FULL_BENCHMARKS = ("mmlu", "gsm8k", "mt_bench", "alpaca_eval2", "routerbench", "llmrouter")
 
 
@@ -78,7 +81,7 @@ def settings(fast: bool | None = None) -> NotebookSettings:
             baselines=("random", "knn"),
             n_trials=3,
             n_policy_trials=8,
-            router_overrides={"mf_epochs": 20},
+            router_overrides=FAST_ROUTER,
             **common,
         )
     return NotebookSettings(
