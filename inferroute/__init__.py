@@ -1,4 +1,5 @@
-"""InferRoute: classify a prompt, score every model in a pool on quality, cost and latency, pick one.
+"""InferRoute: classify a prompt, score every model in a pool on quality, cost and latency, pick
+one.
 
 No Flask, no I/O and no model loading at import time (heavy modules load lazily on first use).
 """
@@ -65,8 +66,10 @@ def load_router(uri: str) -> Router:
     return _load(uri)
 
 
-def train(scores_df: Any, labels_df: Any, config: RouterConfig | None = None) -> LearnedRouter:
+def train(
+    scores_df: Any, labels_df: Any, config: RouterConfig | None = None, **kwargs: Any
+) -> LearnedRouter:
     """Train a LearnedRouter on the long score table and the task-labelled prompts."""
     from inferroute.train import train as _train
 
-    return _train(scores_df, labels_df, config)
+    return _train(scores_df, labels_df, config, **kwargs)

@@ -1,8 +1,8 @@
 """Default model cards: prices of the trained models and profiles of catalog models with no data.
 
-Read from `data/router.yaml` (`prices`, `default_price`, `catalog`) when a router is trained; the cards
-are then saved with the router, so loading a router never needs the YAML. Catalog entries may be glob
-patterns (`local/tiny-*`): `CardBook.card(model_id)` resolves them.
+Read from `data/router.yaml` (`prices`, `default_price`, `catalog`) when a router is trained; the
+cards are then saved with the router, so loading a router never needs the YAML. Catalog entries may
+be glob patterns (`local/tiny-*`): `CardBook.card(model_id)` resolves them.
 """
 
 from __future__ import annotations

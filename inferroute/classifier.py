@@ -1,8 +1,8 @@
 """Task-type classifier over `inferroute.taxonomy` with calibrated confidence.
 
 A multinomial logistic regression over [prompt embedding, standardised text statistics, hashed word
-1-2-grams]. Confidence is calibrated by temperature scaling on a held-out calibration split (one scalar,
-so the ranking of classes is untouched and the probabilities stay well formed).
+1-2-grams]. Confidence is calibrated by temperature scaling on a held-out calibration split (one
+scalar, so the ranking of classes is untouched and the probabilities stay well formed).
 """
 
 from __future__ import annotations

@@ -38,7 +38,9 @@ class RouterConfig:
     knn_power: float = 4.0  # neighbour weight = max(cosine, 0) ** power
     knn_kappa: float = 0.1  # weight of the task prior against the neighbours
     knn_max_prompts: int = 0  # 0 = keep every scored prompt; >0 subsamples (tiny configs)
-    prior_shrink: float = 20.0  # per-(model, task) means shrink to the model mean with this many rows
+    prior_shrink: float = (
+        20.0  # per-(model, task) means shrink to the model mean with this many rows
+    )
     # --- complexity ---
     complexity_alpha: float = 10.0  # ridge strength of the difficulty regressor
     # --- cost / latency ---
@@ -72,7 +74,11 @@ class RouterConfig:
             if key not in known:
                 raise ConfigError(f"unknown config key {key!r}; known keys: {', '.join(known)}")
             current = getattr(self, key)
-            if isinstance(current, float) and isinstance(value, int) and not isinstance(value, bool):
+            if (
+                isinstance(current, float)
+                and isinstance(value, int)
+                and not isinstance(value, bool)
+            ):
                 value = float(value)
             if type(value) is not type(current):
                 raise ConfigError(

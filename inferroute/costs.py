@@ -1,9 +1,10 @@
 """Expected cost and latency of a request on each model.
 
-Cost = card prices x (prompt tokens, expected output tokens); expected output tokens per model and task
-come from the output lengths in the training data (`OutputLengths`). Latency = time to first token +
-time per output token x expected output tokens, from the card's priors, replaced by the engine's live
-figures (`LiveStats`) when serving passes them, and stretched by the live queue depth.
+Cost = card prices x (prompt tokens, expected output tokens); expected output tokens per model and
+task come from the output lengths in the training data (`OutputLengths`). Latency = time to first
+token + time per output token x expected output tokens, from the card's priors, replaced by the
+engine's live figures (`LiveStats`) when serving passes them, and stretched by the live queue
+depth.
 """
 
 from __future__ import annotations

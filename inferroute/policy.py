@@ -1,15 +1,16 @@
 """The Router ABC (the decision lives here, in the base class) and the optimize-mode policies.
 
-Each optimize mode is a policy over the three predictions, with parameters in `RouterConfig` that the
-evals tune with Optuna:
+Each optimize mode is a policy over the three predictions, with parameters in `RouterConfig` that
+the evals tune with Optuna:
 
     feasible_j = quality_j >= max(quality) - epsilon_mode     (and the model is available)
     score_j    = feasible_j * (w_q * quality_j + w_c * (1 - cost_rel_j) + w_l * (1 - latency_rel_j))
 
-where cost_rel / latency_rel are the pool's log-scale min-max ranks (0 = cheapest / fastest) and the
-weights are normalised to sum to 1, so every score is in [0, 1]. With the defaults: `quality` is "the
-cheapest model within 0.01 of the best predicted quality", `cost` and `latency` "the cheapest / fastest
-model within 0.10 of the best", and `balanced` a weighted trade-off with no hard constraint.
+where cost_rel / latency_rel are the pool's log-scale min-max ranks (0 = cheapest / fastest) and
+the weights are normalised to sum to 1, so every score is in [0, 1]. With the defaults: `quality`
+is "the cheapest model within 0.01 of the best predicted quality", `cost` and `latency` "the
+cheapest / fastest model within 0.10 of the best", and `balanced` a weighted trade-off with no hard
+constraint.
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ class Analysis:
 
 
 def messages_to_text(messages: Sequence[Mapping[str, Any]]) -> tuple[str, int]:
-    """The text the router reads: every user turn (text parts only), and the number of user turns."""
+    """The text the router reads (every user turn, text parts only) and the number of user turns."""
     parts: list[str] = []
     for msg in messages:
         if msg.get("role", "user") != "user":
@@ -103,12 +104,14 @@ def policy_scores(
 
 
 class Router(ABC):
-    """Base router: subclasses predict (`analyse`); `route` applies the policy and builds the decision."""
+    """Base router: subclasses predict (`analyse`); `route` applies the policy and decides."""
 
     name: str = "base"
     trained: bool = True
 
-    def __init__(self, config: RouterConfig, cards: Mapping[str, ModelCard] | CardBook, version: str):
+    def __init__(
+        self, config: RouterConfig, cards: Mapping[str, ModelCard] | CardBook, version: str
+    ):
         self.config = config
         self.book = cards if isinstance(cards, CardBook) else CardBook(cards, {})
         self.version = version
@@ -177,24 +180,32 @@ class Router(ABC):
         if task is not None:
             chosen_task, confidence = task, 1.0
             out_tokens = np.array(
-                [self.expected_output_tokens(m, task, c) for m, c in zip(pool, pool_cards)]
+                [
+                    self.expected_output_tokens(m, task, c)
+                    for m, c in zip(pool, pool_cards, strict=True)
+                ]
             )
         prompt_tokens = count_tokens(text)
         live = live or {}
         cost = np.array(
-            [expected_cost(c, prompt_tokens, o) for c, o in zip(pool_cards, out_tokens)]
+            [
+                expected_cost(c, prompt_tokens, o)
+                for c, o in zip(pool_cards, out_tokens, strict=True)
+            ]
         )
         latency = np.array(
             [
                 expected_latency_ms(c, o, live.get(m), self.config.queue_penalty)
-                for m, c, o in zip(pool, pool_cards, out_tokens)
+                for m, c, o in zip(pool, pool_cards, out_tokens, strict=True)
             ]
         )
         available = np.array([live.get(m, LiveStats()).available for m in pool])
         scores = policy_scores(quality, cost, latency, available, params)
         pick = int(np.argmax(scores))
         candidates = {
-            m: CandidateScore(float(quality[i]), float(cost[i]), float(latency[i]), float(scores[i]))
+            m: CandidateScore(
+                float(quality[i]), float(cost[i]), float(latency[i]), float(scores[i])
+            )
             for i, m in enumerate(pool)
         }
         return RouteDecision(

@@ -1,8 +1,8 @@
 """PriorRouter: routes from catalog priors only, so a fresh install can serve before training.
 
-Task type comes from a handful of keyword rules (confidence capped at 0.5: they are guesses), quality
-from each card's `quality_prior` (0.5 when absent), complexity from prompt length (the only signal there
-is without data). Every decision says `trained=False`.
+Task type comes from a handful of keyword rules (confidence capped at 0.5: they are guesses),
+quality from each card's `quality_prior` (0.5 when absent), complexity from prompt length (the only
+signal there is without data). Every decision says `trained=False`.
 """
 
 from __future__ import annotations
@@ -20,8 +20,17 @@ from inferroute.policy import Analysis, FloatArray, Router
 from inferroute.types import ModelCard
 
 _RULES: tuple[tuple[str, re.Pattern[str]], ...] = (
-    ("code_generation", re.compile(r"```|\b(python|javascript|function|code|sql|bug|class|regex)\b", re.I)),
-    ("math", re.compile(r"\b(solve|equation|integral|calculate|how many|probability)\b|\d+\s*[-+*/^]\s*\d+", re.I)),
+    (
+        "code_generation",
+        re.compile(r"```|\b(python|javascript|function|code|sql|bug|class|regex)\b", re.I),
+    ),
+    (
+        "math",
+        re.compile(
+            r"\b(solve|equation|integral|calculate|how many|probability)\b|\d+\s*[-+*/^]\s*\d+",
+            re.I,
+        ),
+    ),
     ("translation", re.compile(r"\btranslat", re.I)),
     ("summarization", re.compile(r"\b(summari[sz]e|summary|tl;?dr)\b", re.I)),
     ("rewriting", re.compile(r"\b(rewrite|paraphrase|proofread|rephrase|fix the grammar)\b", re.I)),

@@ -1,4 +1,4 @@
-"""ROUTERS: router name -> class. Adding a router is a subclass, one line here and a contract test."""
+"""ROUTERS: router name -> class. Adding a router: a subclass, one line here, a contract test."""
 
 from __future__ import annotations
 

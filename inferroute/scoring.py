@@ -2,18 +2,19 @@
 
 Two parts, combined per model m and prompt p:
 
-- a task prior: sum_t P(t | p) * mean score of m on task t (the per-task means shrink to the model's
-  overall mean when a model has few rows for a task), so the classifier's task type is a feature and a
-  model with little data still gets a sensible profile;
-- a neighbour estimate: the similarity-weighted mean score of m on the k most similar scored training
-  prompts (cosine on the prompt embedding, weight = max(cos, 0) ** power).
+- a task prior: sum_t P(t | p) * mean score of m on task t (the per-task means shrink to the
+  model's overall mean when a model has few rows for a task), so the classifier's task type is a
+  feature and a model with little data still gets a sensible profile;
+- a neighbour estimate: the similarity-weighted mean score of m on the k most similar scored
+  training prompts (cosine on the prompt embedding, weight = max(cos, 0) ** power).
 
     q(p, m) = (sum_k w_k * s_km + kappa * prior(p, m)) / (sum_k w_k + kappa)
 
-Every score table (0/1 correctness, judge scores rescaled to 0-1, AlpacaEval win probabilities) lands
-in one prompts x models matrix; the neighbours of a prompt come from every dataset that scored m.
-Quick evidence for this choice (see the closing report of issue 4): a factorisation over
-prompts x models on the same static features ranked held-out MMLU/GSM8K prompts no better than chance.
+Every score table (0/1 correctness, judge scores rescaled to 0-1, AlpacaEval win probabilities)
+lands in one prompts x models matrix; the neighbours of a prompt come from every dataset that
+scored m. Quick evidence for this choice (see the closing report of issue 4): a factorisation over
+prompts x models on the same static features ranked held-out MMLU/GSM8K prompts no better than
+chance.
 """
 
 from __future__ import annotations

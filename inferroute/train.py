@@ -1,8 +1,9 @@
 """`train(scores_df, labels_df, config) -> LearnedRouter`.
 
-`scores_df` is the long score table of `evals.datasets` (one row per prompt x model; columns prompt_id,
-dataset, prompt, task, model, score, completion_tokens, output_chars, ...). `labels_df` holds the
-task-labelled prompts (prompt_id, prompt, task). Nothing here reads files except the card YAML.
+`scores_df` is the long score table of `evals.datasets` (one row per prompt x model; columns
+prompt_id, dataset, prompt, task, model, score, completion_tokens, output_chars, ...). `labels_df`
+holds the task-labelled prompts (prompt_id, prompt, task). Nothing here reads files except the card
+YAML.
 """
 
 from __future__ import annotations
@@ -52,25 +53,34 @@ def _output_lengths(scores: Any, task_of: dict[str, str], default: float) -> Out
     )
 
 
-def train(scores_df: Any, labels_df: Any, config: RouterConfig | None = None) -> LearnedRouter:
+def train(
+    scores_df: Any,
+    labels_df: Any,
+    config: RouterConfig | None = None,
+    *,
+    embedder: Embedder | None = None,
+) -> LearnedRouter:
+    """Train a LearnedRouter. `embedder` reuses an already distilled embedder (evals, tuning)."""
     config = config or RouterConfig.from_yaml()
     rng = np.random.default_rng(config.seed)
     steps = tqdm(total=6, desc="train inferroute")
-    scores = scores_df[scores_df["score"].notna()]
+    has_text = scores_df["prompt"].notna() & (scores_df["prompt"].astype(str).str.len() > 0)
+    scores = scores_df[scores_df["score"].notna() & has_text]
     prompts = scores.drop_duplicates("prompt_id")[["prompt_id", "prompt"]]
     if config.knn_max_prompts and len(prompts) > config.knn_max_prompts:
         keep = rng.choice(len(prompts), config.knn_max_prompts, replace=False)
         prompts = prompts.iloc[np.sort(keep)]
         scores = scores[scores["prompt_id"].isin(set(prompts["prompt_id"]))]
-    labels = labels_df[labels_df["task"].isin(TASK_NAMES)]
+    labels = labels_df[labels_df["task"].isin(TASK_NAMES) & labels_df["prompt"].notna()]
     labels = labels.sample(frac=1.0, random_state=config.seed)
     labels = labels[labels.groupby("task").cumcount() < config.clf_max_per_class]
     p_texts = prompts["prompt"].astype(str).tolist()
     l_texts = labels["prompt"].astype(str).tolist()
 
     steps.set_postfix_str("embedder")
-    embedder: Embedder
-    if config.embedder == "static":
+    if embedder is not None:
+        pass
+    elif config.embedder == "static":
         embedder = StaticEmbedder.distill(
             p_texts + l_texts,
             config.static_dim,
@@ -108,7 +118,9 @@ def train(scores_df: Any, labels_df: Any, config: RouterConfig | None = None) ->
     models = tuple(sorted(scores["model"].unique()))
     pid_index = {p: i for i, p in enumerate(prompts["prompt_id"])}
     matrix = (
-        scores.groupby(["prompt_id", "model"])["score"].mean().unstack()
+        scores.groupby(["prompt_id", "model"])["score"]
+        .mean()
+        .unstack()
         .reindex(index=prompts["prompt_id"], columns=list(models))
     )
     s_mat = matrix.to_numpy(dtype=np.float32)

@@ -1,0 +1,20 @@
+"""PriorRouter: serves with no training, says so, and follows its card priors."""
+
+from __future__ import annotations
+
+from inferroute import ModelCard, PriorRouter
+from tests.inferroute.conftest import GPT4, MESSAGES, MISTRAL7B, POOL
+
+
+def test_prior_router_routes_without_training(prior_router):
+    d = prior_router.route(MESSAGES[0], POOL, optimize="quality")
+    assert d.trained is False and d.router_version == "prior"
+    assert d.model == GPT4  # highest quality_prior
+    assert d.task == "code_generation"
+    assert prior_router.route(MESSAGES[0], POOL, optimize="cost").model == MISTRAL7B
+
+
+def test_prior_router_needs_only_cards():
+    router = PriorRouter({"a": ModelCard("a", 1.0, 1.0), "b": ModelCard("b", 0.1, 0.1)})
+    d = router.route([{"role": "user", "content": "hi"}], ["a", "b"], optimize="cost")
+    assert d.model == "b" and d.candidates["a"].quality == 0.5
