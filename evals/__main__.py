@@ -34,7 +34,8 @@ def _suite(args: argparse.Namespace) -> Any:
 
     extra = {"max_train_prompts_per_dataset": args.max_train} if args.max_train else {}
     cfg = SuiteConfig.load(Path(args.config) if args.config else None, **extra)
-    return cfg.only(args.benchmarks.split(",") if args.benchmarks else None)
+    cfg = cfg.only(args.benchmarks.split(",") if args.benchmarks else None)
+    return cfg.capped(args.max_eval) if args.max_eval else cfg
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -141,6 +142,9 @@ def main(argv: list[str] | None = None) -> int:
         sp.add_argument("--config", help="suite YAML (default evals/configs/benchmarks.yaml)")
         sp.add_argument("--benchmarks", help="comma-separated subset of the suite's benchmarks")
         sp.add_argument("--max-train", type=int, default=0, help="cap on train prompts per dataset")
+        sp.add_argument(
+            "--max-eval", type=int, default=0, help="cap on judged prompts per benchmark"
+        )
         sp.add_argument("--set", action="append", default=[], help="router config key=value")
 
     sp = sub.add_parser("train", help="train InferRoute, validate, log and register it")

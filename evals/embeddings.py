@@ -128,9 +128,47 @@ def uncached() -> Iterator[None]:
         _bypass.on = False
 
 
+_static: Any = None  # an inferroute.features.StaticEmbedder when configured
+
+
+def use_static(corpus: Sequence[str], dim: int = 256, source: str = "distill") -> None:
+    """Embed with InferRoute's static (distilled MiniLM token table) embedder from now on.
+
+    The table is distilled for the tokens of `corpus` (IDF-weighted, unsupervised: text only) and
+    kept on disk under INFERBASE_HOME keyed by the corpus, so a repeated run reuses it. Static
+    vectors cost well under a millisecond per prompt, which is what makes baselines on tens of
+    thousands of prompts feasible on two shared cores; `use_contextual()` switches back.
+    """
+    global _static
+    from inferroute.features import StaticEmbedder
+
+    h = hashlib.sha1(f"{dim}:{source}:".encode())
+    for t in sorted(set(corpus)):
+        h.update(_key(t).encode())
+    d = inferbase_home() / "cache" / "embeddings" / f"static-{h.hexdigest()[:16]}"
+    meta = {"kind": StaticEmbedder.kind, "max_chars": 4000, "max_tokens": 512}
+    if (d / "static_table.npy").exists():
+        _static = StaticEmbedder.load(d, meta)
+        return
+    _static = StaticEmbedder.distill(list(corpus), dim, 4000, 512, 0, source)
+    d.mkdir(parents=True, exist_ok=True)
+    _static.save(d)
+
+
+def use_contextual() -> None:
+    global _static
+    _static = None
+
+
+def active_encoder() -> str:
+    return "static" if _static is not None else ENCODER_NAME
+
+
 def embed(texts: Sequence[str]) -> NDArray[np.float32]:
-    """Embed prompts with the shared on-disk cache (created on first use)."""
+    """Embed prompts: the static embedder if configured, else cached contextual MiniLM."""
     global _default_cache
+    if _static is not None:
+        return np.asarray(_static.encode(list(texts)), dtype=np.float32)
     if getattr(_bypass, "on", False):
         return _encode(list(texts))
     if _default_cache is None or _default_cache.dir.parent.parent.parent != inferbase_home():

@@ -47,6 +47,7 @@ class BenchmarkSpec:
     # len(prompt) / 4 in and `output_tokens` out
     prices: Mapping[str, float] | None = None
     output_tokens: float = 300.0
+    max_prompts: int = 0  # >0: judge a seeded sample of this many prompts (quick runs, tests)
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> BenchmarkSpec:
@@ -109,6 +110,9 @@ class BenchData:
             keep = true.columns[true.notna().mean() >= 0.95]
             true = true[keep]
         true = true.dropna()
+        if 0 < spec.max_prompts < len(true):
+            rng = np.random.default_rng(0)
+            true = true.iloc[np.sort(rng.choice(len(true), spec.max_prompts, replace=False))]
         cost = rows.pivot_table(index="prompt", columns="model", values="cost_usd", aggfunc="mean")
         cost = cost.reindex(index=true.index, columns=true.columns)
         if spec.prices:

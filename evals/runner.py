@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from evals import anchors, ours, plots, promote, tracking
+from evals import anchors, embeddings, ours, plots, promote, tracking
 from evals import datasets as D
 from evals.baselines import LEARNED, Baseline, get_baseline
 from evals.harness import BenchmarkSpec, EvalResult, reference_results, run_eval
@@ -128,11 +128,21 @@ def evaluate(
     router_uri: str | None = None,
     split: str = "test",
     log: bool = True,
+    embedder: str = "static",
 ) -> dict[str, Any]:
-    """Every baseline, the references and (if available) our router on held-out prompts."""
+    """Every baseline, the references and (if available) our router on held-out prompts.
+
+    `embedder`: "static" (InferRoute's distilled MiniLM token table, fast) or "minilm" (contextual
+    sentence embeddings, cached on disk; slow on a shared 2-core machine).
+    """
     df, versions = load_suite(cfg)
     specs = cfg.on_split(split)
     train_df = train_frame(df, cfg)
+    if embedder.startswith("static"):  # "static" (distilled) or "static-input" (quick, weaker)
+        source = "input" if embedder == "static-input" else "distill"
+        embeddings.use_static(df["prompt"].astype(str).unique().tolist(), source=source)
+    else:
+        embeddings.use_contextual()
     results: dict[str, EvalResult] = dict(reference_results(df, specs))
     for name, model in fit_baselines(train_df, baselines, baseline_params).items():
         results[name] = run_eval(model, df, specs, name=name)
@@ -146,6 +156,7 @@ def evaluate(
     payload = {
         "split": split,
         "router_uri": router_uri,
+        "baseline_embedder": embedder,
         "dataset_versions": versions,
         "benchmarks": [dataclasses.asdict(s) for s in specs],
         "results": {
@@ -176,7 +187,12 @@ def _log_eval(
     clf: Mapping[str, Any],
     baseline_params: Mapping[str, Mapping[str, Any]] | None,
 ) -> None:
-    params = {**_suite_params(cfg), "split": payload["split"], "router_uri": payload["router_uri"]}
+    params = {
+        **_suite_params(cfg),
+        "split": payload["split"],
+        "router_uri": payload["router_uri"],
+        "baseline_embedder": embeddings.active_encoder(),
+    }
     params.update({f"baseline.{k}": v for k, v in (baseline_params or {}).items()})
     with tracking.run(
         EVAL_EXPERIMENT, "evaluate", params, dataset_versions=versions, tags={"evals.kind": "eval"}

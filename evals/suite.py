@@ -68,6 +68,11 @@ class SuiteConfig:
         names += [d for b in self.benchmarks for d in b.datasets if d not in names]
         return names
 
+    def capped(self, max_prompts: int) -> SuiteConfig:
+        """Every benchmark judged on at most `max_prompts` prompts (quick runs)."""
+        specs = tuple(dataclasses.replace(b, max_prompts=max_prompts) for b in self.benchmarks)
+        return dataclasses.replace(self, benchmarks=specs)
+
     def on_split(self, split: str) -> tuple[BenchmarkSpec, ...]:
         """The benchmarks judged on `split` ("val" for promotion, "test" for the report)."""
         return tuple(

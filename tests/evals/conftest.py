@@ -36,3 +36,23 @@ def _offline_home(tmp_path_factory):
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     if "INFERBASE_HOME" not in os.environ:  # keep the user's embedding cache out of tests
         os.environ["INFERBASE_HOME"] = str(tmp_path_factory.mktemp("inferbase_home"))
+
+
+@pytest.fixture(scope="session")
+def rb_slice(data_root):
+    """300 seeded RouterBench 0-shot prompts x 11 models (with costs), split 65/0/35 by prompt."""
+    import numpy as np
+
+    from evals import datasets as D
+
+    df = D.load("routerbench_zs")
+    ids = np.sort(df["prompt_id"].unique())
+    pick = np.random.default_rng(0).choice(ids, size=300, replace=False)
+    df = df[df["prompt_id"].isin(set(pick))].copy()
+    split = D.split_by_prompt(df, seed=0, frac=(0.65, 0.0, 0.35))
+    df["split"] = df["prompt_id"].map(split)
+    from evals import embeddings
+
+    # the quick static embedder (MiniLM input embeddings, IDF-weighted): seconds, not minutes
+    embeddings.use_static(df["prompt"].unique().tolist(), source="input")
+    return df

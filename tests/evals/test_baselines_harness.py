@@ -6,7 +6,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from evals import datasets as D
 from evals.baselines import BASELINES, LEARNED, get_baseline
 from evals.harness import BenchmarkSpec, reference_results, run_eval
 
@@ -21,15 +20,8 @@ PAIR = BenchmarkSpec(
 
 
 @pytest.fixture(scope="module")
-def slice_df(data_root):
-    df = D.load("routerbench_zs")
-    ids = np.sort(df["prompt_id"].unique())
-    rng = np.random.default_rng(0)
-    pick = rng.choice(ids, size=300, replace=False)
-    df = df[df["prompt_id"].isin(set(pick))].copy()
-    split = D.split_by_prompt(df, seed=0, frac=(0.65, 0.0, 0.35))
-    df["split"] = df["prompt_id"].map(split)
-    return df
+def slice_df(rb_slice):
+    return rb_slice
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,51 @@
+"""Optuna: the objective with a FixedTrial, and a two-trial study logged as nested MLflow runs."""
+
+from __future__ import annotations
+
+import mlflow
+import optuna
+import pytest
+
+from evals import tuning
+from evals.harness import BenchmarkSpec
+
+SPECS = [BenchmarkSpec("routerbench", ("routerbench_zs",), "multi", eval_split="test")]
+
+
+@pytest.fixture
+def ctx(rb_slice):
+    return tuning.TuneContext(
+        target="knn",
+        df=rb_slice,
+        train_df=rb_slice[rb_slice["split"] == "train"],
+        specs=SPECS,
+    )
+
+
+def test_objective_with_fixed_trial_is_deterministic(ctx):
+    a = tuning.objective(optuna.trial.FixedTrial({"k": 10}), ctx)
+    b = tuning.objective(optuna.trial.FixedTrial({"k": 10}), ctx)
+    c = tuning.objective(optuna.trial.FixedTrial({"k": 150}), ctx)
+    assert 0 < a < 1 and a == b
+    assert a != c  # the hyperparameter reaches the model
+
+
+def test_two_trial_study_logs_nested_runs(ctx, mlflow_store):
+    study = tuning.tune(ctx, n_trials=2, study_name="tune-test", storage=None)
+    assert len(study.trials) == 2
+    assert study.best_value == max(t.value for t in study.trials)
+    runs = mlflow.search_runs(experiment_names=["tune-test"], output_format="list")
+    parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
+    assert len(parents) == 1 and len(children) == 2
+    assert {c.data.tags["mlflow.parentRunId"] for c in children} == {parents[0].info.run_id}
+    assert all("suite_score" in c.data.metrics and "k" in c.data.params for c in children)
+    assert parents[0].data.metrics["best_value"] == pytest.approx(study.best_value)
+
+
+def test_persistent_storage_resumes(tmp_path):
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    s1 = tuning.make_study("resume", storage)
+    s1.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=1)
+    s2 = tuning.make_study("resume", storage)
+    assert len(s2.trials) == 1
