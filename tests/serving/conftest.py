@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import socket
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -28,7 +29,18 @@ PG_URL = os.environ.get(
     "INFERBASE_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/core_test"
 )
 REQUIRE_PG = os.environ.get("INFERBASE_REQUIRE_POSTGRES") == "1"
-PORTS = iter(range(18010, 18099))
+
+
+def free_port() -> int:
+    """A free port of this helper's range (18010-18099)."""
+    for port in range(18010, 18100):
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port in 18010-18099")
 
 
 def _pg_available() -> bool:
@@ -141,11 +153,17 @@ class ApiActions:
         self.client = client
 
     def tenant(
-        self, email: str | None = None, credits_micros: int = 10_000_000, **key_opts: Any
+        self,
+        email: str | None = None,
+        credits_micros: int = 10_000_000,
+        password: bool = False,
+        **key_opts: Any,
     ) -> Tenant:
         email = email or f"u{secrets.token_hex(4)}@example.com"
         with self.app.app_context(), db.write() as conn:
-            account_id = accounts.create_account(conn, email, "pw-" + email, credits_micros)
+            account_id = accounts.create_account(
+                conn, email, "pw-" + email if password else None, credits_micros
+            )
             row, raw = keys.create(
                 conn,
                 self.app.extensions["auth"].secret,
@@ -178,7 +196,7 @@ def api(app: Flask, client: FlaskClient) -> ApiActions:
 
 class LiveServer:
     def __init__(self, app: Flask) -> None:
-        self.port = next(PORTS)
+        self.port = free_port()
         self.server = make_server("127.0.0.1", self.port, app, threaded=True)
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()

@@ -169,7 +169,7 @@ def test_usage_filters_and_fields(api):
 
 
 def test_session_login_csrf_logout(api):
-    t = api.tenant()
+    t = api.tenant(password=True)
     c = api.client
     rv = c.post("/api/v1/auth/login", json={"email": t.email, "password": "wrong"})
     assert rv.status_code == 401

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
-from pathlib import Path
 
 import sqlalchemy as sa
 from click.testing import CliRunner
@@ -13,8 +11,6 @@ from click.testing import CliRunner
 from serving import db, ledger
 from serving.cli import cli
 from serving.schema import accounts
-
-REPO = Path(__file__).resolve().parents[2]
 
 
 def run(env, *args):
@@ -91,12 +87,15 @@ def test_operator_workflow(tmp_path):
     app.extensions["db"].dispose()
 
 
-def test_console_script_help():
-    out = subprocess.run(
-        [sys.executable, "-c", "from serving.cli import main; main()", "--help"],
-        cwd=REPO, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(REPO)},
-        timeout=60,
-    )  # fmt: skip
-    assert out.returncode == 0
+def test_console_script_help(capsys, monkeypatch):
+    import pytest
+
+    from serving.cli import main
+
+    monkeypatch.setattr(sys, "argv", ["inferbase", "--help"])
+    with pytest.raises(SystemExit) as e:
+        main()
+    assert e.value.code == 0
+    out = capsys.readouterr().out
     for command in ("db", "accounts", "credits", "keys", "serve"):
-        assert command in out.stdout
+        assert command in out
