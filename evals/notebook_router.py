@@ -157,3 +157,33 @@ def register(
             run_id=active.info.run_id,
         )
     return {"run_id": active.info.run_id, "version": version, **gate_metrics}
+
+
+def router_space(trial: Any) -> dict[str, Any]:
+    """InferRoute's quality-model and classifier hyperparameters (RouterConfig keys) for Optuna.
+
+    `evals.tuning.SPACES["router"]` still names the factorization model's keys (`mf_*`), which the
+    current RouterConfig (task prior + kNN quality model) no longer has; notebook 4 registers this
+    space in their place.
+    """
+    return {
+        "knn_k": trial.suggest_int("knn_k", 10, 200, log=True),
+        "knn_power": trial.suggest_float("knn_power", 1.0, 8.0),
+        "knn_kappa": trial.suggest_float("knn_kappa", 0.01, 1.0, log=True),
+        "prior_shrink": trial.suggest_float("prior_shrink", 1.0, 100.0, log=True),
+    }
+
+
+def restore_train_function() -> None:
+    """Work around `inferroute.train` being shadowed by its submodule after the first call.
+
+    `inferroute/__init__.py` defines `train()` and imports `inferroute.train` (the module) inside
+    it; importing a submodule sets it as the package attribute, so a second `inferroute.train(...)`
+    (what `evals.ours.train` calls, once per Optuna trial) raises "'module' object is not
+    callable". Restores the function; a no-op once the package no longer shadows it.
+    """
+    import inferroute
+
+    module = importlib.import_module("inferroute.train")
+    if not callable(inferroute.train):
+        inferroute.train = module.train  # type: ignore[assignment]

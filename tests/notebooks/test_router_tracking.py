@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib
+
 import optuna
 import pandas as pd
 
@@ -62,3 +64,21 @@ def test_best_params_and_links(tmp_path, monkeypatch):
     assert list(links["experiment"]) == ["exp-a"] and links.loc[0, "runs"] == 1
     assert links.loc[0, "url"].endswith(f"/#/experiments/{links.loc[0, 'id']}")
     assert T.registry_table("no-such-model").empty
+
+
+def test_router_space_names_router_config_keys():
+    from evals import ours
+
+    params = R.router_space(optuna.trial.FixedTrial(
+        {"knn_k": 30, "knn_power": 2.0, "knn_kappa": 0.1, "prior_shrink": 5.0}
+    ))  # fmt: skip
+    cfg = ours.router_config(params)
+    assert (cfg.knn_k, cfg.knn_power, cfg.prior_shrink) == (30, 2.0, 5.0)
+
+
+def test_restore_train_function():
+    import inferroute
+
+    importlib.import_module("inferroute.train")  # what the first training call does
+    R.restore_train_function()
+    assert callable(inferroute.train)
