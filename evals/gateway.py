@@ -29,6 +29,7 @@ logger = logging.getLogger(__name__)
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 API_PREFIX = "/api/v1/inference"
+PIDFILE = "gateway.pid"
 
 
 class GatewayError(Exception):
@@ -99,6 +100,7 @@ class LocalGateway:
             cmd, cwd=REPO_ROOT, env=self.env(), stdout=log, stderr=log, start_new_session=True
         )
         log.close()
+        (self.home / PIDFILE).write_text(str(self._server.pid))
         atexit.register(self.stop)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -129,9 +131,26 @@ class LocalGateway:
                 os.killpg(self._server.pid, signal.SIGKILL)
                 self._server.wait(timeout=10)
         self._server = None
+        (self.home / PIDFILE).unlink(missing_ok=True)
         if self._engines_started:
             self.cli("engines", "down", timeout=120)
             self._engines_started = False
+
+    @classmethod
+    def cleanup(cls, home: Path, engine_port_base: int = 18510) -> None:
+        """Stop what a gateway under `home` left running (its kernel was killed, atexit never ran):
+        the server recorded in the pidfile and the engines recorded in the engines run dir."""
+        pidfile = home / PIDFILE
+        if pidfile.exists():
+            try:
+                os.killpg(int(pidfile.read_text()), signal.SIGTERM)
+            except (ProcessLookupError, ValueError, PermissionError):
+                pass
+            pidfile.unlink(missing_ok=True)
+        if (home / "engines").is_dir():
+            gw = cls(home, 0, engine_port_base)
+            gw._engines_started = True
+            gw.stop()
 
     def __enter__(self) -> LocalGateway:
         return self

@@ -41,5 +41,20 @@ def pytest_configure(config):
 
 
 def pytest_unconfigure(config):
+    """Stop a gateway / engines notebook 5 left behind (a timed-out kernel never runs atexit)."""
+    from evals.gateway import LocalGateway
+
+    home = Path(os.environ["INFERBASE_NB_HOME"]) / "gateway"
+    if home.is_dir():
+        base = int(os.environ.get("INFERBASE_NB_PORT", "18500")) + 10
+        LocalGateway.cleanup(home, int(os.environ.get("INFERBASE_NB_ENGINE_PORT_BASE", base)))
     for tmp in _TMP:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def pytest_collection_modifyitems(config, items):
+    """A whole notebook may take longer than one test (pyproject's pytest-timeout is 600 s)."""
+    import pytest
+
+    for item in items:
+        item.add_marker(pytest.mark.timeout(1200))

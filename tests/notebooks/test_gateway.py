@@ -25,11 +25,21 @@ def test_gateway_lifecycle_without_engines(tmp_path):
         assert gw.get("/usage", key)["data"] == []
         models = httpx.get(gw.base_url + "/models", timeout=10).json()
         assert {"local/tiny-a", "local/tiny-b"} <= {m["id"] for m in models["data"]}
+        assert (gw.home / "gateway.pid").exists()
     finally:
         gw.stop()
     with pytest.raises(httpx.HTTPError):
         httpx.get(gw.url + "/healthz", timeout=2)
     gw.stop()  # idempotent
+
+
+def test_cleanup_stops_a_server_left_behind(tmp_path):
+    gw = LocalGateway(tmp_path / "home", PORT + 1)
+    gw.start(workers=1, threads=4)
+    proc = gw._server
+    LocalGateway.cleanup(gw.home)  # what notebooks/conftest.py does when a kernel was killed
+    assert proc.wait(timeout=30) is not None
+    assert not (gw.home / "gateway.pid").exists()
 
 
 def _chunk(**kw):
