@@ -275,3 +275,9 @@ def route_shares(table: pd.DataFrame, by: str = "task") -> pd.DataFrame:
     """Share of prompts sent to each model, per (mode, `by`) group."""
     counts = table.groupby(["mode", by, "model"]).size().unstack("model", fill_value=0)
     return counts.div(counts.sum(axis=1), axis=0)
+
+
+def sample_per_group(df: pd.DataFrame, column: str, n: int, seed: int = 0) -> pd.DataFrame:
+    """At most `n` seeded rows per value of `column` (rows where it is missing dropped)."""
+    rows = df[df[column].notna()].sample(frac=1.0, random_state=seed)
+    return rows[rows.groupby(column).cumcount() < n].reset_index(drop=True)

@@ -131,3 +131,10 @@ def test_figures(scores):
     for fig in figs:
         assert isinstance(fig, Figure) and fig.axes
     assert P.as_figure(figs[0].axes[0]) is figs[0]
+
+
+def test_sample_per_group():
+    df = pd.DataFrame({"task": ["a"] * 5 + ["b"] * 2 + [None], "x": range(8)})
+    s = H.sample_per_group(df, "task", 3)
+    assert s["task"].value_counts().to_dict() == {"a": 3, "b": 2}
+    assert s.equals(H.sample_per_group(df, "task", 3))  # seeded
