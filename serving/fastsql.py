@@ -9,6 +9,8 @@ PostgreSQL ``search_path`` applies.
 
 from __future__ import annotations
 
+import fcntl
+import os
 import re
 import sqlite3
 import threading
@@ -25,9 +27,19 @@ _PARAM = re.compile(r"(?<![:\w]):(\w+)")
 class Dialect:
     def __init__(self, engine: sa.Engine) -> None:
         self.engine = engine
+        self.pid = os.getpid()
         self.sqlite = engine.dialect.name == "sqlite"
         self._cache: dict[str, str] = {}
         self._local = threading.local()
+        # SQLite has one writer at a time and its busy handler waits by sleeping (up to 100 ms
+        # a try), which collapses throughput when many workers write. Writers queue instead:
+        # threads on a lock, processes (gunicorn workers) on an flock of a file beside the
+        # database, which wakes the next waiter as soon as it is released.
+        self._write_lock = threading.Lock()
+        self._lock_fd: int | None = None
+        if self.sqlite and engine.url.database not in (None, "", ":memory:"):
+            path = f"{engine.url.database}.writelock"
+            self._lock_fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
         self._auto = None if self.sqlite else engine.execution_options(isolation_level="AUTOCOMMIT")
 
     def _sqlite(self) -> sqlite3.Connection:
@@ -63,16 +75,21 @@ class Dialect:
         """A cursor inside one write transaction (BEGIN IMMEDIATE on SQLite); commits on success."""
         if self.sqlite:
             cur = self._sqlite().cursor()
-            try:
-                cur.execute("BEGIN IMMEDIATE")
-                yield cur
-                cur.execute("COMMIT")
-            except BaseException:
-                if cur.connection.in_transaction:
-                    cur.execute("ROLLBACK")
-                raise
-            finally:
-                cur.close()
+            with self._write_lock:
+                if self._lock_fd is not None:
+                    fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
+                try:
+                    cur.execute("BEGIN IMMEDIATE")
+                    yield cur
+                    cur.execute("COMMIT")
+                except BaseException:
+                    if cur.connection.in_transaction:
+                        cur.execute("ROLLBACK")
+                    raise
+                finally:
+                    cur.close()
+                    if self._lock_fd is not None:
+                        fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
             return
         with self.engine.connect() as conn:
             dbapi = conn.connection.dbapi_connection
@@ -141,6 +158,7 @@ _dialects: dict[int, Dialect] = {}
 
 def for_engine(engine: sa.Engine) -> Dialect:
     d = _dialects.get(id(engine))
-    if d is None or d.engine is not engine:
+    # one per engine and process: SQLite connections and flock descriptions must not cross a fork
+    if d is None or d.engine is not engine or d.pid != os.getpid():
         d = _dialects[id(engine)] = Dialect(engine)
     return d

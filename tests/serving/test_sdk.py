@@ -101,3 +101,66 @@ def test_sdk_mid_stream_error_frame(sdk, api, engines):
     with pytest.raises(openai.APIError) as e:
         list(stream)
     assert "mid-stream" in str(e.value)
+
+
+def test_stream_is_not_buffered(live, api, engines):
+    """Chunks reach the client while the engine is still generating."""
+    import time
+
+    import httpx
+
+    engines.delay_s = 0.25  # 8 words: the engine needs ~2 s in all
+    t = api.tenant()
+    body = {"model": "local/tiny-a", "stream": True,
+            "messages": [{"role": "user", "content": "hi"}]}  # fmt: skip
+    t0 = time.perf_counter()
+    arrivals = []
+    with httpx.Client(base_url=live.base, headers=t.headers, timeout=30) as c:
+        with c.stream("POST", "/api/v1/inference/chat/completions", json=body) as rv:
+            assert rv.status_code == 200
+            for line in rv.iter_lines():
+                if line.startswith("data: {"):
+                    arrivals.append(time.perf_counter() - t0)
+    total = time.perf_counter() - t0
+    assert total >= 2.0
+    assert arrivals[1] < total - 1.0  # the first word came well before the engine finished
+    gaps = [b - a for a, b in zip(arrivals[1:], arrivals[2:], strict=False)]
+    assert max(gaps) < 1.0 and sum(gaps) > 1.0  # spread out as generated, not in one burst
+
+
+def test_client_disconnect_over_http_cancels_upstream(live, api, app, engines):
+    import time
+
+    import httpx
+    import sqlalchemy as sa
+
+    from serving.schema import usage_logs
+
+    engines.delay_s = 0.3
+    t = api.tenant()
+    body = {"model": "local/tiny-a", "stream": True,
+            "messages": [{"role": "user", "content": "hi"}]}  # fmt: skip
+    with httpx.Client(base_url=live.base, headers=t.headers, timeout=30) as c:
+        with c.stream("POST", "/api/v1/inference/chat/completions", json=body) as rv:
+            lines = rv.iter_lines()
+            got = []
+            for line in lines:
+                if line.startswith("data: {"):
+                    got.append(line)
+                if len(got) == 2:
+                    break
+        # leaving the block closes the connection mid-stream
+    deadline = time.time() + 10
+    rows = []
+    while time.time() < deadline and not rows:
+        with app.app_context(), db.read() as conn:
+            rows = (
+                conn.execute(sa.select(usage_logs).where(usage_logs.c.account_id == t.account_id))
+                .mappings()
+                .all()
+            )
+        time.sleep(0.2)
+    assert engines.closed, "the upstream stream was not closed"
+    (row,) = rows
+    assert row["status"] == "cancelled" and row["completion_tokens"] < 8
+    assert api.balance(t)["reserved_micros"] == 0
