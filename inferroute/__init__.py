@@ -70,6 +70,6 @@ def train(
     scores_df: Any, labels_df: Any, config: RouterConfig | None = None, **kwargs: Any
 ) -> LearnedRouter:
     """Train a LearnedRouter on the long score table and the task-labelled prompts."""
-    from inferroute.train import train as _train
+    from inferroute.training import train as _train
 
     return _train(scores_df, labels_df, config, **kwargs)

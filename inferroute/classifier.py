@@ -52,13 +52,18 @@ class TaskClassifier:
     n_hash: int
     temperature: float = 1.0
 
-    def _design(self, dense: npt.NDArray[Any], texts: Sequence[str]) -> sparse.csr_matrix:
-        hashed = make_hasher(self.n_hash).transform(texts)
-        return sparse.hstack([sparse.csr_matrix(dense), hashed], format="csr")
+    def __post_init__(self) -> None:
+        self._hasher = make_hasher(self.n_hash)
+        self._coef_dense = np.ascontiguousarray(self.coef[:, : self.n_dense].T)
+        self._coef_hash = np.ascontiguousarray(self.coef[:, self.n_dense :].T)
 
     def logits(self, dense: npt.NDArray[Any], texts: Sequence[str]) -> FloatArray:
-        x = self._design(dense, texts)
-        out: FloatArray = np.asarray(x @ self.coef.T) + self.intercept
+        hashed = self._hasher.transform(texts)
+        out: FloatArray = (
+            np.asarray(dense, dtype=np.float64) @ self._coef_dense
+            + np.asarray(hashed @ self._coef_hash)
+            + self.intercept
+        )
         return out
 
     def predict_proba(self, dense: npt.NDArray[Any], texts: Sequence[str]) -> FloatArray:

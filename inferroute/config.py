@@ -37,6 +37,7 @@ class RouterConfig:
     knn_k: int = 50  # neighbours per model
     knn_power: float = 4.0  # neighbour weight = max(cosine, 0) ** power
     knn_kappa: float = 0.1  # weight of the task prior against the neighbours
+    knn_dims: int = 128  # leading embedding dimensions the neighbour search uses (0 = all)
     knn_max_prompts: int = 0  # 0 = keep every scored prompt; >0 subsamples (tiny configs)
     prior_shrink: float = (
         20.0  # per-(model, task) means shrink to the model mean with this many rows

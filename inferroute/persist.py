@@ -54,7 +54,7 @@ def save_router(router: Router, path: Path) -> None:
         meta["lengths"] = router.lengths.to_dict()
         np.savez(
             path / "arrays.npz",
-            clf_coef=clf.coef.astype(np.float32),
+            clf_coef=clf.coef,
             clf_intercept=clf.intercept,
             complexity_coef=router.complexity_coef,
             **router.quality.arrays(),
@@ -77,7 +77,7 @@ def load_router_dir(path: Path) -> Router:
     c = meta["classifier"]
     clf = TaskClassifier(
         tuple(c["classes"]),
-        arr["clf_coef"].astype(np.float64),
+        arr["clf_coef"],
         arr["clf_intercept"],
         int(c["n_dense"]),
         int(c["n_hash"]),

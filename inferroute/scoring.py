@@ -39,10 +39,19 @@ class QualityModel:
     k: int
     power: float
     kappa: float
+    dims: int = 0  # >0: neighbours use only the first `dims` (PCA-ordered) embedding dimensions
 
     def __post_init__(self) -> None:
         self._rows = [np.flatnonzero(~np.isnan(self.scores[:, j])) for j in range(len(self.models))]
-        self._emb32 = self.emb.astype(np.float32)
+        self._emb32 = np.ascontiguousarray(self._project(self.emb))
+
+    def _project(self, x: npt.NDArray[Any]) -> npt.NDArray[np.float32]:
+        """The neighbour space: leading dimensions, re-normalised (cheaper search, same cosine)."""
+        x = np.asarray(x, dtype=np.float32)
+        if 0 < self.dims < x.shape[1]:
+            x = x[:, : self.dims]
+            x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-8)
+        return x
 
     def index(self, model: str) -> int:
         return self.models.index(model)
@@ -59,7 +68,7 @@ class QualityModel:
         out = np.zeros((x.shape[0], len(idx)))
         prior = self.prior(task_probs, idx)
         for start in range(0, x.shape[0], _CHUNK):
-            sims_all = np.asarray(x[start : start + _CHUNK], dtype=np.float32) @ self._emb32.T
+            sims_all = (self._emb32 @ self._project(x[start : start + _CHUNK]).T).T
             for col, j in enumerate(idx):
                 rows = self._rows[j]
                 if len(rows) == 0:
@@ -80,7 +89,13 @@ class QualityModel:
         return {"q_emb": self.emb, "q_scores": self.scores, "q_task_means": self.task_means}
 
     def params(self) -> dict[str, Any]:
-        return {"models": list(self.models), "k": self.k, "power": self.power, "kappa": self.kappa}
+        return {
+            "models": list(self.models),
+            "k": self.k,
+            "power": self.power,
+            "kappa": self.kappa,
+            "dims": self.dims,
+        }
 
     @classmethod
     def from_saved(cls, params: dict[str, Any], arr: Any) -> QualityModel:
@@ -92,6 +107,7 @@ class QualityModel:
             int(params["k"]),
             float(params["power"]),
             float(params["kappa"]),
+            int(params.get("dims", 0)),
         )
 
 

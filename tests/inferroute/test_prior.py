@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from inferroute import ModelCard, PriorRouter
+from inferroute import ModelCard, PriorRouter, RouterConfig
 from tests.inferroute.conftest import GPT4, MESSAGES, MISTRAL7B, POOL
 
 
@@ -11,7 +11,10 @@ def test_prior_router_routes_without_training(prior_router):
     assert d.trained is False and d.router_version == "prior"
     assert d.model == GPT4  # highest quality_prior
     assert d.task == "code_generation"
-    assert prior_router.route(MESSAGES[0], POOL, optimize="cost").model == MISTRAL7B
+    # cost: cheapest model within epsilon of the best prior (0.9): GPT-4 alone at 0.1, all at 0.5
+    assert prior_router.route(MESSAGES[0], POOL, optimize="cost").model == GPT4
+    loose = PriorRouter(prior_router.book, RouterConfig().with_overrides(policy_cost_epsilon=0.5))
+    assert loose.route(MESSAGES[0], POOL, optimize="cost").model == MISTRAL7B
 
 
 def test_prior_router_needs_only_cards():

@@ -138,6 +138,7 @@ def train(
         config.knn_k,
         config.knn_power,
         config.knn_kappa,
+        config.knn_dims,
     )
     steps.update()
 

@@ -1,0 +1,92 @@
+"""Routing time, one request at a time, for prompts of about 50, 500 and 2,000 tokens.
+
+    python benchmarks/routing_time.py [--router PATH_OR_MLFLOW_URI] [--n 300]
+
+Without --router it trains the tiny test config on RouterBench + RouteLLM GSM8K (INFERBASE_DATA_DIR)
+so the script runs anywhere; pass the saved production router for the real figure. Prompts are real
+benchmark prompts (AlpacaEval, MMLU, ...) concatenated to the target length (MiniLM tokenizer
+count). Prints a table of p50 / p90 / p99 in milliseconds of `router.route(...)`, measured outside
+(wall clock) and inside (`decision.routing_time_ms`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+
+POOL = ["GPT-4-1106-preview", "Mixtral-8x7B-Instruct", "Qwen/Qwen3-14B", "Qwen/Qwen3-32B"]
+TARGETS = (50, 500, 2000)
+
+
+def _prompts(texts: list[str], target: int, n: int, seed: int) -> list[str]:
+    from tokenizers import Tokenizer
+
+    from inferroute.features import minilm_path
+
+    tok = Tokenizer.from_file(str(minilm_path() / "tokenizer.json"))
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(n):
+        parts: list[str] = []
+        count = 0
+        while count < target:
+            t = texts[int(rng.integers(len(texts)))]
+            parts.append(t)
+            count += len(tok.encode(t, add_special_tokens=False).ids)
+        ids = tok.encode("\n\n".join(parts), add_special_tokens=False).ids[:target]
+        out.append(tok.decode(ids))
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--router", default=None)
+    ap.add_argument("--n", type=int, default=300)
+    args = ap.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    shared = Path(__file__).resolve().parents[2] / "shared" / "data"
+    os.environ.setdefault("INFERBASE_DATA_DIR", str(shared))
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+    import pandas as pd
+
+    import inferroute
+    from evals import datasets as D
+
+    scores = pd.concat([D.load("routerbench_zs"), D.load("routellm_gsm8k")], ignore_index=True)
+    if args.router:
+        router = inferroute.load_router(args.router)
+    else:
+        from inferroute.config import TINY
+
+        router = inferroute.train(scores, D.load_task_labels(), TINY)
+    texts = [t for t in D.load("alpaca_eval2")["prompt"].dropna().unique()] + list(
+        scores["prompt"].dropna().unique()[:2000]
+    )
+    print(f"router {router.version} ({type(router).__name__}), pool of {len(POOL)}, n={args.n}")
+    head = ("tokens", "p50 ms", "p90 ms", "p99 ms", "max ms")
+    print(f"{head[0]:>7} " + " ".join(f"{h:>8}" for h in head[1:]) + "  inner p50/p99")
+    for target in TARGETS:
+        prompts = _prompts(texts, target, args.n, seed=target)
+        for p in prompts[:10]:  # warm-up
+            router.route([{"role": "user", "content": p}], POOL)
+        wall, inner = [], []
+        for p in prompts:
+            t0 = time.perf_counter()
+            d = router.route([{"role": "user", "content": p}], POOL)
+            wall.append((time.perf_counter() - t0) * 1000)
+            inner.append(d.routing_time_ms)
+        w = np.percentile(wall, [50, 90, 99, 100])
+        i = np.percentile(inner, [50, 99])
+        print(
+            f"{target:>7} {w[0]:8.2f} {w[1]:8.2f} {w[2]:8.2f} {w[3]:8.2f}  {i[0]:6.2f}/{i[1]:6.2f}"
+        )
+
+
+if __name__ == "__main__":
+    main()
