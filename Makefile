@@ -15,7 +15,7 @@ export TOKENIZERS_PARALLELISM := false
 export VLLM_NO_USAGE_STATS := 1
 export DO_NOT_TRACK := 1
 
-.PHONY: install serve test lint typecheck nbtest lab bench train promote
+.PHONY: install serve test lint typecheck nbtest lab bench train eval tune promote
 
 install: $(VENV)/.installed
 
@@ -58,3 +58,17 @@ lab: install
 
 bench: install
 	for b in benchmarks/*.py; do $(PY) $$b || exit 1; done
+
+## Evals (python -m evals): train + gate a router, judge it beside the baselines, tune, promote.
+train: install
+	$(PY) -m evals train --promote
+
+eval: install
+	$(PY) -m evals evaluate
+	$(PY) -m evals report
+
+tune: install
+	$(PY) -m evals tune --target router --trials 20
+
+promote: install
+	$(PY) -m evals promote

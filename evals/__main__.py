@@ -70,6 +70,8 @@ def cmd_tune(args: argparse.Namespace) -> int:
 
     cfg = _suite(args)
     df, _ = load_suite(cfg)
+    if args.target.startswith("policy:"):
+        return _tune_policy(args, cfg, df)
     ctx = tuning.TuneContext(
         target=args.target,
         df=df,
@@ -81,6 +83,24 @@ def cmd_tune(args: argparse.Namespace) -> int:
     name = args.study or f"inferroute-tune-{args.target}"
     study = tuning.tune(ctx, args.trials, name, storage=args.storage)
     print(json.dumps({"study": name, "best_value": study.best_value, "best": study.best_params}))
+    return 0
+
+
+def _tune_policy(args: argparse.Namespace, cfg: Any, df: Any) -> int:
+    """Multi-objective (quality up, cost down) study of one optimize mode on a costed benchmark."""
+    from evals import ours, promote, tuning
+    from evals.suite import train_frame
+
+    mode = args.target.split(":", 1)[1]
+    uri = args.router or f"models:/{promote.PromotionConfig().model_name}@champion"
+    spec = next(
+        s for s in cfg.on_split("val") if s.name == (args.policy_benchmark or "routerbench")
+    )
+    ctx = tuning.TuneContext(target=args.target, df=df, train_df=train_frame(df, cfg), specs=[spec])
+    name = args.study or f"inferroute-policy-{mode}"
+    study = tuning.tune_policy(ctx, ours.load(uri), mode, spec, args.trials, name, args.storage)
+    front = [{"values": t.values, "params": t.params} for t in study.best_trials]
+    print(json.dumps({"study": name, "pareto_front": front}, indent=2))
     return 0
 
 
@@ -159,11 +179,23 @@ def main(argv: list[str] | None = None) -> int:
     sp.add_argument("--router", help="router URI (default: models:/inferroute@champion if any)")
     sp.add_argument("--split", default="test", choices=["val", "test"])
     sp.add_argument("--report", action="store_true", help="print the markdown table too")
+    sp.add_argument(
+        "--embedder",
+        default="router",
+        choices=["router", "static", "static-input", "minilm"],
+        help="baseline features (default: the evaluated router's own embedder)",
+    )
     sp.set_defaults(fn=cmd_evaluate)
 
     sp = sub.add_parser("tune", help="Optuna study over hyperparameters")
     suite_args(sp)
-    sp.add_argument("--target", default="router", help="router or a baseline (knn, mf, bert_head)")
+    sp.add_argument(
+        "--target",
+        default="router",
+        help="router, a baseline (knn, mf, bert_head) or policy:<mode> (balanced, quality, cost)",
+    )
+    sp.add_argument("--router", help="router URI for policy studies (default: the champion)")
+    sp.add_argument("--policy-benchmark", help="benchmark with costs for policy studies")
     sp.add_argument("--trials", type=int, default=10)
     sp.add_argument("--study", help="study = MLflow experiment name")
     sp.add_argument("--storage", default=None, help="Optuna storage URL (default sqlite optuna.db)")

@@ -155,6 +155,13 @@ def use_static(corpus: Sequence[str], dim: int = 256, source: str = "distill") -
     _static.save(d)
 
 
+def use_encoder(encoder: Any) -> None:
+    """Embed with a given encoder (anything with `encode(texts)`), e.g. the champion router's own
+    static table, so baselines and router see the same features."""
+    global _static
+    _static = encoder
+
+
 def use_contextual() -> None:
     global _static
     _static = None

@@ -188,7 +188,9 @@ def cost_quality_curve(
     for w in willingness:
         util = pq - (ec[None, :] / w if w > 0 else ec[None, :] * 1e12)
         pick = np.argmax(util, axis=1)
-        costs.append(float(np.nanmean(tc[rows, pick])))
+        with np.errstate(all="ignore"):
+            chosen = tc[rows, pick]
+            costs.append(float(np.nanmean(chosen)) if np.isfinite(chosen).any() else float("nan"))
         quals.append(float(np.nanmean(tq[rows, pick])))
     return np.asarray(costs), np.asarray(quals)
 

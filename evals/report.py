@@ -12,10 +12,10 @@ from evals.runner import EVAL_EXPERIMENT
 LEARNED_ORDER = ("inferroute", "knn", "mf", "sw_ranking", "bert_head", "random")
 LABELS = {
     "inferroute": "**InferRoute (ours)**",
-    "knn": "kNN (MiniLM, k=40)",
-    "mf": "Matrix factorisation (RouteLLM-style)",
-    "sw_ranking": "SW ranking (RouteLLM-style)",
-    "bert_head": "Classifier head on MiniLM (BERT-style)",
+    "knn": "kNN (k=40)",
+    "mf": "Matrix factorisation (RouteLLM MF, reimpl.)",
+    "sw_ranking": "SW ranking (RouteLLM SW, reimpl.)",
+    "bert_head": "BERT-style classifier (MLP head on frozen MiniLM features)",
     "random": "Random",
     "oracle": "Oracle",
     "zero_router": "Zero router (hull of single models)",
@@ -103,6 +103,12 @@ def render(payload: Mapping[str, Any]) -> str:
         f"Split: `{payload['split']}` prompts (held out from training); router: "
         f"`{payload.get('router_uri') or 'none evaluated'}`. Dataset versions: "
         + ", ".join(f"{k}={v}" for k, v in sorted(payload.get("dataset_versions", {}).items())),
+        "",
+        f"Baselines are trained on the same train split and embed prompts with "
+        f"`{payload.get('baseline_embedder', 'n/a')}` features ('router' = the evaluated router's "
+        "own static MiniLM table). APGR/CPT: RouteLLM's definitions; AIQ: RouterBench's, over "
+        "[0, the dearest single model's mean cost]. Published rows are RouteLLM's routers trained "
+        "on Chatbot Arena data (+ augmentation), not on these train splits.",
         "",
     ]
     for spec in payload["benchmarks"]:

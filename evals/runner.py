@@ -128,18 +128,27 @@ def evaluate(
     router_uri: str | None = None,
     split: str = "test",
     log: bool = True,
-    embedder: str = "static",
+    embedder: str = "router",
 ) -> dict[str, Any]:
     """Every baseline, the references and (if available) our router on held-out prompts.
 
-    `embedder`: "static" (InferRoute's distilled MiniLM token table, fast) or "minilm" (contextual
-    sentence embeddings, cached on disk; slow on a shared 2-core machine).
+    `embedder` for the baselines: "router" (the evaluated router's own static table, so every
+    method sees the same features; falls back to "static" without a router), "static" (InferRoute's
+    distilled MiniLM token table for this suite's prompts), "static-input" (quick, weaker) or
+    "minilm" (contextual sentence embeddings, disk-cached; slow on a shared 2-core machine).
     """
     df, versions = load_suite(cfg)
     specs = cfg.on_split(split)
     train_df = train_frame(df, cfg)
-    if embedder.startswith("static"):  # "static" (distilled) or "static-input" (quick, weaker)
-        source = "input" if embedder == "static-input" else "distill"
+    router = None
+    if router_uri is None and ours.available() and promote.alias_version("champion"):
+        router_uri = f"models:/{promote.PromotionConfig().model_name}@champion"
+    if router_uri and ours.available():
+        router = ours.load(router_uri)
+    if embedder == "router" and router is not None and hasattr(router, "embedder"):
+        embeddings.use_encoder(router.embedder)  # the same features as the router under test
+    elif embedder.startswith("static") or embedder == "router":
+        source = "input" if embedder == "static-input" else "distill"  # input: quick, weaker
         embeddings.use_static(df["prompt"].astype(str).unique().tolist(), source=source)
     else:
         embeddings.use_contextual()
@@ -147,10 +156,7 @@ def evaluate(
     for name, model in fit_baselines(train_df, baselines, baseline_params).items():
         results[name] = run_eval(model, df, specs, name=name)
     clf: dict[str, Any] = {}
-    if router_uri is None and ours.available() and promote.alias_version("champion"):
-        router_uri = f"models:/{promote.PromotionConfig().model_name}@champion"
-    if router_uri and ours.available():
-        router = ours.load(router_uri)
+    if router is not None:
         results["inferroute"], _ = validate_router(router, df, specs)
         clf = ours.classifier_metrics(router, labels_split(cfg, split))
     payload = {

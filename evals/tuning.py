@@ -13,6 +13,7 @@ nested MLflow run under one parent run (optuna's MLflowCallback is deprecated).
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import logging
 from collections.abc import Callable, Mapping, Sequence
@@ -63,11 +64,19 @@ POLICY_SPACES: dict[str, dict[str, tuple[float, float]]] = {
     "balanced": {
         "policy_balanced_w_quality": (0.05, 1.0),
         "policy_balanced_w_cost": (0.0, 1.0),
+        "policy_balanced_w_latency": (0.0, 0.5),
         "policy_balanced_epsilon": (0.0, 1.0),
     },
-    "quality": {"policy_quality_epsilon": (0.0, 0.1)},
-    "cost": {"policy_cost_epsilon": (0.0, 0.5)},
+    "quality": {"policy_quality_w_cost": (0.0, 0.5), "policy_quality_epsilon": (0.0, 0.1)},
+    "cost": {"policy_cost_w_quality": (0.0, 1.0), "policy_cost_epsilon": (0.0, 0.5)},
 }
+
+
+def with_policy(router: Any, params: Mapping[str, Any]) -> Any:
+    """A shallow copy of a trained router whose config carries new policy parameters."""
+    tuned = copy.copy(router)
+    tuned.config = router.config.with_overrides(**params)
+    return tuned
 
 
 @dataclass(slots=True)
@@ -127,7 +136,7 @@ def policy_objective(
 ) -> tuple[float, float]:
     """(mean quality, mean cost) of `router.route(..., optimize=mode)` under suggested params."""
     params = {k: trial.suggest_float(k, lo, hi) for k, (lo, hi) in POLICY_SPACES[mode].items()}
-    tuned = router.with_config(**params) if hasattr(router, "with_config") else router
+    tuned = with_policy(router, params)
     bd = ctx.bench(spec)
     cost = bd.realised_cost()
     col = {m: j for j, m in enumerate(bd.models)}

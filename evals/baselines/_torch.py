@@ -23,6 +23,7 @@ def train_masked(
     """Minimise BCE(sigmoid(forward(x)), y) over the non-NaN entries of y (n, m)."""
     import torch
 
+    torch.set_num_threads(1)  # tiny matmuls: threads only spin on a shared 2-core machine
     torch.manual_seed(seed)
     xt = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
     yt = torch.from_numpy(np.nan_to_num(y, nan=0.0).astype(np.float32))

@@ -27,19 +27,23 @@ class SWRankingBaseline(Baseline):
     def __init__(self, iters: int = 60, prior: float = 0.5) -> None:
         super().__init__(iters=iters, prior=prior)
         self.iters, self.prior = iters, prior
-        self._emb: NDArray[np.float32] | None = None
-        self._wins: NDArray[np.float32] | None = None
+        self._emb: NDArray[np.float32] = np.zeros((0, 0), dtype=np.float32)
+        self._scores: NDArray[np.float64] = np.zeros((0, 0))
 
     def _fit(self, sm: ScoreMatrix) -> None:
-        s = sm.scores
+        self._scores = sm.scores
+        self._emb = embed(sm.prompts)
+
+    @staticmethod
+    def _wins(s: NDArray[np.float64]) -> NDArray[np.float64]:
+        """(n, k) scores -> (n, k*k) battle outcomes: row model beat column model (tie = 0.5)."""
         both = np.isfinite(s)[:, :, None] & np.isfinite(s)[:, None, :]
         with np.errstate(invalid="ignore"):
             a, b = s[:, :, None], s[:, None, :]
             wins = np.where(both, (a > b) + 0.5 * (a == b), 0.0)
-        m = s.shape[1]
-        wins[:, np.arange(m), np.arange(m)] = 0.0
-        self._wins = wins.reshape(len(s), m * m).astype(np.float32)
-        self._emb = embed(sm.prompts)
+        k = s.shape[1]
+        wins[:, np.arange(k), np.arange(k)] = 0.0
+        return wins.reshape(len(s), k * k)
 
     def _bt(self, counts: NDArray[np.float64]) -> NDArray[np.float64]:
         """counts (b, m, m): weighted wins of row over column -> strengths (b, m)."""
@@ -54,17 +58,28 @@ class SWRankingBaseline(Baseline):
             pi /= pi.sum(axis=1, keepdims=True)
         return pi
 
-    def _predict(self, prompts: Sequence[str]) -> NDArray[np.float64]:
-        assert self._emb is not None and self._wins is not None
+    def predict_quality(self, prompts: Sequence[str], models: Sequence[str]) -> NDArray[np.float64]:
+        """Battles among the requested pool only (a BT fit over the pool, not every model)."""
+        known = {m: j for j, m in enumerate(self.models_)}
+        cols = [i for i, m in enumerate(models) if m in known]
+        out = np.full((len(prompts), len(models)), 0.5)
+        if len(cols) < 2 or not len(prompts):
+            return out
+        sub = self._scores[:, [known[models[i]] for i in cols]]
+        rows = np.isfinite(sub).sum(axis=1) >= 2  # prompts where pool models actually met
+        if not rows.any():
+            return out
+        wins, emb = self._wins(sub[rows]), self._emb[rows]
         q = embed(prompts)
-        m = len(self.models_)
-        out = np.empty((len(prompts), m))
+        k = len(cols)
         for start in range(0, len(prompts), 256):
-            sims = (q[start : start + 256] @ self._emb.T).astype(np.float64)
+            sims = (q[start : start + 256] @ emb.T).astype(np.float64)
             max_sim = np.maximum(sims.max(axis=1, keepdims=True), 1e-6)
             w = 10.0 * 10.0 ** (sims / max_sim)
-            counts = (w @ self._wins).reshape(-1, m, m)
-            pi = self._bt(counts)
+            pi = self._bt((w @ wins).reshape(-1, k, k))
             p = pi[:, :, None] / (pi[:, :, None] + pi[:, None, :])
-            out[start : start + 256] = (p.sum(axis=2) - 0.5) / max(m - 1, 1)
+            out[start : start + 256, cols] = (p.sum(axis=2) - 0.5) / max(k - 1, 1)
         return out
+
+    def _predict(self, prompts: Sequence[str]) -> NDArray[np.float64]:
+        return self.predict_quality(prompts, self.models_)

@@ -82,3 +82,26 @@ def test_promote_and_rollback_move_aliases(mlflow_store):
     assert promote.alias_version("previous", cfg) is None
     with pytest.raises(promote.PromotionError):
         promote.rollback(cfg)
+
+
+def test_register_router_round_trip(mlflow_store):
+    """A real InferRoute router through inferroute.packaging: register, promote, load @champion."""
+    import inferroute
+    from inferroute import ModelCard, PriorRouter
+    from inferroute.packaging import EXAMPLE_POOL
+
+    cfg = promote.PromotionConfig(model_name="inferroute-rt")
+    names = ["a", "b", *EXAMPLE_POOL]
+    router = PriorRouter(
+        {m: ModelCard(m, 1.0 / (i + 1), 1.0 / (i + 1)) for i, m in enumerate(names)}
+    )
+    with tracking.run("t-rt", "train", {"kind": "prior"}):
+        version = promote.register_router(
+            router, {"suite_score": 0.5, "routing_p50_ms": 1.0}, cfg, dataset_version="x"
+        )
+    assert promote.promote(version, cfg).promote
+    loaded = inferroute.load_router(f"models:/{cfg.model_name}@champion")
+    msgs = [{"role": "user", "content": "Write a haiku about the sea."}]
+    assert loaded.route(msgs, ["a", "b"]).model == router.route(msgs, ["a", "b"]).model
+    tags = promote.client().get_model_version(cfg.model_name, version).tags
+    assert tags[promote.SCORE_TAG].startswith("0.5") and tags["dataset_version"] == "x"

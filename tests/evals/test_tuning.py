@@ -49,3 +49,20 @@ def test_persistent_storage_resumes(tmp_path):
     s1.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=1)
     s2 = tuning.make_study("resume", storage)
     assert len(s2.trials) == 1
+
+
+def test_policy_objective_returns_quality_and_cost(rb_slice):
+    from inferroute import ModelCard, PriorRouter
+
+    models = sorted(rb_slice["model"].unique())
+    cards = {m: ModelCard(m, 0.5 + i, 1.0 + i) for i, m in enumerate(models)}
+    spec = BenchmarkSpec("routerbench", ("routerbench_zs",), "multi", eval_split="test")
+    ctx = tuning.TuneContext("policy:cost", rb_slice, rb_slice, [spec], log_mlflow=False)
+    cheap = {"policy_cost_w_quality": 0.0, "policy_cost_epsilon": 0.5}
+    rich = {"policy_cost_w_quality": 1.0, "policy_cost_epsilon": 0.0}
+    router = PriorRouter(cards)
+    q0, c0 = tuning.policy_objective(optuna.trial.FixedTrial(cheap), ctx, "cost", router, spec)
+    q1, c1 = tuning.policy_objective(optuna.trial.FixedTrial(rich), ctx, "cost", router, spec)
+    assert 0 <= q0 <= 1 and c0 > 0
+    assert c0 <= c1  # caring only about cost never costs more
+    assert router.config.policy_cost_epsilon != 0.5 or router.config.policy_cost_w_quality != 0.0
