@@ -10,7 +10,6 @@ Training is the slow step every notebook shares (task classifier, quality model,
 from __future__ import annotations
 
 import hashlib
-import importlib
 import json
 import logging
 import os
@@ -74,9 +73,7 @@ def router_key(data: SuiteData, overrides: Mapping[str, Any] | None) -> str:
 
 def train(data: SuiteData, overrides: Mapping[str, Any] | None = None) -> Any:
     """Train InferRoute on the suite's train split (no cache)."""
-    # the module, not the package attribute: `inferroute.train` may be shadowed by its submodule
-    train_fn = importlib.import_module("inferroute.train").train
-    return train_fn(data.train_df, data.labels, ours.router_config(overrides))
+    return ours.train(data.train_df, data.labels, overrides)
 
 
 def trained_router(
@@ -172,18 +169,3 @@ def router_space(trial: Any) -> dict[str, Any]:
         "knn_kappa": trial.suggest_float("knn_kappa", 0.01, 1.0, log=True),
         "prior_shrink": trial.suggest_float("prior_shrink", 1.0, 100.0, log=True),
     }
-
-
-def restore_train_function() -> None:
-    """Work around `inferroute.train` being shadowed by its submodule after the first call.
-
-    `inferroute/__init__.py` defines `train()` and imports `inferroute.train` (the module) inside
-    it; importing a submodule sets it as the package attribute, so a second `inferroute.train(...)`
-    (what `evals.ours.train` calls, once per Optuna trial) raises "'module' object is not
-    callable". Restores the function; a no-op once the package no longer shadows it.
-    """
-    import inferroute
-
-    module = importlib.import_module("inferroute.train")
-    if not callable(inferroute.train):
-        inferroute.train = module.train  # type: ignore[assignment]

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
-
 import optuna
 import pandas as pd
 
@@ -74,11 +72,3 @@ def test_router_space_names_router_config_keys():
     ))  # fmt: skip
     cfg = ours.router_config(params)
     assert (cfg.knn_k, cfg.knn_power, cfg.prior_shrink) == (30, 2.0, 5.0)
-
-
-def test_restore_train_function():
-    import inferroute
-
-    importlib.import_module("inferroute.train")  # what the first training call does
-    R.restore_train_function()
-    assert callable(inferroute.train)
