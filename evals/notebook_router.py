@@ -96,28 +96,6 @@ def trained_router(
     return router
 
 
-def with_policy(router: Any, **params: Any) -> Any:
-    """A copy of `router` whose config carries other policy parameters (the original unchanged)."""
-    import copy
-
-    tuned = copy.copy(router)
-    tuned.config = router.config.with_overrides(**params)
-    return tuned
-
-
-class PolicyTunable:
-    """The router as `evals.tuning.policy_objective` tunes it: `with_config(**params)`, `route`."""
-
-    def __init__(self, router: Any) -> None:
-        self.router = router
-
-    def with_config(self, **params: Any) -> Any:
-        return with_policy(self.router, **params)
-
-    def route(self, *args: Any, **kwargs: Any) -> Any:
-        return self.router.route(*args, **kwargs)
-
-
 def register(
     data: SuiteData,
     router: Any,

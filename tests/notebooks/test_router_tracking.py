@@ -1,4 +1,4 @@
-"""evals.notebook_router (cache key, policy copies) and evals.notebook_tracking (read views)."""
+"""evals.notebook_router (cache key, search space) and evals.notebook_tracking (read views)."""
 
 from __future__ import annotations
 
@@ -9,13 +9,6 @@ from evals import notebook_router as R
 from evals import notebook_tracking as T
 from evals import tracking
 from evals.suite import SuiteConfig
-from inferroute import ModelCard, PriorRouter
-
-CARDS = {
-    "cheap": ModelCard("cheap", 0.1, 0.1, quality_prior=0.6),
-    "dear": ModelCard("dear", 10.0, 30.0, quality_prior=0.9),
-}
-MSG = [{"role": "user", "content": "What is the capital of France?"}]
 
 
 def _data(versions):
@@ -33,19 +26,6 @@ def test_router_key_changes_with_what_decides_the_router():
 def test_cache_dir_follows_env(monkeypatch, tmp_path):
     monkeypatch.setenv("INFERBASE_NB_HOME", str(tmp_path))
     assert R.cache_dir() == tmp_path / "routers"
-
-
-def test_with_policy_copies_and_changes_the_decision():
-    router = PriorRouter(CARDS)
-    assert router.route(MSG, ["cheap", "dear"], optimize="quality").model == "dear"
-    # all weight on cost, no quality slack limit: the cheap model wins under "quality" too
-    cheap = R.with_policy(router, policy_quality_w_quality=0.0, policy_quality_w_cost=1.0,
-                          policy_quality_epsilon=1.0)  # fmt: skip
-    assert cheap.route(MSG, ["cheap", "dear"], optimize="quality").model == "cheap"
-    assert router.route(MSG, ["cheap", "dear"], optimize="quality").model == "dear"
-    tunable = R.PolicyTunable(router)
-    assert tunable.with_config(policy_quality_epsilon=1.0).config.policy_quality_epsilon == 1.0
-    assert tunable.route(MSG, ["cheap", "dear"], optimize="quality").model == "dear"
 
 
 def test_best_params_and_links(tmp_path, monkeypatch):
