@@ -48,6 +48,7 @@ test: install browser
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/lint-imports
 	$(VENV)/bin/pytest
+	$(VENV)/bin/pytest --nbmake notebooks/ --nbmake-timeout=600
 
 lint: install
 	$(VENV)/bin/ruff check .
@@ -61,7 +62,8 @@ nbtest: install
 	$(VENV)/bin/pytest --nbmake notebooks/ --nbmake-timeout=600
 
 lab: install
-	$(VENV)/bin/jupyter lab --notebook-dir=notebooks
+	-git config filter.nbstripout.clean >/dev/null || $(VENV)/bin/nbstripout --install
+	PYTHONPATH=$(CURDIR) $(VENV)/bin/jupyter lab --notebook-dir=notebooks
 
 bench: install
 	command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)

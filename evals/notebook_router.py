@@ -1,0 +1,149 @@
+"""The suite data and a trained InferRoute for the notebooks, trained once and reused.
+
+Training is the slow step every notebook shares (task classifier, quality model, complexity), so
+`trained_router` keeps the saved router on disk keyed by everything that decides it: the suite
+(datasets, their content versions, cap, split seed), the config overrides and the source of the
+`inferroute` package. A change to any of them trains anew. The cache lives in
+`$INFERBASE_NB_HOME/routers` (CI: a temporary folder) or `~/.cache/inferbase/notebook-routers`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from evals import ours, runner
+from evals.suite import SuiteConfig, load_suite, train_frame
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class SuiteData:
+    cfg: SuiteConfig
+    df: pd.DataFrame  # the long score table with a split column
+    versions: Mapping[str, str]  # dataset -> content hash
+    train_df: pd.DataFrame  # train-split rows of the training datasets, capped
+    labels: pd.DataFrame  # task-labelled prompts of the train split
+
+
+def suite_data(cfg: SuiteConfig) -> SuiteData:
+    df, versions = load_suite(cfg)
+    return SuiteData(cfg, df, versions, train_frame(df, cfg), runner.labels_split(cfg, "train"))
+
+
+def cache_dir() -> Path:
+    home = os.environ.get("INFERBASE_NB_HOME")
+    if home:
+        return Path(home) / "routers"
+    return Path.home() / ".cache" / "inferbase" / "notebook-routers"
+
+
+def _code_version() -> str:
+    import inferroute
+
+    h = hashlib.sha1()
+    for path in sorted(Path(inferroute.__file__).parent.rglob("*.py")):
+        h.update(path.read_bytes())
+    return h.hexdigest()[:12]
+
+
+def router_key(data: SuiteData, overrides: Mapping[str, Any] | None) -> str:
+    cfg = data.cfg
+    blob = {
+        "train_datasets": list(cfg.train_datasets),
+        "held_out": sorted(cfg.held_out()),
+        "versions": dict(sorted(data.versions.items())),
+        "cap": cfg.max_train_prompts_per_dataset,
+        "seed": cfg.split_seed,
+        "overrides": dict(sorted((overrides or {}).items())),
+        "code": _code_version(),
+    }
+    return hashlib.sha1(json.dumps(blob, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def train(data: SuiteData, overrides: Mapping[str, Any] | None = None) -> Any:
+    """Train InferRoute on the suite's train split (no cache)."""
+    return ours.train(data.train_df, data.labels, overrides)
+
+
+def trained_router(
+    data: SuiteData, overrides: Mapping[str, Any] | None = None, *, cache: bool = True
+) -> Any:
+    """A trained router for these data and overrides: from the cache, or trained and saved."""
+    if not cache:
+        return train(data, overrides)
+    path = cache_dir() / router_key(data, overrides)
+    if (path / ".complete").exists():
+        try:
+            return ours.load(str(path))
+        except Exception as exc:  # noqa: BLE001 - a stale or broken cache entry is retrained
+            logger.warning("cached router at %s unreadable (%s); training again", path, exc)
+    router = train(data, overrides)
+    shutil.rmtree(path, ignore_errors=True)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    router.save(str(path))
+    (path / ".complete").touch()
+    return router
+
+
+def register(
+    data: SuiteData,
+    router: Any,
+    overrides: Mapping[str, Any] | None = None,
+    promotion: Any | None = None,
+    run_name: str = "notebook",
+) -> dict[str, Any]:
+    """What `evals.runner.train` logs and registers, for a router already trained (or cached).
+
+    Judges it on the validation split, logs config + metrics to the training experiment, registers
+    it with its gate metrics; returns run id, version and the gate metrics.
+    """
+    from evals import promote, tracking
+
+    router_cfg = ours.router_config(overrides)
+    params = {
+        "suite.benchmarks": ",".join(data.cfg.names()),
+        "suite.train_datasets": ",".join(data.cfg.train_datasets),
+        "suite.max_train_prompts_per_dataset": data.cfg.max_train_prompts_per_dataset,
+        "suite.split_seed": data.cfg.split_seed,
+        **{f"router.{k}": v for k, v in router_cfg.to_flat_dict().items()},
+    }
+    tags = {"evals.kind": "train", "evals.source": run_name}
+    with tracking.run(
+        runner.TRAIN_EXPERIMENT, run_name, params, dataset_versions=data.versions, tags=tags
+    ) as active:
+        res, gate_metrics = runner.validate_router(router, data.df, data.cfg.on_split("val"))
+        tracking.log_metrics({**res.flat_metrics(), **gate_metrics})
+        version = promote.register_router(
+            router,
+            gate_metrics,
+            promotion or promote.PromotionConfig(),
+            dataset_version=",".join(f"{k}={v}" for k, v in sorted(data.versions.items())),
+            run_id=active.info.run_id,
+        )
+    return {"run_id": active.info.run_id, "version": version, **gate_metrics}
+
+
+def router_space(trial: Any) -> dict[str, Any]:
+    """InferRoute's quality-model and classifier hyperparameters (RouterConfig keys) for Optuna.
+
+    `evals.tuning.SPACES["router"]` still names the factorization model's keys (`mf_*`), which the
+    current RouterConfig (task prior + kNN quality model) no longer has; notebook 4 registers this
+    space in their place.
+    """
+    return {
+        "knn_k": trial.suggest_int("knn_k", 10, 200, log=True),
+        "knn_power": trial.suggest_float("knn_power", 1.0, 8.0),
+        "knn_kappa": trial.suggest_float("knn_kappa", 0.01, 1.0, log=True),
+        "prior_shrink": trial.suggest_float("prior_shrink", 1.0, 100.0, log=True),
+    }

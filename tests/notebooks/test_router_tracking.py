@@ -1,0 +1,54 @@
+"""evals.notebook_router (cache key, search space) and evals.notebook_tracking (read views)."""
+
+from __future__ import annotations
+
+import optuna
+import pandas as pd
+
+from evals import notebook_router as R
+from evals import notebook_tracking as T
+from evals import tracking
+from evals.suite import SuiteConfig
+
+
+def _data(versions):
+    cfg = SuiteConfig.load(max_train_prompts_per_dataset=10)
+    return R.SuiteData(cfg, pd.DataFrame(), versions, pd.DataFrame(), pd.DataFrame())
+
+
+def test_router_key_changes_with_what_decides_the_router():
+    a = _data({"x": "v1"})
+    assert R.router_key(a, {"knn_k": 5}) == R.router_key(_data({"x": "v1"}), {"knn_k": 5})
+    assert R.router_key(a, {"knn_k": 5}) != R.router_key(a, {"knn_k": 6})
+    assert R.router_key(a, None) != R.router_key(_data({"x": "v2"}), None)
+
+
+def test_cache_dir_follows_env(monkeypatch, tmp_path):
+    monkeypatch.setenv("INFERBASE_NB_HOME", str(tmp_path))
+    assert R.cache_dir() == tmp_path / "routers"
+
+
+def test_best_params_and_links(tmp_path, monkeypatch):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    monkeypatch.setenv("INFERBASE_ARTIFACT_ROOT", str(tmp_path / "art"))
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    assert T.best_params(storage, "nope") == {}
+    study = optuna.create_study(study_name="s", storage=storage, direction="maximize")
+    study.optimize(lambda t: -((t.suggest_float("x", -1, 1) - 0.3) ** 2), n_trials=5)
+    assert T.best_params(storage, "s") == study.best_params
+    with tracking.run("exp-a", "r", {"a": 1}):
+        pass
+    links = T.mlflow_links(["exp-a", "missing"])
+    assert list(links["experiment"]) == ["exp-a"] and links.loc[0, "runs"] == 1
+    assert links.loc[0, "url"].endswith(f"/#/experiments/{links.loc[0, 'id']}")
+    assert T.registry_table("no-such-model").empty
+
+
+def test_router_space_names_router_config_keys():
+    from evals import ours
+
+    params = R.router_space(optuna.trial.FixedTrial(
+        {"knn_k": 30, "knn_power": 2.0, "knn_kappa": 0.1, "prior_shrink": 5.0}
+    ))  # fmt: skip
+    cfg = ours.router_config(params)
+    assert (cfg.knn_k, cfg.knn_power, cfg.prior_shrink) == (30, 2.0, 5.0)
