@@ -143,7 +143,9 @@ def run_wrk(url: str, key: str, stream: bool, conns: int, duration: int, tmp: Pa
         text=True,
         check=True,
     ).stdout
-    pct = dict(re.findall(r"^\s+(50|99)%\s+(\S+)$", out, re.M))
+    pct = dict(re.findall(r"^\s+(50|99)(?:\.0+)?%\s+(\S+)\s*$", out, re.M))
+    if "50" not in pct or "99" not in pct:
+        raise RuntimeError(f"wrk gave no latency distribution for {url}:\n{out}")
     total = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     return {
