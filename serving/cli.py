@@ -168,7 +168,14 @@ def keys_create(
     type=int,
     help="gthread threads per worker: each open stream holds one",
 )
-def serve(host: str, port: int, workers: int, threads: int) -> None:
+@click.option(
+    "--access-log/--no-access-log",
+    default=False,
+    show_default=True,
+    help="gunicorn's access log line per request (the app already logs every chat request with "
+    "its request id, key, model, tokens and latency, and every error)",
+)
+def serve(host: str, port: int, workers: int, threads: int, access_log: bool) -> None:
     """Migrate the database, then serve the API with gunicorn (gthread workers)."""
     from serving import db
 
@@ -177,8 +184,10 @@ def serve(host: str, port: int, workers: int, threads: int) -> None:
     argv = [
         sys.executable, "-m", "gunicorn", "--worker-class", "gthread", "--workers", str(workers),
         "--threads", str(threads), "--bind", f"{host}:{port}", "--timeout", "120",
-        "--graceful-timeout", "30", "--access-logfile", "-", "serving.wsgi:app",
+        "--graceful-timeout", "30", "serving.wsgi:app",
     ]  # fmt: skip
+    if access_log:
+        argv[-1:-1] = ["--access-logfile", "-"]
     os.execv(argv[0], argv)
 
 

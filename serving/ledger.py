@@ -17,13 +17,16 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
 from serving import db, fastsql
 from serving.errors import ApiError
 from serving.schema import accounts, api_keys, reservations, transactions, utcnow
+
+if TYPE_CHECKING:
+    from serving.ratelimit import Fused
 
 logger = logging.getLogger(__name__)
 
@@ -98,11 +101,14 @@ def reserve(
     amount: int,
     ttl_s: float,
     engine: sa.Engine | None = None,
+    limits: Fused | None = None,
 ) -> None:
     """Hold `amount` for a request, or 402 (cannot cover) / 403 (key revoked, account inactive).
 
     One transaction, three statements; the key's revocation is re-checked inside the UPDATE, so a
-    key revoked by any worker is refused at once even when this worker has it cached."""
+    key revoked by any worker is refused at once even when this worker has it cached. `limits`
+    (SQLite): the key's rate-limit counters, counted and checked first in the same transaction
+    (429 before anything is held)."""
     d = fastsql.for_engine(engine or db.get_engine())
     now = utcnow()
     p = {
@@ -117,6 +123,8 @@ def reserve(
     key_check = _KEY_LIVE if key_id is not None else ""
     if d.sqlite:
         with d.write() as cur:
+            if limits is not None:
+                limits.check(d, cur)
             cur.execute(d.sql(_RESERVE + key_check), p)
             refused = cur.rowcount != 1
             if not refused:
@@ -206,10 +214,12 @@ def settle(
     cost: int,
     usage: dict[str, Any],
     engine: sa.Engine | None = None,
+    limits: Fused | None = None,
 ) -> Settlement:
     """Close a reservation: charge `cost` (capped at the hold), release the rest, log usage.
 
-    Idempotent: only the first settlement of a reservation moves money."""
+    Idempotent: only the first settlement of a reservation moves money. `limits` (SQLite): the
+    key's counters, which count the request's tokens in the same transaction."""
     d = fastsql.for_engine(engine or db.get_engine())
     now = utcnow()
     charged = min(cost, amount)
@@ -238,6 +248,8 @@ def settle(
             else:
                 charged = p["u_cost_micros"] = _charge_late(d, cur, p, cost)
             cur.execute(d.sql(_USAGE), p)
+            if limits is not None:
+                limits.add_tokens(d, cur, int(row.get("total_tokens") or 0))
     if charged < cost:
         logger.warning(
             "request %s cost %d but only %d was charged (late=%s)",

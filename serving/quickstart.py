@@ -91,6 +91,4 @@ def up(
         f'    OpenAI(api_key="{raw[:10]}...", base_url="{base}")'
         '.chat.completions.create(model="auto", messages=[...])\n'
     )
-    ctx.invoke(
-        group.commands["serve"], host=host, port=port, workers=workers, threads=threads
-    )
+    ctx.invoke(group.commands["serve"], host=host, port=port, workers=workers, threads=threads)

@@ -1,15 +1,24 @@
 """Per-key rate limits (requests and tokens per minute) with the `limits` library.
 
 Storage is shared by every worker (``INFERBASE_RATELIMIT_STORAGE``): ``auto`` (default) is Redis
-when ``INFERBASE_REDIS_URL`` is set, otherwise ``file``, a SQLite file under HOME shared by the
-workers of this host; ``database`` keeps the counters in the gateway's database (shared by every
-host); anything else is a `limits` storage URI.
+when ``INFERBASE_REDIS_URL`` is set, else ``database`` when the gateway's database is SQLite, else
+``file``; ``file`` is a SQLite file under HOME shared by the workers of this host; ``database``
+keeps the counters in the gateway's database (shared by every host); anything else is a `limits`
+storage URI.
+
+With the counters in the gateway's own SQLite database, the chat path does not pay for separate
+transactions: the request's RPM hit and TPM check run inside the reservation's transaction and its
+tokens are counted inside the settlement's (`Fused`), with the same keys, windows and rows as the
+`limits` storage, so the two paths see the same counts. The profile of the gateway benchmark had
+the four write transactions of a request (RPM hit, reserve, settle, TPM hit) at about a fifth of
+its CPU.
 """
 
 from __future__ import annotations
 
 import math
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +39,7 @@ _INCR = (
     "count = CASE WHEN rate_limits.expires_at <= :now THEN :a ELSE rate_limits.count + :a END, "
     "expires_at = CASE WHEN rate_limits.expires_at <= :now THEN :exp "
     "ELSE rate_limits.expires_at END "
-    "RETURNING count"
+    "RETURNING count, expires_at"
 )
 _GET = "SELECT count, expires_at FROM rate_limits WHERE key = :k AND expires_at > :now"
 
@@ -93,6 +102,51 @@ class SQLStorage(Storage):
             ).rowcount
 
 
+def _retry_after(expires_at: float) -> int:
+    return max(1, math.ceil(expires_at - time.time()))
+
+
+def _limited(amount: int, what: str, retry: int) -> ApiError:
+    return ApiError(
+        429,
+        f"Rate limit reached: {amount} {what} per minute for this key. Retry in {retry} s.",
+        code="rate_limit_exceeded",
+        headers={"Retry-After": str(retry)},
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Fused:
+    """One key's counters, updated by the ledger inside its own SQLite transactions."""
+
+    rpm_key: str
+    rpm_limit: int
+    tpm_key: str
+    tpm_limit: int
+    expiry: int
+
+    def check(self, d: fastsql.Dialect, cur: Any) -> None:
+        """Count the request (RPM) and check the token window still has room; 429 otherwise
+        (raised inside the transaction, so it rolls back with nothing held)."""
+        now = time.time()
+        cur.execute(d.sql(_INCR), {"k": self.rpm_key, "a": 1, "exp": now + self.expiry, "now": now})
+        count, expires_at = cur.fetchone()
+        if count > self.rpm_limit:
+            raise _limited(self.rpm_limit, "requests", _retry_after(float(expires_at)))
+        cur.execute(d.sql(_GET), {"k": self.tpm_key, "now": now})
+        row = cur.fetchone()
+        if row is not None and row[0] >= self.tpm_limit:
+            raise _limited(self.tpm_limit, "tokens", _retry_after(float(row[1])))
+
+    def add_tokens(self, d: fastsql.Dialect, cur: Any, tokens: int) -> None:
+        if tokens > 0:
+            now = time.time()
+            cur.execute(
+                d.sql(_INCR), {"k": self.tpm_key, "a": tokens, "exp": now + self.expiry, "now": now}
+            )
+            cur.fetchone()
+
+
 def file_engine(home: Path) -> sa.Engine:
     """A SQLite file under HOME for the counters alone (no fsync: a crash may lose counts)."""
     home.mkdir(parents=True, exist_ok=True)
@@ -110,7 +164,8 @@ def make_storage(app: Flask) -> Storage:
     choice = str(app.config.get("RATELIMIT_STORAGE") or "auto")
     url = app.config.get("REDIS_URL")
     if choice == "auto":
-        choice = url if url else "file"
+        sqlite = app.extensions["db"].dialect.name == "sqlite"
+        choice = url if url else ("database" if sqlite else "file")
     if choice == "file":
         return SQLStorage(file_engine(Path(app.config["HOME"])))
     if choice == "database":
@@ -125,6 +180,23 @@ class RateLimits:
         self.default_rpm = int(app.config["DEFAULT_RPM"])
         self.default_tpm = int(app.config["DEFAULT_TPM"])
         self._items: dict[tuple[str, int], RateLimitItemPerMinute] = {}
+        # counters in the gateway's own SQLite database: the ledger updates them in its transactions
+        self.fusable = (
+            isinstance(self.storage, SQLStorage)
+            and self.storage.engine is app.extensions["db"]
+            and self.storage.sql.sqlite
+        )
+
+    def fused(self, key: KeyInfo | None) -> Fused | None:
+        """The key's counters for the ledger to update in its own transactions, or None when the
+        storage is elsewhere (then call `check_request` and `add_tokens`)."""
+        if key is None or not self.fusable:
+            return None
+        rpm = self._item("rpm", key.rpm_limit or self.default_rpm)
+        tpm = self._item("tpm", key.tpm_limit or self.default_tpm)
+        return Fused(
+            rpm.key_for(key.id), rpm.amount, tpm.key_for(key.id), tpm.amount, rpm.get_expiry()
+        )
 
     def _item(self, kind: str, amount: int) -> RateLimitItemPerMinute:
         item = self._items.get((kind, amount))
@@ -134,14 +206,7 @@ class RateLimits:
 
     def _refuse(self, item: RateLimitItemPerMinute, key_id: str, what: str) -> ApiError:
         reset = self.limiter.get_window_stats(item, key_id).reset_time
-        retry = max(1, math.ceil(reset - time.time()))
-        return ApiError(
-            429,
-            f"Rate limit reached: {item.amount} {what} per minute for this key. "
-            f"Retry in {retry} s.",
-            code="rate_limit_exceeded",
-            headers={"Retry-After": str(retry)},
-        )
+        return _limited(item.amount, what, _retry_after(reset))
 
     def check_request(self, key: KeyInfo) -> None:
         """Count one request against RPM and check the TPM window still has room (429 if not)."""

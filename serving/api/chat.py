@@ -41,6 +41,7 @@ class Call:
         self.prompt_tokens = 0
         self.completion_tokens = 0
         self.settled = False
+        self.limits = ratelimit.get().fused(principal.key)
 
     @property
     def model(self) -> CatalogModel:
@@ -80,8 +81,10 @@ class Call:
             "status": status,
             "error_type": error_type,
         }
-        result = ledger.settle(self.id, self.principal.account_id, self.hold, cost, usage)
-        if self.principal.key is not None:
+        result = ledger.settle(
+            self.id, self.principal.account_id, self.hold, cost, usage, limits=self.limits
+        )
+        if self.principal.key is not None and self.limits is None:
             ratelimit.get().add_tokens(self.principal.key, usage["total_tokens"])
         logger.info(
             "chat request_id=%s usage_id=%s key=%s model=%s prompt=%d completion=%d cost=%d "
@@ -128,15 +131,20 @@ def chat_completions() -> Response:
         app.extensions.get("router"),
         int(app.config["MICROS_PER_CREDIT"]),
     )
-    if principal.key is not None:
+    call = Call(principal, req, resolved, 0)
+    if principal.key is not None and call.limits is None:
         ratelimit.get().check_request(principal.key)
     _maybe_sweep()
-    hold = chat.worst_case_micros(
+    call.hold = chat.worst_case_micros(
         req, body, resolved.model, int(app.config["MAX_OUTPUT_TOKENS_RESERVE"])
     )
-    call = Call(principal, req, resolved, hold)
     ledger.reserve(
-        principal.account_id, principal.key_id, call.id, hold, app.config["RESERVATION_TTL_S"]
+        principal.account_id,
+        principal.key_id,
+        call.id,
+        call.hold,
+        app.config["RESERVATION_TTL_S"],
+        limits=call.limits,
     )
     upstream = chat.upstream_body(body, resolved.model, req.stream)
     if req.stream:
