@@ -10,6 +10,7 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
+import orjson
 from flask import Response, current_app, g, request, stream_with_context
 
 from serving import chat, db, ledger, ratelimit
@@ -117,7 +118,10 @@ class Call:
 )
 def chat_completions() -> Response:
     principal = g.principal = authenticate(cached=True)
-    body = request.get_json(silent=True)
+    try:
+        body = orjson.loads(request.get_data(cache=False))
+    except orjson.JSONDecodeError:
+        body = None
     if not isinstance(body, dict):
         raise ApiError(400, "The request body must be a JSON object.", code="invalid_json")
     req = ChatCompletionRequest.model_validate(body)
@@ -168,7 +172,7 @@ def chat_completions() -> Response:
     routing = resolved.routing()
     if routing is not None:
         out["routing"] = routing
-    rv = current_app.response_class(json.dumps(out), mimetype="application/json")
+    rv = current_app.response_class(orjson.dumps(out), mimetype="application/json")
     rv.headers.update(resolved.headers())
     return rv
 
@@ -192,7 +196,7 @@ def _stream(call: Call, engines: Any, upstream: dict[str, Any]) -> Response:
     return rv
 
 
-def _frames(call: Call, it: Iterator[dict[str, Any] | None], first: Any) -> Iterator[str]:
+def _frames(call: Call, it: Iterator[dict[str, Any] | None], first: Any) -> Iterator[str | bytes]:
     want_usage = bool(call.req.stream_options and call.req.stream_options.include_usage)
     model_id = call.model.id
     status, error_type = "cancelled", None
@@ -216,14 +220,14 @@ def _frames(call: Call, it: Iterator[dict[str, Any] | None], first: Any) -> Iter
                 if usage and want_usage:  # the final usage chunk, only when the client asked
                     chunk["usage"] = usage
                     chunk["model"] = model_id
-                    yield f"data: {json.dumps(chunk)}\n\n"
+                    yield b"data: " + orjson.dumps(chunk) + b"\n\n"
                 continue
             if call.ttft_ms is None:
                 call.ttft_ms = (time.perf_counter() - call.t0) * 1000
             if not usage:  # no usage stats upstream: count content chunks as delivered tokens
                 call.completion_tokens += 1
             chunk["model"] = model_id
-            yield f"data: {json.dumps(chunk)}\n\n"
+            yield b"data: " + orjson.dumps(chunk) + b"\n\n"
         status = "success"
     except EngineError as e:
         status, error_type = "error", e.type
