@@ -122,14 +122,18 @@ def reserve(
     }
     key_check = _KEY_LIVE if key_id is not None else ""
     if d.sqlite:
-        with d.write() as cur:
+
+        def hold(cur: Any) -> bool:
             if limits is not None:
                 limits.check(d, cur)
             cur.execute(d.sql(_RESERVE + key_check), p)
-            refused = cur.rowcount != 1
-            if not refused:
-                cur.execute(d.sql(_HOLD), p)
-                cur.execute(d.sql(_HOLD_TXN), p)
+            if cur.rowcount != 1:
+                return True
+            cur.execute(d.sql(_HOLD), p)
+            cur.execute(d.sql(_HOLD_TXN), p)
+            return False
+
+        refused = d.grouped(hold)
     else:  # one atomic statement, one round trip
         with d.single() as cur:
             cur.execute(d.sql(_RESERVE_PG.format(key=key_check)), p)
@@ -236,20 +240,25 @@ def settle(
                 charged = _charge_late(d, cur, p, cost)
                 cur.execute(d.sql(_LATE_USAGE), {"charged": charged, "uid": usage["id"]})
     else:
-        with d.write() as cur:
+
+        def close(cur: Any) -> tuple[bool, int]:
             cur.execute(d.sql(_CLOSE), p)
             late = cur.rowcount != 1
+            q = p
             if not late:
                 cur.execute(d.sql(_CHARGE), p)
                 if charged:
                     cur.execute(d.sql(_RELEASE_AND_DEDUCT), p)
                 else:
                     cur.execute(d.sql(_TXN), {**p, "kind": "release", "value": amount})
-            else:
-                charged = p["u_cost_micros"] = _charge_late(d, cur, p, cost)
-            cur.execute(d.sql(_USAGE), p)
+            else:  # charge what the balance still covers (a copy: a retry starts afresh)
+                q = {**p, "u_cost_micros": _charge_late(d, cur, p, cost)}
+            cur.execute(d.sql(_USAGE), q)
             if limits is not None:
                 limits.add_tokens(d, cur, int(row.get("total_tokens") or 0))
+            return late, int(q["u_cost_micros"])
+
+        late, charged = d.grouped(close)
     if charged < cost:
         logger.warning(
             "request %s cost %d but only %d was charged (late=%s)",

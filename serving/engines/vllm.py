@@ -227,6 +227,8 @@ class VLLMEngines:
                 p.pool.eject(r, f"request failed: {type(e).__name__}")
                 raise EngineError(f"engine for {model_id} failed: {type(e).__name__}") from e
             if resp.status < 400:
+                if logger.isEnabledFor(logging.DEBUG):
+                    logger.debug("engine model=%s replica=%s stream=%s", model_id, r.url, stream)
                 return r, resp
             try:
                 data = resp.data if not stream else resp.read()

@@ -155,3 +155,52 @@ def test_sql_rate_limit_storage(store):
     s.clear("k")
     assert s.get("k") == 0
     assert s.purge_expired() >= 0
+
+
+def test_group_commit_runs_queued_writes_in_one_transaction_and_isolates_a_failure(
+    tmp_path, monkeypatch
+):
+    """Writers queued behind the write lock share the next transaction; one that raises is
+    rolled back alone and its caller gets the error, the others commit."""
+    from serving import fastsql
+
+    engine = sa.create_engine(f"sqlite:///{tmp_path / 'group.db'}")
+    d = fastsql.for_engine(engine)
+    with d.write() as cur:
+        cur.execute("CREATE TABLE t (v INTEGER)")
+    batches: list[int] = []
+    run = d._run
+    monkeypatch.setattr(d, "_run", lambda batch: (batches.append(len(batch)), run(batch)))
+    gate = threading.Event()
+
+    def first(cur):
+        gate.wait(5)  # holds the write lock while the others queue
+        cur.execute("INSERT INTO t VALUES (0)")
+        return 0
+
+    def insert(v):
+        def job(cur):
+            cur.execute("INSERT INTO t VALUES (?)", (v,))
+            return v
+
+        return job
+
+    def failing(cur):
+        cur.execute("INSERT INTO t VALUES (99)")
+        raise ApiError(429, "refused inside the transaction")
+
+    with ThreadPoolExecutor(8) as ex:
+        lead = ex.submit(d.grouped, first)
+        time.sleep(0.2)
+        rest = [ex.submit(d.grouped, insert(v)) for v in (1, 2, 3)]
+        bad = ex.submit(d.grouped, failing)
+        time.sleep(0.2)
+        gate.set()
+        assert lead.result(5) == 0 and [f.result(5) for f in rest] == [1, 2, 3]
+        with pytest.raises(ApiError):
+            bad.result(5)
+    assert batches == [1, 4]
+    with d.read() as cur:
+        cur.execute("SELECT v FROM t ORDER BY v")
+        assert [r[0] for r in cur.fetchall()] == [0, 1, 2, 3]
+    engine.dispose()
