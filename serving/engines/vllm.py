@@ -1,41 +1,34 @@
 """`VLLMEngines`: the `Engines` contract over vLLM OpenAI-compatible servers.
 
-One pooled urllib3 connection pool per replica, with connect/read timeouts (urllib3 rather than
-httpx on the request path: the gateway benchmark's profile had httpx/httpcore at about a third of
-the gateway's CPU per request; urllib3 does the same work in a fraction of that). Several replicas
-per model, picked by least outstanding requests; a replica whose connection fails is taken out (and
-the request retried on another, since nothing reached the engine); the health monitor brings it
-back when /health answers again. Streams are read by a reader (a thread from a per-process pool) so
-the caller gets each chunk as soon as it arrives and a `None` keep-alive tick whenever the engine
-has been silent for `keepalive_s`. Closing the generator shuts the upstream socket, which makes
-vLLM abort the request.
+One keep-alive connection pool per replica (`serving.engines.wire`, a lean HTTP/1.1 client: the
+request path's largest cost through urllib3 or httpx was their Python-level HTTP handling), with
+connect/read timeouts. Several replicas per model, picked by least outstanding requests; a replica
+whose connection fails is taken out (and the request retried on another, since nothing reached the
+engine); the health monitor brings it back when /health answers again. Streams are read in the
+caller's thread as chunks arrive, with a `None` keep-alive tick whenever the engine has been silent
+for `keepalive_s`; closing the generator shuts the upstream socket, which makes vLLM abort the
+request.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import queue
-import socket
 import threading
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import orjson
-import urllib3
-from urllib3.exceptions import ConnectTimeoutError, HTTPError, ProtocolError
 
 from serving.engines.base import CatalogModel, EngineError, EngineStats, Health
 from serving.engines.errors import error_from_body, error_from_frame
 from serving.engines.monitor import HealthMonitor
 from serving.engines.replicas import NoReplica, Replica, ReplicaPool
+from serving.engines.wire import Answer, ConnectFailed, Pool, WireError
 
 logger = logging.getLogger(__name__)
 
-_DONE = object()
 LOADING_RETRY_AFTER_S = 10
-_HEADERS = {"content-type": "application/json", "accept": "application/json"}
 _PATH = "/v1/chat/completions"
 
 
@@ -45,18 +38,11 @@ class _Process:
     def __init__(self, owner: VLLMEngines) -> None:
         self.pid = os.getpid()
         self.pool = ReplicaPool({m.id: list(m.replicas) for m in owner._models.values()})
-        timeout = urllib3.Timeout(connect=owner.connect_timeout_s, read=owner.read_timeout_s)
-        # one connection pool per replica URL; `block=False`: past maxsize, extra connections are
-        # opened and closed rather than waited for
         self.http = {
-            url: urllib3.connection_from_url(
-                url, maxsize=owner.max_connections, block=False, timeout=timeout, retries=False
-            )
+            url: Pool(url, owner.connect_timeout_s, owner.read_timeout_s, owner.max_connections)
             for m in owner._models.values()
             for url in m.replicas
         }
-        # stream readers: threads are reused across streams (one per open stream at a time)
-        self.readers = ThreadPoolExecutor(owner.max_connections, "engines-stream")
         self.monitor: HealthMonitor | None = None
         if owner.monitor_interval_s is not None:
             self.monitor = HealthMonitor(
@@ -116,7 +102,6 @@ class VLLMEngines:
                 p.monitor.stop()
             for http in p.http.values():
                 http.close()
-            p.readers.shutdown(wait=False, cancel_futures=True)
         self._proc = None
 
     # -- catalog -----------------------------------------------------------------------------
@@ -196,46 +181,38 @@ class VLLMEngines:
                 f"No engine replica of `{model_id}` is available.", code="engine_unavailable"
             ) from None
 
-    def _send(
-        self, model_id: str, body: dict[str, Any], stream: bool
-    ) -> tuple[Replica, urllib3.BaseHTTPResponse]:
+    def _send(self, model_id: str, body: dict[str, Any], stream: bool) -> tuple[Replica, Answer]:
         """POST to a replica; retries on another replica while connections fail. The returned
-        replica is acquired (the caller releases it). A streamed response is returned unread."""
+        replica is acquired (the caller releases it); the answer's body is unread."""
         self._model(model_id)
         p = self._p()
         tried: set[int] = set()
         content = orjson.dumps(body)
+        accept = "text/event-stream" if stream else "application/json"
         while True:
             r = self._acquire(p, model_id, tried)
             try:
-                resp = p.http[r.url].urlopen(
-                    "POST",
-                    _PATH,
-                    body=content,
-                    headers=_HEADERS,
-                    redirect=False,
-                    preload_content=not stream,
-                )
-            except ConnectTimeoutError as e:  # incl. NewConnectionError: nothing was sent
+                resp = p.http[r.url].post(_PATH, content, accept)
+            except ConnectFailed as e:  # nothing was sent
                 p.pool.release(r)
-                p.pool.eject(r, f"connect failed: {type(e).__name__}")
+                p.pool.eject(r, "connect failed")
                 logger.warning("replica %s of %s refused a connection: %s", r.url, model_id, e)
                 tried.add(id(r))
                 continue
-            except (HTTPError, OSError) as e:
+            except WireError as e:
                 p.pool.release(r)
-                p.pool.eject(r, f"request failed: {type(e).__name__}")
-                raise EngineError(f"engine for {model_id} failed: {type(e).__name__}") from e
+                p.pool.eject(r, f"request failed: {e}")
+                raise EngineError(f"engine for {model_id} failed: {e}") from e
             if resp.status < 400:
                 if logger.isEnabledFor(logging.DEBUG):
                     logger.debug("engine model=%s replica=%s stream=%s", model_id, r.url, stream)
                 return r, resp
             try:
-                data = resp.data if not stream else resp.read()
-            except (HTTPError, OSError):
+                data = resp.read()
+            except WireError:
                 data = b""
+                resp.close()
             finally:
-                resp.release_conn()
                 p.pool.release(r)
             if resp.status >= 500:
                 p.pool.eject(r, f"HTTP {resp.status}")
@@ -247,16 +224,21 @@ class VLLMEngines:
 
     def complete(self, model_id: str, body: dict[str, Any]) -> dict[str, Any]:
         r, resp = self._send(model_id, body, stream=False)
+        p = self._p()
         try:
-            out = orjson.loads(resp.data)
+            out = orjson.loads(resp.read())
             if not isinstance(out, dict):
                 raise ValueError("not a JSON object")
             return out
+        except WireError as e:
+            resp.close()
+            p.pool.eject(r, f"read failed: {e}")
+            raise EngineError(f"engine for {model_id} failed: {e}") from e
         except ValueError as e:
-            self._p().pool.eject(r, "invalid JSON")
+            p.pool.eject(r, "invalid JSON")
             raise EngineError(f"engine for {model_id} sent invalid JSON") from e
         finally:
-            self._p().pool.release(r)
+            p.pool.release(r)
 
     def stream(self, model_id: str, body: dict[str, Any]) -> Iterator[dict[str, Any] | None]:
         """A generator: nothing is sent until the first `next()`, which raises EngineError when
@@ -265,107 +247,44 @@ class VLLMEngines:
         r, resp = self._send(model_id, body, stream=True)
         yield from self._relay(model_id, r, resp)
 
-    def _relay(
-        self, model_id: str, r: Replica, resp: urllib3.BaseHTTPResponse
-    ) -> Iterator[dict[str, Any] | None]:
+    def _relay(self, model_id: str, r: Replica, resp: Answer) -> Iterator[dict[str, Any] | None]:
+        """SSE events as dicts, split on blank lines as bytes arrive; None while the engine is
+        silent; ends at `data: [DONE]`."""
         p = self._p()
-        reader = _Reader(resp, p.readers)
-        done = False
+        buf = b""
+        it = resp.iter_raw(self.keepalive_s)
         try:
-            while True:
-                try:
-                    item = reader.q.get(timeout=self.keepalive_s)
-                except queue.Empty:
+            for data in it:
+                if data is None:
                     yield None
                     continue
-                if item is _DONE:
-                    done = True
-                    return
-                if isinstance(item, BaseException):
-                    p.pool.eject(r, f"stream broke: {type(item).__name__}")
-                    raise EngineError(
-                        f"engine for {model_id} failed mid-stream: {type(item).__name__}"
-                    ) from item
-                err = error_from_frame(item, model_id)
-                if err is not None:
-                    raise err
-                yield item
-        finally:
-            if not done:
-                reader.abort()  # unblocks the reader and tells vLLM the client is gone
-            p.pool.release(r)
-
-
-def _socket_of(resp: urllib3.BaseHTTPResponse) -> socket.socket | None:
-    """The socket a streamed response is read from: the connection's, or (when the upstream said
-    `Connection: close`, and http.client detached it) the one behind the response's file."""
-    sock = getattr(getattr(resp, "connection", None), "sock", None)
-    if sock is None:
-        raw = getattr(getattr(getattr(resp, "_fp", None), "fp", None), "raw", None)
-        sock = getattr(raw, "_sock", None)
-    return sock if isinstance(sock, socket.socket) else None
-
-
-class _Reader:
-    """Reads an upstream SSE response (on a pooled thread) into a queue of dicts, then `_DONE` (or
-    an exception). Events are split on blank lines as they arrive (`read1` returns what the socket
-    has, so nothing waits for a buffer to fill)."""
-
-    def __init__(self, resp: urllib3.BaseHTTPResponse, pool: ThreadPoolExecutor) -> None:
-        self.resp = resp
-        self.q: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        self._lock = threading.Lock()
-        self._stopped = False
-        self._finished = False
-        self._sock = _socket_of(resp)
-        pool.submit(self._run)
-
-    def _run(self) -> None:
-        clean = False
-        try:
-            buf = b""
-            while True:
-                data = self.resp.read1(65536)
-                if not data:
-                    break
                 buf += data
                 while True:
                     end = buf.find(b"\n\n")
                     if end < 0:
                         break
                     event, buf = buf[:end], buf[end + 2 :]
-                    for line in event.replace(b"\r\n", b"\n").split(b"\n"):
+                    for line in event.replace(b"\r", b"").split(b"\n"):
                         if not line.startswith(b"data:"):
                             continue  # comments, event names
                         payload = line[5:].strip()
                         if payload == b"[DONE]":
-                            clean = True
-                            self.q.put(_DONE)
+                            for rest in it:  # the body's end (chunked terminator): reusable
+                                if rest is None:
+                                    break  # the engine holds the stream open: close it
                             return
-                        self.q.put(orjson.loads(payload))
-            self.q.put(ProtocolError("stream ended without [DONE]"))
-        except Exception as e:  # handed to the consumer, which raises EngineError
-            self.q.put(e)
+                        try:
+                            item = orjson.loads(payload)
+                        except ValueError as e:
+                            raise WireError("invalid JSON in the stream") from e
+                        err = error_from_frame(item, model_id)
+                        if err is not None:
+                            raise err
+                        yield item
+            raise WireError("stream ended without [DONE]")
+        except WireError as e:
+            p.pool.eject(r, f"stream broke: {e}")
+            raise EngineError(f"engine for {model_id} failed mid-stream: {e}") from e
         finally:
-            with self._lock:
-                self._finished = True
-            try:
-                if clean and not self._stopped:
-                    self.resp.drain_conn()  # the chunked terminator: the connection is reusable
-                else:
-                    self.resp.close()
-            except Exception:
-                self.resp.close()
-            self.resp.release_conn()
-
-    def abort(self) -> None:
-        """Shut the socket down (wakes a blocked read; vLLM sees the disconnect and aborts)."""
-        with self._lock:
-            if self._finished or self._stopped:
-                return
-            self._stopped = True
-            if isinstance(self._sock, socket.socket):
-                try:
-                    self._sock.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
+            resp.close()  # a no-op when the body was read to its end; else aborts the request
+            p.pool.release(r)
