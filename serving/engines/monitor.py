@@ -19,6 +19,7 @@ from serving.engines.replicas import Replica, ReplicaPool
 
 logger = logging.getLogger(__name__)
 
+FAILURES_TO_EJECT = 3  # probes missed in a row before a ready replica is taken out
 TTFT = ("vllm:time_to_first_token_seconds",)
 TPOT = ("vllm:inter_token_latency_seconds", "vllm:time_per_output_token_seconds")
 
@@ -69,6 +70,7 @@ class HealthMonitor:
         *,
         interval_s: float,
         process_alive: Callable[[str], bool] | None,
+        probe_timeout_s: float = 2.0,
     ) -> None:
         self.pool = pool
         self.served_names = served_names
@@ -76,7 +78,9 @@ class HealthMonitor:
         self.process_alive = process_alive
         self.first_pass = threading.Event()
         self._stop = threading.Event()
-        self._client = httpx.Client(timeout=httpx.Timeout(2.0, connect=0.5))
+        self._client = httpx.Client(
+            timeout=httpx.Timeout(probe_timeout_s, connect=min(0.5, probe_timeout_s))
+        )
         self._thread = threading.Thread(target=self._run, name="engines-health", daemon=True)
 
     def start(self) -> None:
@@ -116,14 +120,26 @@ class HealthMonitor:
             logger.log(level, "replica %s of %s: %s -> %s (%s)", r.url, r.model_id, old, state,
                        reason or "ok")  # fmt: skip
 
+    def _probe_failed(self, r: Replica, reason: str) -> None:
+        """A probe timed out or broke: a busy engine on a loaded machine can miss one, so a ready
+        replica is taken out only after `FAILURES_TO_EJECT` misses in a row (a refused
+        connection, a failed request and a broken stream still take it out at once)."""
+        r.probe_failures += 1
+        if r.state != "ready" or r.probe_failures >= FAILURES_TO_EJECT:
+            self._set(r, "down", reason)
+        else:
+            logger.info("replica %s of %s: %s (%d in a row)", r.url, r.model_id, reason,
+                        r.probe_failures)  # fmt: skip
+
     def _probe(self, r: Replica) -> None:
         try:
             resp = self._client.get(r.url + "/health")
         except httpx.ConnectError:
+            r.probe_failures = 0
             self._not_listening(r, "connection refused")
             return
         except httpx.HTTPError as e:
-            self._set(r, "down", f"/health: {type(e).__name__}")
+            self._probe_failed(r, f"/health: {type(e).__name__}")
             return
         if resp.status_code == 503:
             self._set(r, "loading", "starting: /health answered 503")
@@ -139,10 +155,14 @@ class HealthMonitor:
                 if want not in ids:
                     self._set(r, "down", f"serves {sorted(ids)}, not {want!r}")
                     return
+        except (httpx.HTTPError, ValueError) as e:
+            self._probe_failed(r, f"probe failed: {type(e).__name__}")
+            return
+        r.probe_failures = 0
+        self._set(r, "ready")
+        try:  # live figures only: a slow /metrics page does not make the replica unhealthy
             metrics = self._client.get(r.url + "/metrics")
             if metrics.status_code == 200:
                 parse_metrics(metrics.text, r)
         except (httpx.HTTPError, ValueError) as e:
-            self._set(r, "down", f"probe failed: {type(e).__name__}")
-            return
-        self._set(r, "ready")
+            logger.info("metrics of %s unavailable: %s", r.url, type(e).__name__)

@@ -30,6 +30,7 @@ class Replica:
     ttft_ms: float | None = None
     tpot_ms: float | None = None
     histos: dict[str, tuple[float, float]] = field(default_factory=dict)  # name -> (sum, count)
+    probe_failures: int = 0  # health probes missed in a row (timeouts, errors)
 
     def snapshot(self) -> dict[str, Any]:
         return {

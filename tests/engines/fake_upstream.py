@@ -18,6 +18,7 @@ class FakeUpstream:
         self.served = served
         self.mode = "ok"  # ok | error_flat | error_nested | error_500 | die_mid
         self.health_status = 200
+        self.health_delay_s = 0.0
         self.chunks = 5
         self.chunk_delay_s = 0.0
         self.first_delay_s = 0.0
@@ -67,6 +68,7 @@ class FakeUpstream:
 
             def do_GET(self) -> None:
                 if self.path == "/health":
+                    time.sleep(fake.health_delay_s)
                     self.send_response(fake.health_status)
                     self.send_header("content-length", "0")
                     self.end_headers()

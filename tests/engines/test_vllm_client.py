@@ -89,6 +89,32 @@ def test_taken_out_replica_comes_back_when_healthy():
         other.close()
 
 
+def test_a_missed_probe_does_not_take_a_ready_replica_out():
+    """A busy engine may answer /health late once; only several misses in a row take it out."""
+    from serving.engines.monitor import FAILURES_TO_EJECT, HealthMonitor
+
+    up = FakeUpstream("m")
+    eng = VLLMEngines([model("m", up.url)], monitor_interval_s=None)
+    pool = eng._p().pool
+    mon = HealthMonitor(pool, {"m": "m"}, interval_s=60, process_alive=None, probe_timeout_s=0.2)
+    try:
+        mon.poll_once()
+        assert eng.replicas("m")[0]["state"] == "ready"
+        up.health_delay_s = 0.5
+        for _ in range(FAILURES_TO_EJECT - 1):
+            mon.poll_once()
+            assert eng.replicas("m")[0]["state"] == "ready"
+        mon.poll_once()
+        assert eng.replicas("m")[0]["state"] == "down"
+        up.health_delay_s = 0
+        mon.poll_once()
+        assert eng.replicas("m")[0]["state"] == "ready"
+    finally:
+        mon.stop()
+        eng.close()
+        up.close()
+
+
 def test_health_states_and_retry_after_while_loading():
     up = FakeUpstream("m")
     up.health_status = 503
