@@ -17,12 +17,13 @@ from inferroute.config import RouterConfig
 from inferroute.costs import OutputLengths
 from inferroute.errors import InferrouteError
 from inferroute.features import load_embedder
+from inferroute.latent import LatentQualityModel
 from inferroute.scoring import QualityModel
 
 if TYPE_CHECKING:
     from inferroute.policy import Router
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: the joint latent quality model (lat_* arrays)
 
 
 def save_router(router: Router, path: Path) -> None:
@@ -58,6 +59,7 @@ def save_router(router: Router, path: Path) -> None:
             clf_intercept=clf.intercept,
             complexity_coef=router.complexity_coef,
             **router.quality.arrays(),
+            **router.latent.arrays(),
         )
     (path / "router.json").write_text(json.dumps(meta, indent=1), encoding="utf-8")
 
@@ -93,6 +95,7 @@ def load_router_dir(path: Path) -> Router:
         np.asarray(meta["stats"]["sd"], dtype=np.float32),
         clf,
         QualityModel.from_saved(meta["quality"], arr),
+        LatentQualityModel.from_saved(meta["quality"]["models"], arr),
         arr["complexity_coef"],
         float(meta["complexity"]["intercept"]),
         (float(cuts[0]), float(cuts[1])),

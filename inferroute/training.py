@@ -21,6 +21,7 @@ from inferroute.classifier import TaskClassifier
 from inferroute.config import RouterConfig
 from inferroute.costs import CHARS_PER_TOKEN, OutputLengths
 from inferroute.features import Embedder, MiniLMEmbedder, StaticEmbedder, text_stats
+from inferroute.latent import LatentQualityModel, inputs
 from inferroute.learned import LearnedRouter
 from inferroute.scoring import QualityModel, task_means
 from inferroute.taxonomy import TASK_NAMES
@@ -63,10 +64,10 @@ def train(
     """Train a LearnedRouter. `embedder` reuses an already distilled embedder (evals, tuning)."""
     config = config or RouterConfig.from_yaml()
     rng = np.random.default_rng(config.seed)
-    steps = tqdm(total=6, desc="train inferroute")
+    steps = tqdm(total=7, desc="train inferroute")
     has_text = scores_df["prompt"].notna() & (scores_df["prompt"].astype(str).str.len() > 0)
     scores = scores_df[scores_df["score"].notna() & has_text]
-    prompts = scores.drop_duplicates("prompt_id")[["prompt_id", "prompt"]]
+    prompts = scores.drop_duplicates("prompt_id")[["prompt_id", "prompt", "dataset"]]
     if config.knn_max_prompts and len(prompts) > config.knn_max_prompts:
         keep = rng.choice(len(prompts), config.knn_max_prompts, replace=False)
         prompts = prompts.iloc[np.sort(keep)]
@@ -142,6 +143,26 @@ def train(
     )
     steps.update()
 
+    steps.set_postfix_str("latent quality")
+    sources = sorted(prompts["dataset"].astype(str).unique())
+    source_idx = np.array([sources.index(str(d)) for d in prompts["dataset"]], dtype=np.int64)
+    latent = LatentQualityModel.fit_ensemble(
+        inputs(p_dense, probs, config.lat_task_scale),
+        s_mat,
+        source_idx,
+        models,
+        members=config.lat_members,
+        seed=config.seed,
+        hidden=config.lat_hidden,
+        epochs=config.lat_epochs,
+        lr=config.lat_lr,
+        weight_decay=config.lat_weight_decay,
+        weight_power=config.lat_weight_power,
+        source_penalty=config.lat_source_penalty,
+        source_terms=config.lat_source_terms,
+    )
+    steps.update()
+
     steps.set_postfix_str("complexity")
     from sklearn.linear_model import Ridge
 
@@ -165,6 +186,7 @@ def train(
         sd.astype(np.float32),
         clf,
         quality,
+        latent,
         ridge.coef_.astype(np.float64),
         float(ridge.intercept_),
         cuts,
