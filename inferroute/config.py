@@ -32,6 +32,8 @@ class RouterConfig:
     clf_c: float = 4.0  # inverse L2 strength of the logistic regression
     clf_hash_features: int = 2**18  # hashed word/char n-gram features next to the embedding
     clf_calibration: str = "temperature"  # "temperature" or "none"
+    clf_char_features: int = 0  # hashed char 2-4-grams (0 = none; +0.01 CV macro-F1, p50 x6)
+    clf_balanced: bool = True  # class weights inverse to frequency (rare task types count)
     clf_max_per_class: int = 3000  # cap per task class so MMLU does not drown the rest
     # --- quality model (task prior + kNN over scored prompts; see inferroute.scoring) ---
     knn_k: int = 50  # neighbours per model
@@ -42,6 +44,8 @@ class RouterConfig:
     prior_shrink: float = (
         20.0  # per-(model, task) means shrink to the model mean with this many rows
     )
+    # score sources never trained on (comma-separated `dataset` values; see inferroute.training)
+    train_exclude_datasets: str = "alpaca_eval1"
     # --- joint latent quality model (inferroute.latent), blended with the kNN estimate above ---
     quality_blend: float = 1.0  # weight of the latent model (1 = latent only, 0 = kNN only)
     lat_hidden: int = 64  # prompt latent dimension

@@ -46,6 +46,7 @@ def save_router(router: Router, path: Path) -> None:
             "n_dense": clf.n_dense,
             "n_hash": clf.n_hash,
             "temperature": clf.temperature,
+            "n_char": clf.n_char,
         }
         meta["quality"] = router.quality.params()
         meta["complexity"] = {
@@ -84,6 +85,7 @@ def load_router_dir(path: Path) -> Router:
         int(c["n_dense"]),
         int(c["n_hash"]),
         float(c["temperature"]),
+        int(c.get("n_char", 0)),
     )
     cuts = meta["complexity"]["cuts"]
     return LearnedRouter(
