@@ -9,7 +9,9 @@ On the evals suite (evals/configs/benchmarks.yaml, same train frame and test spl
   same prompt text), then judge that dataset's test split; for a RouteLLM dataset this removes every
   GPT-4-1106 vs Mixtral comparison on that kind of prompt;
 - MT-Bench (never trained on) per category: mean predicted and true GPT-4 minus Mixtral gap, and the
-  Spearman correlation of the two over prompts.
+  Spearman correlation of the two over prompts;
+- AlpacaEval 2 (55 models on the same open-ended prompts): how far the top third of models is ahead
+  of the bottom third, per predicted task type.
 Prints one JSON object.
 """
 
@@ -77,6 +79,7 @@ def main() -> None:
         out["lodo"][held] = _headline(res)
     if router is not None:
         out["mt_bench_by_category"] = _mt_bench_gaps(router, df)
+        out["alpaca_eval2_spread_by_task"] = _spread_by_task(router, train, "alpaca_eval2")
     print(json.dumps(out, indent=1))
 
 
@@ -93,6 +96,25 @@ def _mt_bench_gaps(router: Any, df: Any) -> dict[str, Any]:
     by = mt.groupby("subset")[["predicted_gap", "true_gap"]].mean().round(3)
     rho = spearmanr(mt["predicted_gap"], mt["true_gap"]).statistic
     return {"categories": by.to_dict(orient="index"), "spearman": round(float(rho), 3)}
+
+
+def _spread_by_task(router: Any, train: Any, dataset: str) -> dict[str, Any]:
+    """Per predicted task type: mean over train prompts of (mean score of the top third of models)
+    minus (mean score of the bottom third), models ranked by their overall mean on `dataset`."""
+    piv = train[train["dataset"] == dataset].pivot_table(
+        index="prompt", columns="model", values="score"
+    )
+    piv = piv.loc[:, piv.notna().mean() > 0.9]
+    order = piv.mean().sort_values().index
+    k = max(1, len(order) // 3)
+    gap = (piv[order[-k:]].mean(axis=1) - piv[order[:k]].mean(axis=1)).to_numpy()
+    tasks = [t for t, _ in router.classify([str(p) for p in piv.index])]
+    import pandas as pd
+
+    by = pd.DataFrame({"task": tasks, "gap": gap}).groupby("task")["gap"].agg(["size", "mean"])
+    return {
+        t: {"prompts": int(r["size"]), "gap": round(float(r["mean"]), 3)} for t, r in by.iterrows()
+    }
 
 
 if __name__ == "__main__":
