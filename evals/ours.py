@@ -105,6 +105,7 @@ def classifier_cv(
             seed=cfg.seed,
             n_char=getattr(cfg, "clf_char_features", 0),
             balanced=getattr(cfg, "clf_balanced", False),
+            refit=getattr(cfg, "clf_refit_all", False),
         )
         p = clf.predict_proba(dense[test_idx], [texts[i] for i in test_idx])
         pred[test_idx] = [TASK_NAMES[j] for j in p.argmax(1)]

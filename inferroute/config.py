@@ -34,6 +34,7 @@ class RouterConfig:
     clf_calibration: str = "temperature"  # "temperature" or "none"
     clf_char_features: int = 0  # hashed char 2-4-grams (0 = none; +0.01 CV macro-F1, p50 x6)
     clf_balanced: bool = True  # class weights inverse to frequency (rare task types count)
+    clf_refit_all: bool = True  # refit on every prompt after calibrating the temperature
     clf_max_per_class: int = 3000  # cap per task class so MMLU does not drown the rest
     # --- quality model (task prior + kNN over scored prompts; see inferroute.scoring) ---
     knn_k: int = 50  # neighbours per model

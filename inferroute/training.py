@@ -129,6 +129,7 @@ def train(
         seed=config.seed,
         n_char=config.clf_char_features,
         balanced=config.clf_balanced,
+        refit=config.clf_refit_all,
     )
     steps.update()
 
