@@ -211,6 +211,23 @@ def macro_f1(
     return float(f1[present].mean()) if present.any() else 0.0
 
 
+def per_class_f1(
+    y_true: Sequence[str], y_pred: Sequence[str], labels: Sequence[str] | None = None
+) -> dict[str, dict[str, float]]:
+    """label -> precision, recall, f1 and support (number of true prompts of that label)."""
+    labs = list(labels) if labels is not None else sorted(set(y_true) | set(y_pred))
+    cm = confusion_matrix(y_true, y_pred, labs)
+    tp = np.diag(cm).astype(np.float64)
+    pred_n, true_n = cm.sum(axis=0), cm.sum(axis=1)
+    out = {}
+    for i, lab in enumerate(labs):
+        p = tp[i] / pred_n[i] if pred_n[i] else 0.0
+        r = tp[i] / true_n[i] if true_n[i] else 0.0
+        f = 2 * tp[i] / (pred_n[i] + true_n[i]) if pred_n[i] + true_n[i] else 0.0
+        out[lab] = {"precision": p, "recall": r, "f1": f, "support": float(true_n[i])}
+    return out
+
+
 def confusion_matrix(
     y_true: Sequence[str], y_pred: Sequence[str], labels: Sequence[str]
 ) -> NDArray[np.int64]:

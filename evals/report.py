@@ -135,9 +135,26 @@ def render(payload: Mapping[str, Any]) -> str:
             "## Task classifier",
             "",
             f"macro-F1 {_f(clf.get('macro_f1'))}, accuracy {_f(clf.get('accuracy'))}, "
-            f"ECE {_f(clf.get('ece'))} on {clf.get('n')} labelled prompts.",
+            f"ECE {_f(clf.get('ece'))} on {clf.get('n')} labelled prompts of the test split.",
             "",
         ]
+    cv = payload.get("classifier_cv") or {}
+    if cv:
+        out += [
+            f"{cv.get('folds')}-fold stratified cross-validation of the same classifier recipe on "
+            f"every labelled prompt (frequent classes capped at {cv.get('max_per_class')}): "
+            f"macro-F1 {_f(cv.get('macro_f1'))}, accuracy {_f(cv.get('accuracy'))}, ECE "
+            f"{_f(cv.get('ece'))} on {cv.get('n')} prompts.",
+            "",
+            "| task | precision | recall | F1 | support |",
+            "|---|---:|---:|---:|---:|",
+        ]
+        for task, m in sorted(cv.get("per_class", {}).items()):
+            out.append(
+                f"| {task} | {_f(m['precision'], 2)} | {_f(m['recall'], 2)} | {_f(m['f1'], 2)} "
+                f"| {int(m['support'])} |"
+            )
+        out.append("")
     return "\n".join(out)
 
 

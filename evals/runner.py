@@ -42,9 +42,19 @@ def _suite_params(cfg: SuiteConfig) -> dict[str, Any]:
 
 
 def labels_split(cfg: SuiteConfig, split: str) -> pd.DataFrame:
+    """Task-labelled prompts of one split. The train split leaves out every prompt of a benchmark
+    held out of training entirely (MT-Bench: its category labels would otherwise teach the task
+    classifier, an input of the quality model, about the very prompts the benchmark judges)."""
     labels = D.load_task_labels(mapped_only=True)
     s = D.split_by_prompt(labels, seed=cfg.split_seed, group="text")
-    return labels[labels["prompt_id"].map(s) == split].reset_index(drop=True)
+    out = labels[labels["prompt_id"].map(s) == split]
+    if split == "train" and cfg.held_out():
+        held = pd.concat([D.load(name) for name in sorted(cfg.held_out())], ignore_index=True)
+        out = out[
+            ~out["prompt_id"].isin(set(held["prompt_id"]))
+            & ~out["prompt"].isin(set(held["prompt"]))
+        ]
+    return out.reset_index(drop=True)
 
 
 def fit_baselines(
@@ -156,9 +166,11 @@ def evaluate(
     for name, model in fit_baselines(train_df, baselines, baseline_params).items():
         results[name] = run_eval(model, df, specs, name=name)
     clf: dict[str, Any] = {}
+    clf_cv: dict[str, Any] = {}
     if router is not None:
         results["inferroute"], _ = validate_router(router, df, specs)
         clf = ours.classifier_metrics(router, labels_split(cfg, split))
+        clf_cv = ours.classifier_cv(router, D.load_task_labels(mapped_only=True))
     payload = {
         "split": split,
         "router_uri": router_uri,
@@ -171,6 +183,7 @@ def evaluate(
         },
         "anchors": {"routellm_paper": anchors.paper_anchors(), "commercial": _commercial()},
         "classifier": {k: v for k, v in clf.items() if k != "confusion"},
+        "classifier_cv": clf_cv,
     }
     if log:
         _log_eval(cfg, results, payload, versions, clf, baseline_params)
@@ -206,6 +219,10 @@ def _log_eval(
         flat = {f"{n}.{k}": v for n, r in results.items() for k, v in r.flat_metrics().items()}
         flat.update(
             {f"inferroute.clf.{k}": clf[k] for k in ("macro_f1", "accuracy", "ece") if k in clf}
+        )
+        cv = payload.get("classifier_cv") or {}
+        flat.update(
+            {f"inferroute.clf_cv.{k}": cv[k] for k in ("macro_f1", "accuracy", "ece") if k in cv}
         )
         tracking.log_metrics(flat)
         tracking.log_json(payload, "results.json")

@@ -35,11 +35,14 @@ Space = Callable[[optuna.Trial], dict[str, Any]]
 
 
 def _router_space(t: optuna.Trial) -> dict[str, Any]:
+    """InferRoute's quality-model and classifier knobs (RouterConfig keys)."""
     return {
-        "mf_dim": t.suggest_int("mf_dim", 8, 64, log=True),
-        "mf_epochs": t.suggest_int("mf_epochs", 20, 120, log=True),
-        "mf_lr": t.suggest_float("mf_lr", 1e-3, 3e-2, log=True),
-        "mf_weight_decay": t.suggest_float("mf_weight_decay", 1e-6, 1e-3, log=True),
+        "lat_hidden": t.suggest_int("lat_hidden", 16, 128, log=True),
+        "lat_epochs": t.suggest_int("lat_epochs", 5, 40, log=True),
+        "lat_lr": t.suggest_float("lat_lr", 1e-3, 1e-2, log=True),
+        "lat_weight_decay": t.suggest_float("lat_weight_decay", 1e-6, 1e-2, log=True),
+        "lat_weight_power": t.suggest_float("lat_weight_power", 0.0, 1.0),
+        "quality_blend": t.suggest_float("quality_blend", 0.0, 1.0),
         "clf_c": t.suggest_float("clf_c", 0.5, 16.0, log=True),
     }
 

@@ -32,6 +32,9 @@ class RouterConfig:
     clf_c: float = 4.0  # inverse L2 strength of the logistic regression
     clf_hash_features: int = 2**18  # hashed word/char n-gram features next to the embedding
     clf_calibration: str = "temperature"  # "temperature" or "none"
+    clf_char_features: int = 0  # hashed char 2-4-grams (0 = none; +0.01 CV macro-F1, p50 x6)
+    clf_balanced: bool = True  # class weights inverse to frequency (rare task types count)
+    clf_refit_all: bool = True  # refit on every prompt after calibrating the temperature
     clf_max_per_class: int = 3000  # cap per task class so MMLU does not drown the rest
     # --- quality model (task prior + kNN over scored prompts; see inferroute.scoring) ---
     knn_k: int = 50  # neighbours per model
@@ -42,6 +45,21 @@ class RouterConfig:
     prior_shrink: float = (
         20.0  # per-(model, task) means shrink to the model mean with this many rows
     )
+    # score sources never trained on (comma-separated `dataset` values; see inferroute.training)
+    train_exclude_datasets: str = "alpaca_eval1"
+    # --- joint latent quality model (inferroute.latent), blended with the kNN estimate above ---
+    quality_blend: float = 1.0  # weight of the latent model (1 = latent only, 0 = kNN only)
+    lat_hidden: int = 64  # prompt latent dimension
+    lat_epochs: int = 15
+    lat_lr: float = 3e-3
+    lat_weight_decay: float = 1e-4
+    lat_weight_power: float = (
+        0.0  # prompt weight 1 / n_models_scored ** power (0: every score once)
+    )
+    lat_source_penalty: float = 1.0  # L2 on the per-(model, source) calibration offsets
+    lat_source_terms: str = "zero"  # per-source offsets: "zero" (learned from 0), "mean", "none"
+    lat_task_scale: float = 1.0  # scale of the task probabilities among the inputs
+    lat_members: int = 5  # ensemble of seeds
     # --- complexity ---
     complexity_alpha: float = 10.0  # ridge strength of the difficulty regressor
     # --- cost / latency ---
@@ -110,4 +128,5 @@ TINY = RouterConfig(
     knn_max_prompts=3000,
     clf_max_per_class=150,
     clf_hash_features=2**14,
+    lat_members=2,
 )

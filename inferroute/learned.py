@@ -20,6 +20,7 @@ from inferroute.classifier import TaskClassifier
 from inferroute.config import RouterConfig
 from inferroute.costs import OutputLengths
 from inferroute.features import Embedder, text_stats
+from inferroute.latent import LatentQualityModel, inputs
 from inferroute.policy import Analysis, FloatArray, Router
 from inferroute.scoring import QualityModel
 from inferroute.taxonomy import TASK_NAMES
@@ -40,6 +41,7 @@ class LearnedRouter(Router):
         stats_sd: npt.NDArray[np.float32],
         classifier: TaskClassifier,
         quality: QualityModel,
+        latent: LatentQualityModel,
         complexity_coef: FloatArray,
         complexity_intercept: float,
         complexity_cuts: tuple[float, float],
@@ -51,6 +53,7 @@ class LearnedRouter(Router):
         self.stats_sd = stats_sd
         self.classifier = classifier
         self.quality = quality
+        self.latent = latent
         self.complexity_coef = complexity_coef
         self.complexity_intercept = complexity_intercept
         self.complexity_cuts = complexity_cuts
@@ -82,9 +85,28 @@ class LearnedRouter(Router):
         prior = card.quality_prior if card is not None else None
         return None, 0.5 if prior is None else float(prior)
 
+    def _trained_quality(
+        self,
+        emb: npt.NDArray[np.float32],
+        dense: npt.NDArray[np.float32],
+        probs: FloatArray,
+        cols: Sequence[int],
+    ) -> FloatArray:
+        """Blend of the joint latent model and the kNN estimate for trained columns `cols`."""
+        blend = self.config.quality_blend
+        lat_cols = [self.latent.index(self.quality.models[c]) for c in cols]
+        out = np.zeros((emb.shape[0], len(cols)))
+        if blend > 0:
+            x = inputs(dense, probs, self.config.lat_task_scale)
+            out += blend * self.latent.predict(x, lat_cols)
+        if blend < 1:
+            out += (1 - blend) * self.quality.predict(emb, probs, cols)
+        return out
+
     def _quality(
         self,
         emb: npt.NDArray[np.float32],
+        dense: npt.NDArray[np.float32],
         probs: FloatArray,
         models: Sequence[str],
         cards: Mapping[str, ModelCard],
@@ -92,7 +114,9 @@ class LearnedRouter(Router):
         resolved = [self._resolve(m, cards) for m in models]
         cols = sorted({c for c, _ in resolved if c is not None})
         out = np.zeros((emb.shape[0], len(models)))
-        pred = self.quality.predict(emb, probs, cols) if cols else np.zeros((emb.shape[0], 0))
+        pred = (
+            self._trained_quality(emb, dense, probs, cols) if cols else np.zeros((emb.shape[0], 0))
+        )
         ease = self.quality.prior(probs, range(len(self.quality.models))).mean(1)
         ease = ease / max(self._mean_prior, 1e-6)
         for j, (col, prior) in enumerate(resolved):
@@ -110,7 +134,7 @@ class LearnedRouter(Router):
         probs = self.classifier.predict_proba(dense, [text])
         t = int(probs[0].argmax())
         task = TASK_NAMES[t]
-        quality = self._quality(emb, probs, pool, cards)[0]
+        quality = self._quality(emb, dense, probs, pool, cards)[0]
         out_tokens = np.array(
             [
                 self.lengths.expected(m, task, getattr(cards.get(m), "quality_proxy", None))
@@ -143,7 +167,7 @@ class LearnedRouter(Router):
     ) -> FloatArray:
         emb, dense = self.features(prompts)
         probs = self.classifier.predict_proba(dense, prompts)
-        return self._quality(emb, probs, models, cards or {})
+        return self._quality(emb, dense, probs, models, cards or {})
 
     def save(self, path: str) -> None:
         from inferroute.persist import save_router

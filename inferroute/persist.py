@@ -17,12 +17,13 @@ from inferroute.config import RouterConfig
 from inferroute.costs import OutputLengths
 from inferroute.errors import InferrouteError
 from inferroute.features import load_embedder
+from inferroute.latent import LatentQualityModel
 from inferroute.scoring import QualityModel
 
 if TYPE_CHECKING:
     from inferroute.policy import Router
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: the joint latent quality model (lat_* arrays)
 
 
 def save_router(router: Router, path: Path) -> None:
@@ -45,6 +46,7 @@ def save_router(router: Router, path: Path) -> None:
             "n_dense": clf.n_dense,
             "n_hash": clf.n_hash,
             "temperature": clf.temperature,
+            "n_char": clf.n_char,
         }
         meta["quality"] = router.quality.params()
         meta["complexity"] = {
@@ -58,6 +60,7 @@ def save_router(router: Router, path: Path) -> None:
             clf_intercept=clf.intercept,
             complexity_coef=router.complexity_coef,
             **router.quality.arrays(),
+            **router.latent.arrays(),
         )
     (path / "router.json").write_text(json.dumps(meta, indent=1), encoding="utf-8")
 
@@ -82,6 +85,7 @@ def load_router_dir(path: Path) -> Router:
         int(c["n_dense"]),
         int(c["n_hash"]),
         float(c["temperature"]),
+        int(c.get("n_char", 0)),
     )
     cuts = meta["complexity"]["cuts"]
     return LearnedRouter(
@@ -93,6 +97,7 @@ def load_router_dir(path: Path) -> Router:
         np.asarray(meta["stats"]["sd"], dtype=np.float32),
         clf,
         QualityModel.from_saved(meta["quality"], arr),
+        LatentQualityModel.from_saved(meta["quality"]["models"], arr),
         arr["complexity_coef"],
         float(meta["complexity"]["intercept"]),
         (float(cuts[0]), float(cuts[1])),

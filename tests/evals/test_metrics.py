@@ -86,6 +86,11 @@ def test_classifier_metrics():
     assert M.macro_f1(y, p) == pytest.approx((0.5 + 0.8 + 0.0) / 3)
     assert M.ece([0.9, 0.9, 0.1, 0.1], [1, 1, 0, 0]) == pytest.approx(0.1)
     assert M.ece([0.75] * 4, [1, 1, 1, 0]) == pytest.approx(0.0)
+    per = M.per_class_f1(y, p)
+    # a: precision 1/2, recall 1/2; b: precision 2/3, recall 1; c: never predicted
+    assert per["a"] == pytest.approx({"precision": 0.5, "recall": 0.5, "f1": 0.5, "support": 2})
+    assert per["b"] == pytest.approx({"precision": 2 / 3, "recall": 1.0, "f1": 0.8, "support": 2})
+    assert per["c"] == pytest.approx({"precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 1})
 
 
 def test_routing_time_percentiles():

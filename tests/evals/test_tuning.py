@@ -66,3 +66,20 @@ def test_policy_objective_returns_quality_and_cost(rb_slice):
     assert 0 <= q0 <= 1 and c0 > 0
     assert c0 <= c1  # caring only about cost never costs more
     assert router.config.policy_cost_epsilon != 0.5 or router.config.policy_cost_w_quality != 0.0
+
+
+def test_router_space_names_only_router_config_keys():
+    from inferroute.config import RouterConfig
+
+    params = tuning.SPACES["router"](_Sampler())
+    RouterConfig().with_overrides(**params)  # raises ConfigError on an unknown or mistyped key
+
+
+class _Sampler:
+    """A stand-in trial that returns the low end of every range."""
+
+    def suggest_int(self, name, low, high, log=False):
+        return low
+
+    def suggest_float(self, name, low, high, log=False):
+        return float(low)

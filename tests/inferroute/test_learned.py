@@ -70,3 +70,16 @@ def test_training_is_deterministic_for_a_fixed_seed(small_data):
         a.predict_quality(prompts, [GPT4, MIXTRAL]), b.predict_quality(prompts, [GPT4, MIXTRAL])
     )
     assert a.classify(prompts) == b.classify(prompts) and a.version == b.version
+
+
+def test_classifier_cross_validation_predicts_every_labelled_prompt_once(tiny_router, small_data):
+    from evals import ours
+
+    _, labels, _ = small_data
+    labels = labels[labels["task"].notna()]
+    sample = labels.groupby("task").head(12)  # rare and frequent task types alike
+    out = ours.classifier_cv(tiny_router, sample, folds=3, max_per_class=12)
+    assert out["n"] == len(sample)
+    supports = {t: m["support"] for t, m in out["per_class"].items()}
+    assert supports == sample["task"].value_counts().astype(float).to_dict()
+    assert out["per_class"]["math"]["f1"] > 0.5 and 0 <= out["ece"] <= 1
