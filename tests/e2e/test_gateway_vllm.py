@@ -195,7 +195,7 @@ def test_replica_killed_mid_stream_bills_delivered_tokens_and_other_replica_serv
         new = [ln for p in logs for ln in replica_lines(p)][seen:]
         assert len(new) == 1, new
         url = new[0].split("replica=")[1].split()[0]
-        os.kill(pids[url], signal.SIGKILL)
+        os.killpg(pids[url], signal.SIGKILL)  # the whole engine: server, core and worker
         frames.extend(line for line in lines if line.startswith("data: "))
     assert frames[-1] == "data: [DONE]"
     errors = [json.loads(f[6:]) for f in frames if f.startswith("data: {") and '"error"' in f]
