@@ -5,7 +5,8 @@ vLLM engine on 2 CPU cores would be the bottleneck), the Inferbase gateway (guni
 billed, usage-logged, on SQLite) and the LiteLLM proxy (its own virtualenv, simplest configuration,
 no database) in front of it. wrk drives non-streaming and streaming requests at 1, 16 and 64
 concurrent connections; a sequential client measures time to first token; the gateway's CPU time
-per request comes from its process tree. Prints one markdown table.
+per request comes from its process tree. One proxy runs at a time (the gateway stops before
+LiteLLM starts). Prints one markdown table and the issue's targets judged on it.
 
     python benchmarks/gateway.py [--duration 5] [--no-litellm]
 """
@@ -246,8 +247,9 @@ def main() -> None:
         gkey = inferbase(
             genv, "keys", "create", "--account", "bench@example.com", "--name", "bench"
         ).splitlines()[-1]
+        gw_stack = stack.enter_context(ExitStack())
         gw = spawn(
-            stack,
+            gw_stack,
             [
                 PY,
                 "-m",
@@ -271,6 +273,12 @@ def main() -> None:
                 gw.pid,
             ),
         }
+        rows: list[dict] = []
+        for name, (url, key, pid) in targets.items():
+            measure(rows, name, url, key, pid, args.duration, tmp)
+        # one proxy at a time: the gateway stops before LiteLLM starts, so neither one's idle
+        # threads run during the other's measurements
+        gw_stack.close()
         if not args.no_litellm and (exe := ensure_litellm()):
             cfg = tmp / "litellm.yaml"
             cfg.write_text(
@@ -305,54 +313,59 @@ def main() -> None:
                 tmp / "litellm.log",
             )
             wait_http(f"http://127.0.0.1:{LITELLM_PORT}/health/liveliness", timeout=400)
-            targets["litellm"] = (
-                f"http://127.0.0.1:{LITELLM_PORT}/v1/chat/completions",
-                LITELLM_KEY,
-                ll.pid,
+            url = f"http://127.0.0.1:{LITELLM_PORT}/v1/chat/completions"
+            measure(rows, "litellm", url, LITELLM_KEY, ll.pid, args.duration, tmp)
+
+        report(rows)
+
+
+def measure(
+    rows: list[dict], name: str, url: str, key: str, pid: int | None, duration: int, tmp: Path
+) -> None:
+    """The same load at one target: TTFT, then wrk json and stream at 1, 16 and 64 clients, with
+    the target's CPU time over each wrk run (its process tree)."""
+    run_wrk(url, key, False, 4, 2, tmp)  # warm-up
+    first_token = ttft(url, key)
+    first_token_new = ttft(url, key, keep_alive=False)
+    for stream in (False, True):
+        for conns in (1, 16, 64):
+            cpu0 = tree_cpu(pid) if pid else 0.0
+            r = run_wrk(url, key, stream, conns, duration, tmp)
+            cpu = (tree_cpu(pid) - cpu0) if pid else 0.0
+            r.update(
+                target=name,
+                stream=stream,
+                conns=conns,
+                cpu_ms=(cpu * 1000 / r["requests"]) if pid and r["requests"] else 0.0,
+                ttft=first_token,
+                ttft_new=first_token_new,
             )
+            rows.append(r)
 
-        rows = []
-        for name, (url, key, pid) in targets.items():
-            run_wrk(url, key, False, 4, 2, tmp)  # warm-up
-            first_token = ttft(url, key)
-            first_token_new = ttft(url, key, keep_alive=False)
-            for stream in (False, True):
-                for conns in (1, 16, 64):
-                    cpu0 = tree_cpu(pid) if pid else 0.0
-                    r = run_wrk(url, key, stream, conns, args.duration, tmp)
-                    cpu = (tree_cpu(pid) - cpu0) if pid else 0.0
-                    r.update(
-                        target=name,
-                        stream=stream,
-                        conns=conns,
-                        cpu_ms=(cpu * 1000 / r["requests"]) if pid else 0.0,
-                        ttft=first_token,
-                        ttft_new=first_token_new,
-                    )
-                    rows.append(r)
 
-        direct = {(r["stream"], r["conns"]): r for r in rows if r["target"] == "direct"}
-        print(
-            "| target | mode | clients | req/s | p50 ms | p99 ms | added p50 ms | added p99 ms "
-            "| CPU ms/req | TTFT ms (seq, keep-alive) | TTFT ms (seq, new conn.) | non-2xx |"
+def report(rows: list[dict]) -> None:
+    direct = {(r["stream"], r["conns"]): r for r in rows if r["target"] == "direct"}
+    print(
+        "| target | mode | clients | req/s | p50 ms | p99 ms | added p50 ms | added p99 ms "
+        "| CPU ms/req | TTFT ms (seq, keep-alive) | TTFT ms (seq, new conn.) | non-2xx |"
+    )
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for r in rows:
+        d = direct[(r["stream"], r["conns"])]
+        ok = r["requests"] > 0 and r["p50"] > 0  # wrk measured completed requests
+        lat = (
+            f"| {r['p50']:.2f} | {r['p99']:.2f} "
+            f"| {r['p50'] - d['p50']:.2f} | {r['p99'] - d['p99']:.2f} "
+            if ok
+            else "| n/a | n/a | n/a | n/a "
         )
-        print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
-        for r in rows:
-            d = direct[(r["stream"], r["conns"])]
-            ok = r["requests"] > 0 and r["p50"] > 0  # wrk measured completed requests
-            lat = (
-                f"| {r['p50']:.2f} | {r['p99']:.2f} "
-                f"| {r['p50'] - d['p50']:.2f} | {r['p99'] - d['p99']:.2f} "
-                if ok
-                else "| n/a | n/a | n/a | n/a "
-            )
-            cpu = f"{r['cpu_ms']:.2f}" if r["requests"] else "n/a"
-            print(
-                f"| {r['target']} | {'stream' if r['stream'] else 'json'} | {r['conns']} "
-                f"| {r['rps']:.0f} {lat}| {cpu} | {r['ttft']:.2f} | {r['ttft_new']:.2f} "
-                f"| {r['errors']} |"
-            )
-        targets_check(rows, direct)
+        cpu = f"{r['cpu_ms']:.2f}" if r["requests"] else "n/a"
+        print(
+            f"| {r['target']} | {'stream' if r['stream'] else 'json'} | {r['conns']} "
+            f"| {r['rps']:.0f} {lat}| {cpu} | {r['ttft']:.2f} | {r['ttft_new']:.2f} "
+            f"| {r['errors']} |"
+        )
+    targets_check(rows, direct)
 
 
 def targets_check(rows: list[dict], direct: dict) -> None:

@@ -10,10 +10,12 @@ PostgreSQL ``search_path`` applies.
 from __future__ import annotations
 
 import fcntl
+import logging
 import os
 import re
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -22,6 +24,8 @@ from typing import Any, TypeVar
 import sqlalchemy as sa
 
 T = TypeVar("T")
+logger = logging.getLogger(__name__)
+CHECKPOINT_INTERVAL_S = 1.0
 _PARAM = re.compile(r"(?<![:\w]):(\w+)")
 
 
@@ -40,6 +44,7 @@ class Dialect:
         self._pending: list[_Job] = []  # group commit: jobs waiting for the next write transaction
         self._pending_lock = threading.Lock()
         self._lock_fd: int | None = None
+        self._checkpointer: threading.Thread | None = None
         if self.sqlite and engine.url.database not in (None, "", ":memory:"):
             path = f"{engine.url.database}.writelock"
             self._lock_fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
@@ -55,17 +60,35 @@ class Dialect:
                 isolation_level=None,
                 check_same_thread=False,
             )
-            for pragma in (
-                "journal_mode=WAL",
-                "synchronous=NORMAL",
-                "busy_timeout=30000",
-                # checkpoint every ~40 MB of WAL instead of ~4 MB: the hot pages (an account's
-                # row, the tables' last pages) are copied back once per checkpoint, not ten times
-                "wal_autocheckpoint=10000",
-            ):
+            for pragma in ("journal_mode=WAL", "synchronous=NORMAL", "busy_timeout=30000"):
                 conn.execute(f"PRAGMA {pragma}")
+            if self._lock_fd is not None:  # a file: checkpoints run off the request path
+                conn.execute("PRAGMA wal_autocheckpoint=0")
+                self._start_checkpointer()
             self._local.conn = conn
         return conn
+
+    def _start_checkpointer(self) -> None:
+        """One thread per process copies the WAL back into the database every second (a PASSIVE
+        checkpoint: writers go on meanwhile). With SQLite's default, the commit that crosses 1,000
+        WAL pages does it, and that request waits; the hot pages (an account's row, the tables'
+        last pages) are also copied once a second instead of once per thousand pages."""
+        with self._pending_lock:  # (the caller may hold the write lock)
+            if self._checkpointer is not None:
+                return
+            self._checkpointer = threading.Thread(
+                target=self._checkpoint_loop, name="sqlite-checkpoint", daemon=True
+            )
+            self._checkpointer.start()
+
+    def _checkpoint_loop(self) -> None:
+        conn = sqlite3.connect(self.engine.url.database or "", timeout=30, isolation_level=None)
+        while True:
+            time.sleep(CHECKPOINT_INTERVAL_S)
+            try:
+                conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+            except sqlite3.Error as e:  # busy with another process's checkpoint: next round
+                logger.debug("checkpoint skipped: %s", e)
 
     def sql(self, text: str) -> str:
         out = self._cache.get(text)
