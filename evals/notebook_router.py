@@ -136,12 +136,13 @@ def register(
 
 def router_space(trial: Any) -> dict[str, Any]:
     """InferRoute's quality-model and classifier hyperparameters (RouterConfig keys) for Optuna:
-    `evals.tuning.SPACES["router"]` (joint latent model, its blend with kNN, classifier C) plus the
-    kNN estimate's own knobs, which matter when the blend gives kNN some weight."""
+    `evals.tuning.router_space` (joint latent model, its blend with kNN, classifier C) plus the
+    kNN estimate's own knobs, which matter when the blend gives kNN some weight. (Not through
+    `tuning.SPACES["router"]`: notebook 4 puts this function there.)"""
     from evals import tuning
 
     return {
-        **tuning.SPACES["router"](trial),
+        **tuning.router_space(trial),
         "knn_k": trial.suggest_int("knn_k", 10, 200, log=True),
         "knn_power": trial.suggest_float("knn_power", 1.0, 8.0),
         "knn_kappa": trial.suggest_float("knn_kappa", 0.01, 1.0, log=True),

@@ -34,7 +34,7 @@ DEFAULT_STORAGE = f"sqlite:///{tracking.REPO_ROOT / 'optuna.db'}"
 Space = Callable[[optuna.Trial], dict[str, Any]]
 
 
-def _router_space(t: optuna.Trial) -> dict[str, Any]:
+def router_space(t: optuna.Trial) -> dict[str, Any]:
     """InferRoute's quality-model and classifier knobs (RouterConfig keys)."""
     return {
         "lat_hidden": t.suggest_int("lat_hidden", 16, 128, log=True),
@@ -48,7 +48,7 @@ def _router_space(t: optuna.Trial) -> dict[str, Any]:
 
 
 SPACES: dict[str, Space] = {
-    "router": _router_space,
+    "router": router_space,
     "knn": lambda t: {"k": t.suggest_int("k", 5, 120, log=True)},
     "mf": lambda t: {
         "dim": t.suggest_int("dim", 16, 256, log=True),
