@@ -48,7 +48,8 @@ test: install browser
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/lint-imports
 	$(VENV)/bin/pytest
-	$(VENV)/bin/pytest --nbmake notebooks/ --nbmake-timeout=600
+	# the notebooks' conftest gives them a throw-away MLflow store; the project's must not leak in
+	env -u MLFLOW_TRACKING_URI $(VENV)/bin/pytest --nbmake notebooks/ --nbmake-timeout=600
 
 lint: install
 	$(VENV)/bin/ruff check .
@@ -59,7 +60,8 @@ typecheck: install
 	$(VENV)/bin/mypy inferroute evals
 
 nbtest: install
-	$(VENV)/bin/pytest --nbmake notebooks/ --nbmake-timeout=600
+	# the notebooks' conftest gives them a throw-away MLflow store; the project's must not leak in
+	env -u MLFLOW_TRACKING_URI $(VENV)/bin/pytest --nbmake notebooks/ --nbmake-timeout=600
 
 lab: install
 	-git config filter.nbstripout.clean >/dev/null || $(VENV)/bin/nbstripout --install
