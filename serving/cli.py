@@ -176,19 +176,47 @@ def keys_create(
     "its request id, key, model, tokens and latency, and every error)",
 )
 def serve(host: str, port: int, workers: int, threads: int, access_log: bool) -> None:
-    """Migrate the database, then serve the API with gunicorn (gthread workers)."""
+    """Migrate the database, then serve the API with gunicorn (threaded workers)."""
     from serving import db
 
     db.upgrade(_config_app().extensions["db"])
+    _port_is_free(host, port)
+    argv = gunicorn_argv(f"{host}:{port}", workers, threads, access_log=access_log)
+    os.execv(argv[0], argv)
+
+
+def _port_is_free(host: str, port: int) -> None:
+    """With SO_REUSEPORT a second server on a taken port would share it silently (the kernel splits
+    the connections between them): bind once without it to fail clearly instead."""
+    import socket
+
+    try:
+        with socket.create_server((host, port)):
+            pass
+    except OSError as e:
+        raise click.ClickException(f"cannot listen on {host}:{port}: {e.strerror}") from e
+
+
+def gunicorn_argv(
+    bind: str, workers: int, threads: int, app: str = "serving.wsgi:app", access_log: bool = False
+) -> list[str]:
+    """The gunicorn command line the gateway is served with (the tests start the same one).
+
+    `serving.gworker.Worker` is gthread with kept-alive connections served by the thread that has
+    them. On Linux every worker listens on its own socket (SO_REUSEPORT), so the kernel spreads
+    connections over the workers: with one shared socket the first worker to wake took most of a
+    client's kept-alive connections, and one worker did the work while the other idled."""
     # the gunicorn of this interpreter's environment, whether or not the venv is on PATH
     argv = [
-        sys.executable, "-m", "gunicorn", "--worker-class", "gthread", "--workers", str(workers),
-        "--threads", str(threads), "--bind", f"{host}:{port}", "--timeout", "120",
-        "--graceful-timeout", "30", "serving.wsgi:app",
+        sys.executable, "-m", "gunicorn", "--worker-class", "serving.gworker.Worker",
+        "--workers", str(workers), "--threads", str(threads), "--bind", bind,
+        "--timeout", "120", "--graceful-timeout", "30",
     ]  # fmt: skip
+    if sys.platform.startswith("linux"):
+        argv.append("--reuse-port")
     if access_log:
-        argv[-1:-1] = ["--access-logfile", "-"]
-    os.execv(argv[0], argv)
+        argv += ["--access-logfile", "-"]
+    return [*argv, app]
 
 
 try:

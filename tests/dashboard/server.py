@@ -71,7 +71,7 @@ def start(
     db_url: str,
     workers: int = 2,
     threads: int = 32,
-    worker_class: str = "gthread",
+    worker_class: str = "serving.gworker.Worker",
     extra_env: dict[str, str] | None = None,
 ) -> Server:
     port = free_port()
@@ -90,7 +90,7 @@ def start(
             "--workers", str(workers), "--bind", f"127.0.0.1:{port}", "--timeout", "60",
             "--graceful-timeout", "5", "--no-control-socket",
             "tests.dashboard.serverapp:app"]  # fmt: skip
-    if worker_class == "gthread":
+    if worker_class != "gevent":
         argv[5:5] = ["--threads", str(threads)]
     with open(log, "wb") as out:
         proc = subprocess.Popen(argv, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)

@@ -1,12 +1,11 @@
-"""Several gunicorn workers (gthread) with the fake engines: cross-worker key revocation and the
-concurrent ledger test, on SQLite and PostgreSQL."""
+"""Several gunicorn workers (as `inferbase serve` runs them) with the fake engines: cross-worker
+key revocation and the concurrent ledger test, on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
 import os
 import random
 import subprocess
-import sys
 import threading
 import time
 from collections import Counter
@@ -18,6 +17,7 @@ import pytest
 import sqlalchemy as sa
 
 from serving import db, ledger
+from serving.cli import gunicorn_argv
 from serving.schema import usage_logs
 from tests.serving import invariants
 from tests.serving.conftest import ApiActions, build_app, free_port
@@ -44,10 +44,12 @@ class Gunicorn:
         full_env.pop("INFERBASE_REDIS_URL", None)
         self.log = open(home / "gunicorn.log", "wb")  # noqa: SIM115
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "-w", str(workers), "-k", "gthread",
-             "--threads", "16", "-b", f"127.0.0.1:{self.port}", "serving.wsgi:app"],
-            cwd=REPO, env=full_env, stdout=self.log, stderr=subprocess.STDOUT,
-        )  # fmt: skip
+            gunicorn_argv(f"127.0.0.1:{self.port}", workers, 16),
+            cwd=REPO,
+            env=full_env,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+        )
         deadline = time.time() + 60
         while time.time() < deadline:
             try:
