@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import atexit
 import logging
-import re
-import secrets
 import time
 from typing import Any
 
@@ -13,7 +11,6 @@ from flask import Flask, Response, g, request
 from flask.sessions import SessionInterface
 
 logger = logging.getLogger(__name__)
-_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 
 
 def create_app(test_config: dict[str, Any] | None = None) -> Flask:
@@ -71,11 +68,15 @@ def _build_router(app: Flask) -> Any | None:
 
 
 def _request_hooks(app: Flask) -> None:
+    from serving.api.fast import FastChat
+    from serving.incoming import request_id
+
+    app.wsgi_app = FastChat(app, app.wsgi_app)  # type: ignore[method-assign]
+
     @app.before_request
     def _start() -> None:
         g.t0 = time.perf_counter()
-        rid = request.headers.get("X-Request-Id", "")
-        g.request_id = rid if _REQUEST_ID.match(rid) else "req_" + secrets.token_hex(8)
+        g.request_id = request_id(request.environ.get("HTTP_X_REQUEST_ID", ""))
 
     @app.after_request
     def _finish(rv: Response) -> Response:

@@ -1,7 +1,8 @@
 """Every error the gateway returns, rendered one way: ``{"error": {message, type, param, code}}``.
 
-`error_response()` builds the payload; `init_app()` maps ApiError, EngineError, pydantic
-ValidationError, every werkzeug HTTPException and anything unexpected (500, logged) onto it.
+`error_response()` builds the payload; `to_api_error()` maps ApiError, EngineError, pydantic
+ValidationError, every werkzeug HTTPException and anything unexpected (500, logged) onto it, for
+Flask's error handler (`init_app()`) and the chat fast path alike.
 """
 
 from __future__ import annotations
@@ -101,32 +102,30 @@ def _render(e: ApiError) -> Response:
     )
 
 
-def init_app(app: Flask) -> None:
-    @app.errorhandler(ApiError)
-    def _api_error(e: ApiError) -> Response:
-        return _render(e)
-
-    @app.errorhandler(EngineError)
-    def _engine_error(e: EngineError) -> Response:
+def to_api_error(e: BaseException) -> ApiError:
+    """Any exception raised while answering a request, as the error the client sees (Flask's error
+    handlers and the chat fast path share this)."""
+    if isinstance(e, ApiError):
+        return e
+    if isinstance(e, EngineError):
         logger.warning("engine error: %s (%s)", e.message, e.status)
-        return _render(from_engine_error(e))
-
-    @app.errorhandler(ValidationError)
-    def _validation_error(e: ValidationError) -> Response:
-        return _render(from_validation_error(e))
-
-    @app.errorhandler(HTTPException)
-    def _http_error(e: HTTPException) -> Response:
+        return from_engine_error(e)
+    if isinstance(e, ValidationError):
+        return from_validation_error(e)
+    if isinstance(e, HTTPException):
         status = e.code or 500
         code = {404: "not_found", 405: "method_not_allowed", 413: "request_too_large"}.get(status)
-        rv = error_response(status, e.description or e.name, code=code)
-        if status == 405 and e.get_response().headers.get("Allow"):
-            rv.headers["Allow"] = e.get_response().headers["Allow"]
-        return rv
+        return ApiError(status, e.description or e.name, code=code)
+    logger.error("unhandled error", exc_info=e)
+    return ApiError(500, "Internal server error.", type="api_error", code="internal_error")
 
+
+def init_app(app: Flask) -> None:
     @app.errorhandler(Exception)
-    def _unexpected(e: Exception) -> Response:
-        logger.exception("unhandled error")
-        return error_response(
-            500, "Internal server error.", type="api_error", code="internal_error"
-        )
+    def _any(e: Exception) -> Response:
+        rv = _render(to_api_error(e))
+        if isinstance(e, HTTPException) and e.code == 405:
+            allow = e.get_response().headers.get("Allow")
+            if allow:
+                rv.headers["Allow"] = allow
+        return rv

@@ -1,13 +1,17 @@
 """POST /chat/completions: auth -> validate -> resolve/route -> rate limit -> reserve -> engine ->
-settle. Errors before the first byte are JSON; after it, an error frame and `[DONE]`."""
+settle. Errors before the first byte are JSON; after it, an error frame and `[DONE]`.
+
+`handle()` is the endpoint; it reads the request from the WSGI environ and returns a `Reply`. The
+gateway serves it through `serving.api.fast` (no Flask request dispatch on the hot path); the
+Flask view below serves the same `handle()` when that is switched off (`FAST_CHAT = False`)."""
 
 from __future__ import annotations
 
-import json
 import logging
 import secrets
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -19,11 +23,26 @@ from serving.api.openapi import doc
 from serving.auth import Principal, authenticate
 from serving.engines.base import CatalogModel, EngineError
 from serving.errors import ApiError, error_payload, from_engine_error
+from serving.incoming import Incoming
 from serving.protocol import ChatCompletion, ChatCompletionChunk, ChatCompletionRequest
 
 logger = logging.getLogger("serving.requests")
 
-SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+SSE_HEADERS = {
+    "Content-Type": "text/event-stream; charset=utf-8",
+    "Cache-Control": "no-cache",
+    "X-Accel-Buffering": "no",
+}
+JSON_HEADERS = {"Content-Type": "application/json"}
+
+
+@dataclass(slots=True)
+class Reply:
+    """The answer: a JSON body, or an SSE stream of frames (bytes) to send as they come."""
+
+    status: int
+    headers: dict[str, str]
+    body: bytes | Iterator[bytes]
 
 
 class Call:
@@ -38,6 +57,7 @@ class Call:
         self.resolved = resolved
         self.hold = hold
         self.t0 = g.t0
+        self.request_id = g.request_id
         self.ttft_ms: float | None = None
         self.prompt_tokens = 0
         self.completion_tokens = 0
@@ -90,7 +110,7 @@ class Call:
         logger.info(
             "chat request_id=%s usage_id=%s key=%s model=%s prompt=%d completion=%d cost=%d "
             "latency_ms=%.1f ttft_ms=%s status=%s",
-            g.request_id,
+            self.request_id,
             self.id,
             self.principal.key_id,
             m.id,
@@ -117,15 +137,22 @@ class Call:
     errors=(400, 401, 402, 403, 404, 413, 429, 502),
 )
 def chat_completions() -> Response:
-    principal = g.principal = authenticate(cached=True)
+    reply = handle(Incoming(request.environ))
+    body = reply.body if isinstance(reply.body, bytes) else stream_with_context(reply.body)
+    return current_app.response_class(body, status=reply.status, headers=reply.headers)
+
+
+def handle(inc: Incoming) -> Reply:
+    """One chat completion request (in an app context with `g.t0` and `g.request_id` set)."""
+    app = current_app
+    principal = g.principal = authenticate(cached=True, inc=inc)
     try:
-        body = orjson.loads(request.get_data(cache=False))
+        body = orjson.loads(inc.body(app.config.get("MAX_CONTENT_LENGTH")))
     except orjson.JSONDecodeError:
         body = None
     if not isinstance(body, dict):
         raise ApiError(400, "The request body must be a JSON object.", code="invalid_json")
     req = ChatCompletionRequest.model_validate(body)
-    app = current_app
     engines = app.extensions["engines"]
     resolved = chat.resolve(
         req,
@@ -172,12 +199,10 @@ def chat_completions() -> Response:
     routing = resolved.routing()
     if routing is not None:
         out["routing"] = routing
-    rv = current_app.response_class(orjson.dumps(out), mimetype="application/json")
-    rv.headers.update(resolved.headers())
-    return rv
+    return Reply(200, {**JSON_HEADERS, **resolved.headers()}, orjson.dumps(out))
 
 
-def _stream(call: Call, engines: Any, upstream: dict[str, Any]) -> Response:
+def _stream(call: Call, engines: Any, upstream: dict[str, Any]) -> Reply:
     try:
         it = engines.stream(call.model.id, upstream)
         first = next(it)  # an engine failure before the first byte is still a JSON error
@@ -190,13 +215,10 @@ def _stream(call: Call, engines: Any, upstream: dict[str, Any]) -> Response:
     except BaseException:
         call.settle("error", "gateway_error")
         raise
-    rv = Response(stream_with_context(_frames(call, it, first)), mimetype="text/event-stream")
-    rv.headers.update(SSE_HEADERS)
-    rv.headers.update(call.resolved.headers())
-    return rv
+    return Reply(200, {**SSE_HEADERS, **call.resolved.headers()}, _frames(call, it, first))
 
 
-def _frames(call: Call, it: Iterator[dict[str, Any] | None], first: Any) -> Iterator[str | bytes]:
+def _frames(call: Call, it: Iterator[dict[str, Any] | None], first: Any) -> Iterator[bytes]:
     want_usage = bool(call.req.stream_options and call.req.stream_options.include_usage)
     model_id = call.model.id
     status, error_type = "cancelled", None
@@ -210,7 +232,7 @@ def _frames(call: Call, it: Iterator[dict[str, Any] | None], first: Any) -> Iter
             if chunk is StopIteration:
                 break
             if chunk is None:
-                yield ": keep-alive\n\n"
+                yield b": keep-alive\n\n"
                 continue
             usage = chunk.pop("usage", None)
             if usage:
@@ -233,21 +255,22 @@ def _frames(call: Call, it: Iterator[dict[str, Any] | None], first: Any) -> Iter
         status, error_type = "error", e.type
         logger.warning("engine failed mid-stream (%s): %s", call.id, e.message)
         err = from_engine_error(e)
-        yield f"data: {json.dumps(error_payload(err.message, err.type, err.param, err.code))}\n\n"
+        payload = error_payload(err.message, err.type, err.param, err.code)
+        yield b"data: " + orjson.dumps(payload) + b"\n\n"
     except Exception:
         status, error_type = "error", "gateway_error"
         logger.exception("stream failed (%s)", call.id)
         body = error_payload("Internal error while streaming.", "api_error", None, "internal_error")
-        yield f"data: {json.dumps(body)}\n\n"
+        yield b"data: " + orjson.dumps(body) + b"\n\n"
     finally:
         close = getattr(it, "close", None)
         if close is not None:
             close()
         call.settle(status, error_type)
-    yield "data: [DONE]\n\n"
+    yield b"data: [DONE]\n\n"
 
 
-def _routing_frame(call: Call, routing: dict[str, Any]) -> str:
+def _routing_frame(call: Call, routing: dict[str, Any]) -> bytes:
     frame = {
         "id": "routing-" + call.id,
         "object": "routing",
@@ -255,7 +278,7 @@ def _routing_frame(call: Call, routing: dict[str, Any]) -> str:
         "choices": [],
         **routing,
     }
-    return f"data: {json.dumps(frame)}\n\n"
+    return b"data: " + orjson.dumps(frame) + b"\n\n"
 
 
 _last_sweep = [0.0]
