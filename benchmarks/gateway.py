@@ -224,7 +224,12 @@ def tree_cpu(pid: int) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--duration", type=int, default=5)
-    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument(
+        "--workers",
+        type=int,
+        default=(os.cpu_count() or 1) + 1,
+        help="worker processes of each proxy (as `inferbase serve` defaults: cores + 1)",
+    )
     ap.add_argument("--no-litellm", action="store_true")
     args = ap.parse_args()
     if not shutil.which("wrk"):

@@ -160,7 +160,14 @@ def keys_create(
 @cli.command("serve")
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8000, show_default=True, type=int)
-@click.option("--workers", default=2, show_default=True, type=int)
+@click.option(
+    "--workers",
+    default=(os.cpu_count() or 1) + 1,
+    show_default="CPU cores + 1",
+    type=int,
+    help="worker processes (each loads the router); one more than the cores keeps them busy "
+    "while one waits on the database lock",
+)
 @click.option(
     "--threads",
     default=512,

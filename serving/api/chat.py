@@ -144,7 +144,7 @@ def chat_completions() -> Response:
 
 def handle(inc: Incoming) -> Reply:
     """One chat completion request (in an app context with `g.t0` and `g.request_id` set)."""
-    app = current_app
+    app = current_app._get_current_object()  # type: ignore[attr-defined]  (one proxy lookup)
     principal = g.principal = authenticate(cached=True, inc=inc)
     try:
         body = orjson.loads(inc.body(app.config.get("MAX_CONTENT_LENGTH")))

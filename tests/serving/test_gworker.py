@@ -4,6 +4,7 @@ the poller when it is quiet, with nothing lost either way."""
 
 from __future__ import annotations
 
+import email.utils
 import http.client
 import signal
 import socket
@@ -133,3 +134,18 @@ def test_serve_refuses_a_port_another_server_listens_on(tmp_path):
     taken.close()
     assert out.returncode != 0
     assert f"cannot listen on 127.0.0.1:{port}" in out.stderr
+
+
+def test_date_header_is_current_and_the_access_log_writes_when_asked(server, tmp_path):
+    port = server("--access-logfile", "-")
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    for i in range(3):
+        conn.request("GET", f"/logged-{i}")
+        rv = conn.getresponse()
+        rv.read()
+        sent = email.utils.parsedate_to_datetime(rv.getheader("Date"))
+        assert abs(sent.timestamp() - time.time()) < 3
+        time.sleep(0.6)  # across a second boundary: the cached date moves on
+    conn.close()
+    log = (tmp_path / f"gunicorn-{port}.log").read_text()
+    assert all(f"GET /logged-{i} " in log for i in range(3)), log
