@@ -124,17 +124,8 @@ class Dialect:
                     if self._lock_fd is not None:
                         fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
             return
-        with self.engine.connect() as conn:
-            dbapi = conn.connection.dbapi_connection
-            cur = dbapi.cursor()  # type: ignore[union-attr]
-            try:
-                yield cur
-                dbapi.commit()  # type: ignore[union-attr]
-            except BaseException as e:
-                _discard_if_broken(conn, dbapi, e)
-                raise
-            finally:
-                cur.close()
+        with self._pooled(commit=True) as cur:
+            yield cur
 
     def grouped(self, fn: Callable[[Any], T]) -> T:
         """SQLite: run ``fn(cursor)`` in a write transaction shared with this process's other
@@ -214,12 +205,22 @@ class Dialect:
             finally:
                 cur.close()
             return
+        with self._pooled(commit=False) as cur:
+            yield cur
+
+    @contextmanager
+    def _pooled(self, commit: bool) -> Iterator[Any]:
+        """A cursor of a pooled (PostgreSQL) connection: committed or rolled back at the end; a
+        connection the server dropped is invalidated so the pool never reuses it."""
         with self.engine.connect() as conn:
             dbapi = conn.connection.dbapi_connection
             cur = dbapi.cursor()  # type: ignore[union-attr]
             try:
                 yield cur
-                dbapi.rollback()  # type: ignore[union-attr]
+                if commit:
+                    dbapi.commit()  # type: ignore[union-attr]
+                else:
+                    dbapi.rollback()  # type: ignore[union-attr]
             except BaseException as e:
                 _discard_if_broken(conn, dbapi, e)
                 raise

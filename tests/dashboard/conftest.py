@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import secrets
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -11,7 +10,10 @@ from typing import Any
 import pytest
 
 from tests.dashboard import server as srv
+from tests.serving import conftest as serving_conftest
+from tests.serving.conftest import make_db_url
 
+pg_ok = serving_conftest.pg_ok  # the fixture, shared with the serving tests
 ARTIFACTS = srv.REPO / "test-artifacts"
 CHROMEDRIVER = os.environ.get("CHROMEDRIVER", "/usr/bin/chromedriver")
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
@@ -22,37 +24,11 @@ USERS = {
 }
 
 
-PG_URL = os.environ.get(
-    "INFERBASE_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/dash_test"
-)
-
-
 @pytest.fixture(params=["sqlite", "postgresql"])
-def any_db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+def any_db_url(request: pytest.FixtureRequest, tmp_path: Path, pg_ok: bool) -> Iterator[str]:
     """A fresh database: SQLite, or a throwaway schema on PostgreSQL (skipped when unreachable,
     unless INFERBASE_REQUIRE_POSTGRES=1)."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'test.db'}"
-        return
-    import sqlalchemy as sa
-
-    admin = sa.create_engine(PG_URL, connect_args={"connect_timeout": 3})
-    schema = "dash_" + secrets.token_hex(6)
-    try:
-        with admin.begin() as conn:
-            conn.exec_driver_sql(f"CREATE SCHEMA {schema}")
-    except sa.exc.OperationalError:
-        admin.dispose()
-        if os.environ.get("INFERBASE_REQUIRE_POSTGRES") == "1":
-            raise
-        pytest.skip(f"PostgreSQL unreachable at {PG_URL}")
-    sep = "&" if "?" in PG_URL else "?"
-    try:
-        yield f"{PG_URL}{sep}options=-csearch_path%3D{schema}"
-    finally:
-        with admin.begin() as conn:
-            conn.exec_driver_sql(f"DROP SCHEMA {schema} CASCADE")
-        admin.dispose()
+    yield from make_db_url(request.param, tmp_path, pg_ok)
 
 
 @pytest.fixture(scope="session")
