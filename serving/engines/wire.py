@@ -57,20 +57,7 @@ class Answer:
         reused."""
         c = self.conn
         if self.length is not None:
-            left = self.length
-            while left > 0:
-                if c.buf:
-                    part, c.buf = c.buf[:left], c.buf[left:]
-                else:
-                    got = c.recv(idle_s)
-                    if got is None:
-                        yield None
-                        continue
-                    if not got:
-                        raise WireError("connection closed before the body ended")
-                    part, c.buf = got[:left], got[left:]
-                left -= len(part)
-                yield part
+            yield from c.exactly(self.length, idle_s, "connection closed before the body ended")
         elif self.chunked:
             yield from self._chunks(idle_s)
         else:  # delimited by the connection closing
@@ -98,19 +85,7 @@ class Answer:
                 while (yield from c.line(idle_s)):  # trailers, up to the blank line
                     pass
                 return
-            left = size
-            while left > 0:
-                if not c.buf:
-                    got = c.recv(idle_s)
-                    if got is None:
-                        yield None
-                        continue
-                    if not got:
-                        raise WireError("connection closed inside a chunk")
-                    c.buf = got
-                part, c.buf = c.buf[:left], c.buf[left:]
-                left -= len(part)
-                yield part
+            yield from c.exactly(size, idle_s, "connection closed inside a chunk")
             if (yield from c.line(idle_s)) != b"":
                 raise WireError("malformed chunk")
 
@@ -151,6 +126,22 @@ class Conn:
             raise WireError(f"read failed: {e}") from e
         finally:
             self.sock.settimeout(self.pool.read_timeout_s)
+
+    def exactly(self, n: int, idle_s: float | None, eof: str) -> Iterator[bytes | None]:
+        """The next `n` bytes as they arrive (None while idle); WireError(`eof`) if the
+        connection ends first."""
+        while n > 0:
+            if not self.buf:
+                got = self.recv(idle_s)
+                if got is None:
+                    yield None
+                    continue
+                if not got:
+                    raise WireError(eof)
+                self.buf = got
+            part, self.buf = self.buf[:n], self.buf[n:]
+            n -= len(part)
+            yield part
 
     def line(self, idle_s: float | None) -> Iterator[None | bytes]:
         """A generator returning one CRLF-terminated line (without it), yielding None while idle."""
