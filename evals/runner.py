@@ -15,7 +15,7 @@ from tqdm.auto import tqdm
 from evals import anchors, embeddings, ours, plots, promote, tracking
 from evals import datasets as D
 from evals.baselines import LEARNED, Baseline, get_baseline
-from evals.harness import BenchmarkSpec, EvalResult, reference_results, run_eval
+from evals.harness import BenchData, BenchmarkSpec, EvalResult, reference_results, run_eval
 from evals.suite import SuiteConfig, load_suite, train_frame
 
 logger = logging.getLogger(__name__)
@@ -88,6 +88,7 @@ def validate_router(
         spec = specs[0]
         prompts = df.loc[df["dataset"].isin(spec.datasets), "prompt"].drop_duplicates()
         pool = [m for m in (spec.strong, spec.weak) if m] or list(spec.models or [])
+        pool = pool or BenchData.build(df, spec).models  # multi without a named pool: its models
         p50 = route_p50(router, list(prompts), pool)
     return res, {"suite_score": suite_score(res), "routing_p50_ms": p50}
 
