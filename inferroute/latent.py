@@ -31,6 +31,7 @@ import numpy as np
 import numpy.typing as npt
 
 FloatArray = npt.NDArray[np.float64]
+ARRAYS = ("w", "c", "u", "b")  # the fitted arrays, each with the ensemble member first
 
 
 def _sigmoid(z: npt.NDArray[Any]) -> npt.NDArray[Any]:
@@ -62,11 +63,16 @@ class LatentQualityModel:
         return result
 
     def arrays(self) -> dict[str, npt.NDArray[Any]]:
-        return {"lat_w": self.w, "lat_c": self.c, "lat_u": self.u, "lat_b": self.b}
+        return {f"lat_{k}": getattr(self, k) for k in ARRAYS}
 
     @classmethod
     def from_saved(cls, models: Sequence[str], arr: Any) -> LatentQualityModel:
-        return cls(tuple(models), arr["lat_w"], arr["lat_c"], arr["lat_u"], arr["lat_b"])
+        return cls(tuple(models), *(arr[f"lat_{k}"] for k in ARRAYS))
+
+    @classmethod
+    def stack(cls, fits: Sequence[LatentQualityModel]) -> LatentQualityModel:
+        """One ensemble with the members of every fit in `fits` (same models, same inputs)."""
+        return cls(fits[0].models, *(np.concatenate([getattr(f, k) for f in fits]) for k in ARRAYS))
 
     @classmethod
     def fit_ensemble(
@@ -82,13 +88,7 @@ class LatentQualityModel:
     ) -> LatentQualityModel:
         """`members` fits with seeds seed, seed + 1, ...; see `fit` for the other arguments."""
         fits = [cls.fit(x, scores, source, models, seed=seed + i, **kwargs) for i in range(members)]
-        return cls(
-            tuple(models),
-            np.concatenate([f.w for f in fits]),
-            np.concatenate([f.c for f in fits]),
-            np.concatenate([f.u for f in fits]),
-            np.concatenate([f.b for f in fits]),
-        )
+        return cls.stack(fits)
 
     @classmethod
     def fit(
@@ -189,13 +189,7 @@ class LatentQualityModel:
                     if k in decay:
                         p *= 1 - lr * weight_decay
                     p -= lr * upd
-        return cls(
-            tuple(models),
-            params["w"][None],
-            params["c"][None],
-            params["u"][None],
-            params["b"][None],
-        )
+        return cls(tuple(models), *(params[k][None] for k in ARRAYS))
 
 
 def inputs(
