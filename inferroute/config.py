@@ -56,6 +56,7 @@ class RouterConfig:
     lat_weight_power: float = (
         0.0  # prompt weight 1 / n_models_scored ** power (0: every score once)
     )
+    lat_weight_cap: float = 11.0  # >0: a prompt's scores weigh at most this much in all (0: off)
     lat_source_penalty: float = 1.0  # L2 on the per-(model, source) calibration offsets
     lat_source_terms: str = "zero"  # per-source offsets: "zero" (learned from 0), "mean", "none"
     lat_task_scale: float = 1.0  # scale of the task probabilities among the inputs
@@ -105,6 +106,7 @@ class RouterConfig:
             "lr": self.lat_lr,
             "weight_decay": self.lat_weight_decay,
             "weight_power": self.lat_weight_power,
+            "weight_cap": self.lat_weight_cap,
             "source_penalty": self.lat_source_penalty,
             "source_terms": self.lat_source_terms,
         }

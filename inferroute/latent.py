@@ -105,6 +105,7 @@ class LatentQualityModel:
         source_penalty: float = 1.0,
         source_terms: str = "zero",
         weight_power: float = 1.0,
+        weight_cap: float = 0.0,
         batch_size: int = 256,
         seed: int = 0,
     ) -> LatentQualityModel:
@@ -112,6 +113,8 @@ class LatentQualityModel:
         source index of every row. A prompt's scores are weighted 1 / (number of models scored on
         it) ** `weight_power`: 1 gives every prompt the same total weight (a source that scored 55
         models does not outweigh one that scored 2), 0 counts every (prompt, model) score once.
+        `weight_cap` > 0 then caps a prompt's total weight: with 0 and 11, a prompt scored on up
+        to 11 models counts each score once, one scored on 55 (AlpacaEval) counts each 11 / 55.
         `source_penalty` is the L2 weight on o_{m,s}. `source_terms`: "zero" learns the per-source
         offsets starting from 0, "mean" starts o_s at each source's mean level, "none" leaves them
         out. Routing cannot apply o_s (it does not know a prompt's source), and through the sigmoid
@@ -124,6 +127,8 @@ class LatentQualityModel:
         mask = np.isfinite(np.asarray(scores, np.float64)).astype(np.float32)
         n_obs = mask.sum(1, keepdims=True)
         mask = mask / np.maximum(n_obs, 1.0) ** weight_power
+        if weight_cap > 0:  # a prompt's scores weigh at most `weight_cap` in all
+            mask = mask / np.maximum(mask.sum(1, keepdims=True) / weight_cap, 1.0)
         keep = n_obs[:, 0] > 0
         x, y, mask, source = x[keep], y[keep], mask[keep], np.asarray(source)[keep]
         n, d = x.shape
