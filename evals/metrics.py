@@ -197,10 +197,11 @@ def routed_outcomes(
 def curve_means(
     cost: NDArray[np.float64], quality: NDArray[np.float64]
 ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
-    with np.errstate(all="ignore"):
-        c = np.where(np.isfinite(cost).any(1), np.nanmean(cost, axis=1), np.nan)
-        q = np.nanmean(quality, axis=1)
-    return c.astype(np.float64), q.astype(np.float64)
+    """Mean realised cost (NaN where no cost is known) and quality per willingness row."""
+    known = np.isfinite(cost)
+    n = known.sum(axis=1)
+    c = np.where(n > 0, np.where(known, cost, 0.0).sum(axis=1) / np.maximum(n, 1), np.nan)
+    return c.astype(np.float64), np.nanmean(quality, axis=1).astype(np.float64)
 
 
 def cost_quality_curve(

@@ -1,5 +1,7 @@
 """Metrics against hand-computed cases."""
 
+import warnings
+
 import numpy as np
 import pytest
 
@@ -87,6 +89,10 @@ def test_routed_outcomes_are_the_curve_per_prompt():
     mc, mq = M.cost_quality_curve(pred, true, cost, [1.0, 10.0], [1e-6, 1e6])
     np.testing.assert_allclose(mc, [1.0, 7.0])
     np.testing.assert_allclose(mq, [2 / 3, 1.0])
+    with warnings.catch_warnings():  # no costs known (AlpacaEval 2): NaN cost, quietly
+        warnings.simplefilter("error")
+        nc, nq = M.curve_means(np.full((2, 3), np.nan), q)
+    assert np.isnan(nc).all() and nq.tolist() == [2 / 3, 1.0]
 
 
 def test_aiq_bootstrap_is_paired_and_brackets_the_estimate():
