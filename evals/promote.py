@@ -166,7 +166,7 @@ def replace_champion(version: str, reason: str, cfg: PromotionConfig | None = No
         c.set_model_version_tag(cfg.model_name, champ, "unloadable", reason[:500])
     c.set_registered_model_alias(cfg.model_name, CHAMPION, version)
     logger.warning("champion %s v%s replaced by v%s: %s", cfg.model_name, champ, version, reason)
-    return GateDecision(True, f"replaced unloadable champion v{champ}: {reason}", version, champ)
+    return GateDecision(True, f"replaced unloadable champion v{champ}", version, champ)
 
 
 def rollback(cfg: PromotionConfig | None = None) -> str:
