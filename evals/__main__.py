@@ -131,26 +131,18 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_bootstrap(args: argparse.Namespace) -> int:
-    """Train and promote a router when there is no champion (the README's main command)."""
-    from evals import ours, promote, runner
+    """Train and promote a router unless a champion that loads exists (evals.bootstrap)."""
+    from evals.bootstrap import bootstrap
 
-    data = os.environ.get("INFERBASE_DATA_DIR")
-    if not data or not Path(data).is_dir():
-        print("bootstrap: no data directory (INFERBASE_DATA_DIR); serving keeps the prior router")
-        return 0
-    if not ours.available():
-        print("bootstrap: inferroute has no train/load_router yet; serving keeps the prior router")
-        return 0
-    champ = promote.alias_version(promote.CHAMPION)
-    if champ is not None and not args.force:
-        print(f"bootstrap: champion v{champ} exists; nothing to do")
-        return 0
     args.max_train = args.max_train or 1500
-    cfg = _suite(args)
-    out = runner.train(cfg, _overrides(args.set))
-    d = promote.promote(out["version"])
-    print(f"bootstrap: trained v{out['version']}; promoted={d.promote} ({d.reason})")
-    return 0
+    outcome = bootstrap(
+        _suite(args),
+        _overrides(args.set),
+        data_dir=os.environ.get("INFERBASE_DATA_DIR"),
+        force=args.force,
+    )
+    print(f"bootstrap: {outcome.message}")
+    return 0 if outcome.ok else 1
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -214,7 +206,7 @@ def main(argv: list[str] | None = None) -> int:
     sp.add_argument("--out", default="reports/results.md")
     sp.set_defaults(fn=cmd_report)
 
-    sp = sub.add_parser("bootstrap", help="train + promote if no champion exists")
+    sp = sub.add_parser("bootstrap", help="train + promote unless a champion that loads exists")
     suite_args(sp)
     sp.add_argument("--force", action="store_true")
     sp.set_defaults(fn=cmd_bootstrap)

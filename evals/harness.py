@@ -65,6 +65,9 @@ class BenchmarkResult:
     n_prompts: int
     metrics: dict[str, float]
     curve: dict[str, list[float]] = field(default_factory=dict)  # x, y (pct or cost, quality)
+    # multi with costs: each prompt's realised (cost, quality) per willingness and the AIQ range,
+    # for paired bootstrap intervals (`evals.runner.add_aiq_intervals`); not logged
+    routed: tuple[NDArray[np.float64], NDArray[np.float64], float] | None = None
 
 
 @dataclass(slots=True)
@@ -157,13 +160,16 @@ def _pair_metrics(bd: BenchData, q: NDArray[np.float64], num_results: int) -> Be
 def _multi_metrics(bd: BenchData, q: NDArray[np.float64]) -> BenchmarkResult:
     cost = bd.realised_cost()
     exp = bd.expected_cost if bd.has_cost else np.zeros(len(bd.models))
-    c, y = M.cost_quality_curve(q, bd.true, cost, exp, WILLINGNESS)
+    per_prompt = M.routed_outcomes(q, bd.true, cost, exp, WILLINGNESS)
+    c, y = M.curve_means(*per_prompt)
     metrics = {"best_quality": float(y[-1]), "cost_at_best": float(c[-1])}
+    routed = None
     if bd.has_cost:
         c_max = float(np.nanmean(cost, axis=0).max())
         metrics["aiq"] = M.aiq(c, y, c_min=0.0, c_max=c_max)
+        routed = (*per_prompt, c_max)
     return BenchmarkResult(
-        bd.spec.name, "multi", len(bd.prompts), metrics, {"x": list(c), "y": list(y)}
+        bd.spec.name, "multi", len(bd.prompts), metrics, {"x": list(c), "y": list(y)}, routed
     )
 
 

@@ -13,7 +13,7 @@ Definitions follow their sources:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -170,6 +170,40 @@ def aiq(
     return float(np.trapezoid(np.interp(grid, xs, ys), grid) / (hi - lo))
 
 
+def routed_outcomes(
+    pred_quality: ArrayLike,
+    true_quality: ArrayLike,
+    true_cost: ArrayLike,
+    expected_cost: ArrayLike,
+    willingness: Sequence[float],
+) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """Route each prompt to argmax_m pred[i, m] - expected_cost[m] / w, for each willingness w.
+
+    Returns the realised (cost, quality) of every prompt's choice, two (len(willingness), n)
+    arrays; their means over prompts are the curve's points (`cost_quality_curve`).
+    """
+    pq, tq, tc = _f(pred_quality), _f(true_quality), _f(true_cost)
+    ec = _f(expected_cost)
+    rows = np.arange(pq.shape[0])
+    costs, quals = [], []
+    for w in willingness:
+        util = pq - (ec[None, :] / w if w > 0 else ec[None, :] * 1e12)
+        pick = np.argmax(util, axis=1)
+        costs.append(tc[rows, pick])
+        quals.append(tq[rows, pick])
+    return np.asarray(costs).reshape(len(costs), -1), np.asarray(quals).reshape(len(quals), -1)
+
+
+def curve_means(
+    cost: NDArray[np.float64], quality: NDArray[np.float64]
+) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """Mean realised cost (NaN where no cost is known) and quality per willingness row."""
+    known = np.isfinite(cost)
+    n = known.sum(axis=1)
+    c = np.where(n > 0, np.where(known, cost, 0.0).sum(axis=1) / np.maximum(n, 1), np.nan)
+    return c.astype(np.float64), np.nanmean(quality, axis=1).astype(np.float64)
+
+
 def cost_quality_curve(
     pred_quality: ArrayLike,
     true_quality: ArrayLike,
@@ -181,18 +215,36 @@ def cost_quality_curve(
 
     Returns (mean realised cost, mean realised quality) per w, the points AIQ integrates.
     """
-    pq, tq, tc = _f(pred_quality), _f(true_quality), _f(true_cost)
-    ec = _f(expected_cost)
-    rows = np.arange(pq.shape[0])
-    costs, quals = [], []
-    for w in willingness:
-        util = pq - (ec[None, :] / w if w > 0 else ec[None, :] * 1e12)
-        pick = np.argmax(util, axis=1)
-        with np.errstate(all="ignore"):
-            chosen = tc[rows, pick]
-            costs.append(float(np.nanmean(chosen)) if np.isfinite(chosen).any() else float("nan"))
-        quals.append(float(np.nanmean(tq[rows, pick])))
-    return np.asarray(costs), np.asarray(quals)
+    cost, quality = routed_outcomes(
+        pred_quality, true_quality, true_cost, expected_cost, willingness
+    )
+    return curve_means(cost, quality)
+
+
+def aiq_bootstrap(
+    outcomes: Mapping[str, tuple[ArrayLike, ArrayLike]],
+    c_max: float,
+    n_boot: int = 1000,
+    seed: int = 0,
+) -> dict[str, NDArray[np.float64]]:
+    """AIQ of every router on `n_boot` resamples (with replacement) of the judged prompts.
+
+    `outcomes` maps a router to its `routed_outcomes` on the same prompts; every router is scored on
+    the same resamples (paired), so differences between two routers' draws give a confidence
+    interval for their AIQ gap. `c_max` stays the full sample's, as in the point estimate.
+    """
+    arrays = {k: (_f(c), _f(q)) for k, (c, q) in outcomes.items()}
+    n = next(iter(arrays.values()))[0].shape[1] if arrays else 0
+    rng = np.random.default_rng(seed)
+    draws = rng.integers(0, n, size=(n_boot, n)) if n else np.zeros((n_boot, 0), dtype=np.int64)
+    out = {}
+    for name, (cost, quality) in arrays.items():
+        vals = np.empty(n_boot)
+        for b, idx in enumerate(draws):
+            c, q = curve_means(cost[:, idx], quality[:, idx])
+            vals[b] = aiq(c, q, c_min=0.0, c_max=c_max)
+        out[name] = vals
+    return out
 
 
 # --------------------------------------------------------------------------- classifier quality

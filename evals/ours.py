@@ -99,13 +99,7 @@ def classifier_cv(
             dense[train_idx],
             [texts[i] for i in train_idx],
             truth[train_idx].tolist(),
-            c=cfg.clf_c,
-            n_hash=cfg.clf_hash_features,
-            calibration=cfg.clf_calibration,
-            seed=cfg.seed,
-            n_char=getattr(cfg, "clf_char_features", 0),
-            balanced=getattr(cfg, "clf_balanced", False),
-            refit=getattr(cfg, "clf_refit_all", False),
+            **cfg.classifier_kwargs(),
         )
         p = clf.predict_proba(dense[test_idx], [texts[i] for i in test_idx])
         pred[test_idx] = [TASK_NAMES[j] for j in p.argmax(1)]

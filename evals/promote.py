@@ -153,6 +153,22 @@ def promote(version: str | None = None, cfg: PromotionConfig | None = None) -> G
     return GateDecision(ok, reason, version, champ)
 
 
+def replace_champion(version: str, reason: str, cfg: PromotionConfig | None = None) -> GateDecision:
+    """Move `champion` to `version` without the gate, because the champion does not load.
+
+    The unloadable version is tagged `unloadable` with `reason` and is not recorded as the new
+    champion's previous one (a rollback must never go back to a router that cannot be served).
+    """
+    cfg = cfg or PromotionConfig()
+    c = client()
+    champ = alias_version(CHAMPION, cfg)
+    if champ is not None and champ != version:
+        c.set_model_version_tag(cfg.model_name, champ, "unloadable", reason[:500])
+    c.set_registered_model_alias(cfg.model_name, CHAMPION, version)
+    logger.warning("champion %s v%s replaced by v%s: %s", cfg.model_name, champ, version, reason)
+    return GateDecision(True, f"replaced unloadable champion v{champ}", version, champ)
+
+
 def rollback(cfg: PromotionConfig | None = None) -> str:
     """Move `champion` back to the version it replaced; returns the new champion version."""
     cfg = cfg or PromotionConfig()

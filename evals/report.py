@@ -62,14 +62,28 @@ def _pair_table(bench: str, results: Mapping[str, Any], anchors: Mapping[str, An
     return lines
 
 
+def _aiq_cells(m: Mapping[str, Any], with_lead: bool) -> str:
+    cell = _f(m.get("aiq"))
+    if "aiq_lo" in m:
+        cell += f" [{_f(m['aiq_lo'])}, {_f(m['aiq_hi'])}]"
+    if not with_lead:
+        return cell
+    if "aiq_lead_lo" not in m:
+        return f"{cell} | —"
+    return f"{cell} | [{m['aiq_lead_lo']:+.3f}, {m['aiq_lead_hi']:+.3f}] ({_f(m['aiq_lead_p'])})"
+
+
 def _multi_table(bench: str, results: Mapping[str, Any]) -> list[str]:
     has_aiq = any("aiq" in r.get(bench, {}) for r in results.values())
-    head = (
-        "| router | AIQ ↑ | top-1 quality ↑ | cost at top-1 (USD) |"
-        if has_aiq
-        else ("| router | top-1 quality ↑ |")
-    )
-    lines = [head, "|---|---:|---:|---:|" if has_aiq else "|---|---:|"]
+    lead = any("aiq_lead_lo" in r.get(bench, {}) for r in results.values())
+    if has_aiq:
+        lead_head = " ours − this AIQ, 95% CI (p no lead) |" if lead else ""
+        lines = [
+            f"| router | AIQ ↑ [95% CI] |{lead_head} top-1 quality ↑ | cost at top-1 (USD) |",
+            "|---|---:|" + ("---:|" if lead else "") + "---:|---:|",
+        ]
+    else:
+        lines = ["| router | top-1 quality ↑ |", "|---|---:|"]
     singles = {
         n[7:]: r[bench] for n, r in results.items() if n.startswith("single:") and bench in r
     }
@@ -79,7 +93,7 @@ def _multi_table(bench: str, results: Mapping[str, Any]) -> list[str]:
             continue
         if has_aiq:
             lines.append(
-                f"| {LABELS[name]} | {_f(m.get('aiq'))} | {_f(m.get('best_quality'))} | "
+                f"| {LABELS[name]} | {_aiq_cells(m, lead)} | {_f(m.get('best_quality'))} | "
                 f"{_f(m.get('cost_at_best'), 6)} |"
             )
         else:
@@ -88,10 +102,17 @@ def _multi_table(bench: str, results: Mapping[str, Any]) -> list[str]:
         best = max(singles, key=lambda k: singles[k]["quality"])
         line = f"| best single model: {best} | "
         if has_aiq:
-            line += f"— | {_f(singles[best]['quality'])} | {_f(singles[best].get('cost'), 6)} |"
+            line += "— | — | " if lead else "— | "
+            line += f"{_f(singles[best]['quality'])} | {_f(singles[best].get('cost'), 6)} |"
         else:
             line += f"{_f(singles[best]['quality'])} |"
         lines.append(line)
+    if lead:
+        lines.append(
+            "\nAIQ intervals: 1,000 paired bootstrap resamples of the judged prompts (every router "
+            "on the same resamples); the lead column is the interval of our AIQ minus that "
+            "router's, and in brackets the share of resamples in which we do not lead."
+        )
     return lines
 
 

@@ -14,8 +14,9 @@ from tqdm.auto import tqdm
 
 from evals import anchors, embeddings, ours, plots, promote, tracking
 from evals import datasets as D
+from evals import metrics as M
 from evals.baselines import LEARNED, Baseline, get_baseline
-from evals.harness import BenchmarkSpec, EvalResult, reference_results, run_eval
+from evals.harness import BenchData, BenchmarkSpec, EvalResult, reference_results, run_eval
 from evals.suite import SuiteConfig, load_suite, train_frame
 
 logger = logging.getLogger(__name__)
@@ -88,6 +89,7 @@ def validate_router(
         spec = specs[0]
         prompts = df.loc[df["dataset"].isin(spec.datasets), "prompt"].drop_duplicates()
         pool = [m for m in (spec.strong, spec.weak) if m] or list(spec.models or [])
+        pool = pool or BenchData.build(df, spec).models  # multi without a named pool: its models
         p50 = route_p50(router, list(prompts), pool)
     return res, {"suite_score": suite_score(res), "routing_p50_ms": p50}
 
@@ -171,6 +173,7 @@ def evaluate(
         results["inferroute"], _ = validate_router(router, df, specs)
         clf = ours.classifier_metrics(router, labels_split(cfg, split))
         clf_cv = ours.classifier_cv(router, D.load_task_labels(mapped_only=True))
+    add_aiq_intervals(results)
     payload = {
         "split": split,
         "router_uri": router_uri,
@@ -188,6 +191,32 @@ def evaluate(
     if log:
         _log_eval(cfg, results, payload, versions, clf, baseline_params)
     return payload
+
+
+def add_aiq_intervals(
+    results: Mapping[str, EvalResult], ours_name: str = "inferroute", n_boot: int = 1000
+) -> None:
+    """95% paired-bootstrap intervals (prompts resampled) on every multi benchmark with costs:
+    `aiq_lo`/`aiq_hi` per router, and for every other router the interval of our AIQ minus its
+    (`aiq_lead_lo`/`aiq_lead_hi`) with `aiq_lead_p`, the share of resamples where we do not lead."""
+    benches = {b for r in results.values() for b, br in r.benchmarks.items() if br.routed}
+    for bench in sorted(benches):
+        have = {
+            n: br.routed
+            for n, r in results.items()
+            if (br := r.benchmarks.get(bench)) is not None and br.routed is not None
+        }
+        c_max = next(iter(have.values()))[2]
+        draws = M.aiq_bootstrap({n: (v[0], v[1]) for n, v in have.items()}, c_max, n_boot)
+        for name, vals in draws.items():
+            m = results[name].benchmarks[bench].metrics
+            m["aiq_lo"], m["aiq_hi"] = (float(x) for x in np.percentile(vals, [2.5, 97.5]))
+            if ours_name in draws and name != ours_name:
+                lead = draws[ours_name] - vals
+                m["aiq_lead_lo"], m["aiq_lead_hi"] = (
+                    float(x) for x in np.percentile(lead, [2.5, 97.5])
+                )
+                m["aiq_lead_p"] = float((lead <= 0).mean())
 
 
 def _commercial() -> list[dict[str, Any]]:

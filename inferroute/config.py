@@ -56,6 +56,7 @@ class RouterConfig:
     lat_weight_power: float = (
         0.0  # prompt weight 1 / n_models_scored ** power (0: every score once)
     )
+    lat_weight_cap: float = 11.0  # >0: a prompt's scores weigh at most this much in all (0: off)
     lat_source_penalty: float = 1.0  # L2 on the per-(model, source) calibration offsets
     lat_source_terms: str = "zero"  # per-source offsets: "zero" (learned from 0), "mean", "none"
     lat_task_scale: float = 1.0  # scale of the task probabilities among the inputs
@@ -82,6 +83,33 @@ class RouterConfig:
     policy_latency_w_cost: float = 0.0
     policy_latency_w_latency: float = 0.8
     policy_latency_epsilon: float = 0.10
+
+    def classifier_kwargs(self) -> dict[str, Any]:
+        """`TaskClassifier.fit`'s keyword arguments (training and the evals' cross-validation)."""
+        return {
+            "c": self.clf_c,
+            "n_hash": self.clf_hash_features,
+            "calibration": self.clf_calibration,
+            "seed": self.seed,
+            "n_char": self.clf_char_features,
+            "balanced": self.clf_balanced,
+            "refit": self.clf_refit_all,
+        }
+
+    def latent_kwargs(self) -> dict[str, Any]:
+        """`LatentQualityModel.fit_ensemble`'s keyword arguments."""
+        return {
+            "members": self.lat_members,
+            "seed": self.seed,
+            "hidden": self.lat_hidden,
+            "epochs": self.lat_epochs,
+            "lr": self.lat_lr,
+            "weight_decay": self.lat_weight_decay,
+            "weight_power": self.lat_weight_power,
+            "weight_cap": self.lat_weight_cap,
+            "source_penalty": self.lat_source_penalty,
+            "source_terms": self.lat_source_terms,
+        }
 
     def to_flat_dict(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}

@@ -31,6 +31,7 @@ import numpy as np
 import numpy.typing as npt
 
 FloatArray = npt.NDArray[np.float64]
+ARRAYS = ("w", "c", "u", "b")  # the fitted arrays, each with the ensemble member first
 
 
 def _sigmoid(z: npt.NDArray[Any]) -> npt.NDArray[Any]:
@@ -62,11 +63,16 @@ class LatentQualityModel:
         return result
 
     def arrays(self) -> dict[str, npt.NDArray[Any]]:
-        return {"lat_w": self.w, "lat_c": self.c, "lat_u": self.u, "lat_b": self.b}
+        return {f"lat_{k}": getattr(self, k) for k in ARRAYS}
 
     @classmethod
     def from_saved(cls, models: Sequence[str], arr: Any) -> LatentQualityModel:
-        return cls(tuple(models), arr["lat_w"], arr["lat_c"], arr["lat_u"], arr["lat_b"])
+        return cls(tuple(models), *(arr[f"lat_{k}"] for k in ARRAYS))
+
+    @classmethod
+    def stack(cls, fits: Sequence[LatentQualityModel]) -> LatentQualityModel:
+        """One ensemble with the members of every fit in `fits` (same models, same inputs)."""
+        return cls(fits[0].models, *(np.concatenate([getattr(f, k) for f in fits]) for k in ARRAYS))
 
     @classmethod
     def fit_ensemble(
@@ -82,13 +88,7 @@ class LatentQualityModel:
     ) -> LatentQualityModel:
         """`members` fits with seeds seed, seed + 1, ...; see `fit` for the other arguments."""
         fits = [cls.fit(x, scores, source, models, seed=seed + i, **kwargs) for i in range(members)]
-        return cls(
-            tuple(models),
-            np.concatenate([f.w for f in fits]),
-            np.concatenate([f.c for f in fits]),
-            np.concatenate([f.u for f in fits]),
-            np.concatenate([f.b for f in fits]),
-        )
+        return cls.stack(fits)
 
     @classmethod
     def fit(
@@ -105,6 +105,7 @@ class LatentQualityModel:
         source_penalty: float = 1.0,
         source_terms: str = "zero",
         weight_power: float = 1.0,
+        weight_cap: float = 0.0,
         batch_size: int = 256,
         seed: int = 0,
     ) -> LatentQualityModel:
@@ -112,6 +113,8 @@ class LatentQualityModel:
         source index of every row. A prompt's scores are weighted 1 / (number of models scored on
         it) ** `weight_power`: 1 gives every prompt the same total weight (a source that scored 55
         models does not outweigh one that scored 2), 0 counts every (prompt, model) score once.
+        `weight_cap` > 0 then caps a prompt's total weight: with 0 and 11, a prompt scored on up
+        to 11 models counts each score once, one scored on 55 (AlpacaEval) counts each 11 / 55.
         `source_penalty` is the L2 weight on o_{m,s}. `source_terms`: "zero" learns the per-source
         offsets starting from 0, "mean" starts o_s at each source's mean level, "none" leaves them
         out. Routing cannot apply o_s (it does not know a prompt's source), and through the sigmoid
@@ -124,6 +127,8 @@ class LatentQualityModel:
         mask = np.isfinite(np.asarray(scores, np.float64)).astype(np.float32)
         n_obs = mask.sum(1, keepdims=True)
         mask = mask / np.maximum(n_obs, 1.0) ** weight_power
+        if weight_cap > 0:  # a prompt's scores weigh at most `weight_cap` in all
+            mask = mask / np.maximum(mask.sum(1, keepdims=True) / weight_cap, 1.0)
         keep = n_obs[:, 0] > 0
         x, y, mask, source = x[keep], y[keep], mask[keep], np.asarray(source)[keep]
         n, d = x.shape
@@ -189,13 +194,7 @@ class LatentQualityModel:
                     if k in decay:
                         p *= 1 - lr * weight_decay
                     p -= lr * upd
-        return cls(
-            tuple(models),
-            params["w"][None],
-            params["c"][None],
-            params["u"][None],
-            params["b"][None],
-        )
+        return cls(tuple(models), *(params[k][None] for k in ARRAYS))
 
 
 def inputs(

@@ -120,16 +120,7 @@ def train(
 
     steps.set_postfix_str("task classifier")
     clf = TaskClassifier.fit(
-        l_dense,
-        l_texts,
-        labels["task"].tolist(),
-        c=config.clf_c,
-        n_hash=config.clf_hash_features,
-        calibration=config.clf_calibration,
-        seed=config.seed,
-        n_char=config.clf_char_features,
-        balanced=config.clf_balanced,
-        refit=config.clf_refit_all,
+        l_dense, l_texts, labels["task"].tolist(), **config.classifier_kwargs()
     )
     steps.update()
 
@@ -169,15 +160,7 @@ def train(
         s_mat,
         source_idx,
         models,
-        members=config.lat_members,
-        seed=config.seed,
-        hidden=config.lat_hidden,
-        epochs=config.lat_epochs,
-        lr=config.lat_lr,
-        weight_decay=config.lat_weight_decay,
-        weight_power=config.lat_weight_power,
-        source_penalty=config.lat_source_penalty,
-        source_terms=config.lat_source_terms,
+        **config.latent_kwargs(),
     )
     steps.update()
 

@@ -7,7 +7,9 @@ datasets' own labels (dataset of origin, MT-Bench category, LLMRouter task, Rout
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -15,6 +17,13 @@ from . import source
 from .registry import Files, register
 from .routellm import mt_bench_questions
 from .routerdc import text_id
+
+
+def _labelled(name: str, ids: Iterable[object], prompts: Any, labels: Any) -> pd.DataFrame:
+    """A label set's table: prompt_id "<name>:<id>", the prompt, its label (a column or one)."""
+    return pd.DataFrame(
+        {"prompt_id": [f"{name}:{i}" for i in ids], "prompt": prompts, "task_label": labels}
+    )
 
 
 @register(
@@ -37,13 +46,7 @@ def mt_bench_labels(files: Files) -> pd.DataFrame:
 )
 def vicuna_bench(files: Files) -> pd.DataFrame:
     q = pd.read_json(files.path("vicuna-bench/question.jsonl"), lines=True)
-    return pd.DataFrame(
-        {
-            "prompt_id": "vicuna_bench:" + q["question_id"].astype(str),
-            "prompt": q["turns"].str[0],
-            "task_label": q["category"],
-        }
-    )
+    return _labelled("vicuna_bench", q["question_id"], q["turns"].str[0], q["category"])
 
 
 @register(
@@ -55,13 +58,7 @@ def vicuna_bench(files: Files) -> pd.DataFrame:
 )
 def wizardlm(files: Files) -> pd.DataFrame:
     w = pd.read_json(files.path("task_labels/wizardlm_testset/WizardLM_testset.jsonl"), lines=True)
-    return pd.DataFrame(
-        {
-            "prompt_id": "wizardlm:" + w["idx"].astype(str),
-            "prompt": w["Instruction"],
-            "task_label": w["Skill"],
-        }
-    )
+    return _labelled("wizardlm", w["idx"], w["Instruction"], w["Skill"])
 
 
 def _with_input(instruction: str, instances: list[dict[str, str]]) -> str:
@@ -79,16 +76,9 @@ def _with_input(instruction: str, instances: list[dict[str, str]]) -> str:
 def self_instruct(files: Files) -> pd.DataFrame:
     path = files.path("task_labels/self_instruct_user_oriented/user_oriented_instructions.jsonl")
     s = pd.read_json(path, lines=True)
-    return pd.DataFrame(
-        {
-            "prompt_id": "self_instruct:" + s["id"].astype(str),
-            # The instruction followed by its first instance's input, as a user would send it.
-            "prompt": [
-                _with_input(i, x) for i, x in zip(s["instruction"], s["instances"], strict=True)
-            ],
-            "task_label": s["motivation_app"],
-        }
-    )
+    # The instruction followed by its first instance's input, as a user would send it.
+    prompts = [_with_input(i, x) for i, x in zip(s["instruction"], s["instances"], strict=True)]
+    return _labelled("self_instruct", s["id"], prompts, s["motivation_app"])
 
 
 @register(
@@ -100,12 +90,8 @@ def self_instruct(files: Files) -> pd.DataFrame:
 )
 def arena_hard(files: Files) -> pd.DataFrame:
     q = pd.read_json(files.path("arena-hard/arena-hard-v0.1/question.jsonl"), lines=True)
-    return pd.DataFrame(
-        {
-            "prompt_id": "arena_hard:" + q["question_id"].astype(str),
-            "prompt": q["turns"].map(lambda t: t[0]["content"]),
-            "task_label": q["cluster"],
-        }
+    return _labelled(
+        "arena_hard", q["question_id"], q["turns"].map(lambda t: t[0]["content"]), q["cluster"]
     )
 
 
@@ -118,13 +104,7 @@ def arena_hard(files: Files) -> pd.DataFrame:
 )
 def gsm8k_train(files: Files) -> pd.DataFrame:
     q = pd.read_json(files.path("benchmarks/gsm8k/train.jsonl.gz"), lines=True)
-    return pd.DataFrame(
-        {
-            "prompt_id": [f"gsm8k_train:{i}" for i in range(len(q))],
-            "prompt": q["question"],
-            "task_label": "gsm8k",
-        }
-    )
+    return _labelled("gsm8k_train", range(len(q)), q["question"], "gsm8k")
 
 
 @register(
@@ -136,9 +116,7 @@ def gsm8k_train(files: Files) -> pd.DataFrame:
 )
 def humaneval(files: Files) -> pd.DataFrame:
     q = pd.read_json(files.path("benchmarks/humaneval/HumanEval.jsonl.gz"), lines=True)
-    return pd.DataFrame(
-        {"prompt_id": "humaneval:" + q["task_id"], "prompt": q["prompt"], "task_label": "humaneval"}
-    )
+    return _labelled("humaneval", q["task_id"], q["prompt"], "humaneval")
 
 
 DOLLY = "databricks/databricks-dolly-15k"
@@ -159,13 +137,9 @@ def dolly(files: Files) -> pd.DataFrame:
         f"{ins}\n\n{ctx}" if isinstance(ctx, str) and ctx.strip() else ins
         for ins, ctx in zip(df["instruction"], df["context"], strict=True)
     ]
-    return pd.DataFrame(
-        {
-            "prompt_id": ["dolly:" + text_id(p) for p in prompt],
-            "prompt": prompt,
-            "task_label": df["category"],
-        }
-    ).drop_duplicates("prompt_id")
+    return _labelled("dolly", map(text_id, prompt), prompt, df["category"]).drop_duplicates(
+        "prompt_id"
+    )
 
 
 def wizardlm_difficulty(data_dir: str | Path | None = None) -> pd.Series:

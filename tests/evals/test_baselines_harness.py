@@ -71,6 +71,20 @@ def test_learned_baselines_beat_random_on_aiq(results):
         assert rand < aiq <= oracle, (name, aiq, rand)
 
 
+def test_aiq_intervals_and_the_lead_column(results):
+    from evals import report, runner
+
+    runner.add_aiq_intervals(results, ours_name="oracle", n_boot=200)
+    m = results["random"].benchmarks["routerbench"].metrics
+    assert m["aiq_lo"] < m["aiq"] < m["aiq_hi"]
+    assert 0 < m["aiq_lead_lo"] < m["aiq_lead_hi"] and m["aiq_lead_p"] == 0.0
+    assert "aiq_lead_lo" not in results["oracle"].benchmarks["routerbench"].metrics
+    assert "aiq_lo" not in results["random"].benchmarks["routerbench_pair"].metrics
+    payload = {n: {b: br.metrics for b, br in r.benchmarks.items()} for n, r in results.items()}
+    table = "\n".join(report._multi_table("routerbench", payload))
+    assert "ours − this AIQ, 95% CI" in table and "paired bootstrap" in table
+
+
 def test_pair_metrics_are_consistent(results):
     m = results["oracle"].benchmarks["routerbench_pair"].metrics
     assert m["apgr"] > 1.0  # the oracle beats always-strong: it recovers more than the gap

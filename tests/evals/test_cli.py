@@ -1,13 +1,18 @@
-"""The CLI end to end on a tiny config: evaluate -> MLflow -> report; bootstrap without data."""
+"""The CLI end to end on a tiny config: evaluate -> MLflow -> report; bootstrap with and without
+data, and its repair of a champion whose artifacts were deleted."""
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 
-from evals import report, runner
+import yaml
+
+from evals import promote, report, runner
 from evals.__main__ import main
-from evals.suite import SuiteConfig
+from evals.bootstrap import champion_uri, load_error
+from evals.suite import CONFIG_DIR, SuiteConfig
 
 
 def test_evaluate_then_report_from_logged_run(mlflow_store, data_root):
@@ -27,10 +32,59 @@ def test_evaluate_then_report_from_logged_run(mlflow_store, data_root):
     assert artifacts, "the cost-quality plot is logged as an artifact"
 
 
-def test_bootstrap_without_data_dir_exits_zero(monkeypatch, capsys):
+def test_bootstrap_without_data_dir_exits_zero(mlflow_store, monkeypatch, capsys):
     monkeypatch.delenv("INFERBASE_DATA_DIR", raising=False)
     assert main(["bootstrap"]) == 0
     assert "prior router" in capsys.readouterr().out
+
+
+# a tiny suite and router config: RouterBench only, 120 train prompts, 60 judged
+TINY_SET = (
+    "static_source=input",
+    "static_dim=32",
+    "clf_max_per_class=60",
+    "clf_hash_features=4096",
+    "lat_members=1",
+    "lat_epochs=3",
+)
+
+
+def test_bootstrap_repairs_a_champion_whose_artifacts_were_deleted(
+    mlflow_store, data_root, monkeypatch, capsys
+):
+    suite = yaml.safe_load((CONFIG_DIR / "benchmarks.yaml").read_text(encoding="utf-8"))
+    suite["benchmarks"] = [b for b in suite["benchmarks"] if b["name"] == "routerbench"]
+    suite["train_datasets"] = ["routerbench_zs"]
+    cfg_path = mlflow_store / "suite.yaml"
+    cfg_path.write_text(yaml.safe_dump(suite), encoding="utf-8")
+    argv = ["bootstrap", "--config", str(cfg_path), "--max-train", "120", "--max-eval", "60"]
+    argv += [arg for pair in TINY_SET for arg in ("--set", pair)]
+    uri = champion_uri()
+
+    assert main(argv) == 0
+    first = promote.alias_version("champion")
+    assert first is not None and load_error(uri) is None
+    capsys.readouterr()
+    assert main(argv) == 0
+    assert "loads; nothing to do" in capsys.readouterr().out
+
+    shutil.rmtree(mlflow_store / "mlartifacts")  # the alias is still there, its router is not
+    assert load_error(uri) is not None
+
+    monkeypatch.delenv("INFERBASE_DATA_DIR")
+    assert main(argv) == 1  # nothing to train a replacement from: a clear failure
+    out = capsys.readouterr().out
+    assert f"champion v{first}" in out and "does not load" in out and "INFERBASE_DATA_DIR" in out
+    assert promote.alias_version("champion") == first
+
+    monkeypatch.setenv("INFERBASE_DATA_DIR", str(data_root))
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "does not load" in out and "replaced unloadable champion" in out
+    second = promote.alias_version("champion")
+    assert second is not None and second != first
+    assert load_error(uri) is None
+    assert "unloadable" in promote.client().get_model_version("inferroute", first).tags
 
 
 def test_module_entry_point_help():

@@ -1,5 +1,7 @@
 """Metrics against hand-computed cases."""
 
+import warnings
+
 import numpy as np
 import pytest
 
@@ -75,6 +77,38 @@ def test_cost_quality_curve_extremes():
     c, q = M.cost_quality_curve(pred, true, cost, [1.0, 10.0], [1e-6, 1e6])
     assert (c[0], q[0]) == (1.0, 0.5)  # unwilling to pay: always the cheap model
     assert (c[1], q[1]) == (10.0, 1.0)  # pays anything: best predicted
+
+
+def test_routed_outcomes_are_the_curve_per_prompt():
+    pred = np.array([[0.2, 0.9], [0.8, 0.9], [0.9, 0.1]])
+    true = np.array([[0.0, 1.0], [1.0, 1.0], [1.0, 0.0]])
+    cost = np.array([[1.0, 10.0], [1.0, 10.0], [1.0, 10.0]])
+    c, q = M.routed_outcomes(pred, true, cost, [1.0, 10.0], [1e-6, 1e6])
+    assert c.tolist() == [[1.0, 1.0, 1.0], [10.0, 10.0, 1.0]]
+    assert q.tolist() == [[0.0, 1.0, 1.0], [1.0, 1.0, 1.0]]
+    mc, mq = M.cost_quality_curve(pred, true, cost, [1.0, 10.0], [1e-6, 1e6])
+    np.testing.assert_allclose(mc, [1.0, 7.0])
+    np.testing.assert_allclose(mq, [2 / 3, 1.0])
+    with warnings.catch_warnings():  # no costs known (AlpacaEval 2): NaN cost, quietly
+        warnings.simplefilter("error")
+        nc, nq = M.curve_means(np.full((2, 3), np.nan), q)
+    assert np.isnan(nc).all() and nq.tolist() == [2 / 3, 1.0]
+
+
+def test_aiq_bootstrap_is_paired_and_brackets_the_estimate():
+    rng = np.random.default_rng(0)
+    true = (rng.random((300, 3)) < [0.3, 0.6, 0.9]).astype(float)
+    cost = np.tile([1.0, 2.0, 10.0], (300, 1))
+    exp, w = cost[0], [1e-3, 0.05, 0.2, 1.0, 1e3]
+    good = M.routed_outcomes(true + 0.01 * np.arange(3), true, cost, exp, w)  # knows the truth
+    noise = M.routed_outcomes(rng.random((300, 3)), true, cost, exp, w)
+    draws = M.aiq_bootstrap({"good": good, "same": good, "noise": noise}, c_max=10.0, n_boot=200)
+    assert set(draws) == {"good", "same", "noise"} and draws["good"].shape == (200,)
+    np.testing.assert_array_equal(draws["good"], draws["same"])  # same resamples for every router
+    point = M.aiq(*M.curve_means(*good), c_min=0.0, c_max=10.0)
+    lo, hi = np.percentile(draws["good"], [2.5, 97.5])
+    assert lo < point < hi and hi - lo < 0.1
+    assert (draws["good"] - draws["noise"]).min() > 0  # the oracle leads on every resample
 
 
 def test_classifier_metrics():

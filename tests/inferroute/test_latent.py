@@ -86,3 +86,33 @@ def test_fit_is_deterministic_for_a_seed():
     a = LatentQualityModel.fit_ensemble(x, scores, np.zeros(len(x), np.int64), "abc", **kw)
     b = LatentQualityModel.fit_ensemble(x, scores, np.zeros(len(x), np.int64), "abc", **kw)
     np.testing.assert_array_equal(a.predict(x, [0, 1, 2]), b.predict(x, [0, 1, 2]))
+
+
+def test_weight_cap_limits_what_a_prompt_scored_on_many_models_weighs():
+    """Model "a" is right on every prompt scored only on "a" and wrong on every prompt also scored
+    on nine other models. Counted once per score that is an even split; with a cap of one, each of
+    the crowded prompts' scores weighs a tenth, so "a" looks strong."""
+    n = 400
+    x = np.ones((n, 4), np.float32)
+    scores = np.full((n, 10), np.nan, np.float32)
+    scores[: n // 2, 0] = 1.0
+    scores[n // 2 :, 0] = 0.0
+    scores[n // 2 :, 1:] = 0.5
+    models = [f"m{i}" for i in range(10)]
+
+    def level(cap: float) -> float:
+        lat = LatentQualityModel.fit(
+            x,
+            scores,
+            np.zeros(n, np.int64),
+            models,
+            hidden=4,
+            epochs=60,
+            weight_power=0.0,
+            weight_cap=cap,
+            source_terms="none",
+        )
+        return float(lat.predict(x[:1], [0])[0, 0])
+
+    assert abs(level(0.0) - 0.5) < 0.05
+    assert level(1.0) > 0.85
