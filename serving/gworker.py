@@ -85,20 +85,28 @@ class Worker(ThreadWorker):
             keep = super().handle(conn)
         return keep
 
-    def handle_exit(self, sig: int, frame: Any) -> None:
-        """Graceful stop: requests in flight finish; idle kept-alive connections are closed at
-        once (gthread left them open until the keep-alive timeout, and its shutdown loop slept up
-        to the whole graceful timeout before looking again)."""
-        super().handle_exit(sig, frame)
-        self.method_queue.defer(self.close_idle)
+    def murder_keepalived(self) -> None:
+        """On a graceful stop, idle kept-alive connections are closed at once (gthread left them
+        open until the keep-alive timeout, and its shutdown loop slept up to the whole graceful
+        timeout before looking again). Requests in flight still finish. This runs after the
+        poller's events of the round were dispatched, so no event of a closed socket is pending."""
+        if self.alive:
+            super().murder_keepalived()
+        else:
+            self._close_all(self.keepalived_conns)
 
-    def close_idle(self) -> None:
-        for idle in (self.keepalived_conns, self.pending_conns):
-            while idle:
-                conn = idle.popleft()
-                try:
-                    self.poller.unregister(conn.sock)
-                except (OSError, KeyError, ValueError):
-                    pass  # already unregistered
-                self.nr_conns -= 1
-                conn.close()
+    def murder_pending(self) -> None:
+        if self.alive:
+            super().murder_pending()
+        else:
+            self._close_all(self.pending_conns)
+
+    def _close_all(self, idle: Any) -> None:
+        while idle:
+            conn = idle.popleft()
+            try:
+                self.poller.unregister(conn.sock)
+            except (OSError, KeyError, ValueError):
+                pass  # already unregistered
+            self.nr_conns -= 1
+            conn.close()
