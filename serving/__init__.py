@@ -69,7 +69,7 @@ def _build_router(app: Flask) -> Any | None:
 
 def _request_hooks(app: Flask) -> None:
     from serving.api.fast import FastChat
-    from serving.incoming import request_id
+    from serving.incoming import log_response, request_id
 
     app.wsgi_app = FastChat(app, app.wsgi_app)  # type: ignore[method-assign]
 
@@ -81,15 +81,12 @@ def _request_hooks(app: Flask) -> None:
     @app.after_request
     def _finish(rv: Response) -> Response:
         rv.headers["X-Request-Id"] = g.get("request_id", "")
-        if rv.status_code >= 400 or logger.isEnabledFor(logging.DEBUG):
-            principal = g.get("principal")
-            logger.info(
-                "%s %s %d request_id=%s key=%s latency_ms=%.1f",
-                request.method,
-                request.path,
-                rv.status_code,
-                g.get("request_id"),
-                principal.key_id if principal else None,
-                (time.perf_counter() - g.get("t0", time.perf_counter())) * 1000,
-            )
+        log_response(
+            request.method,
+            request.path,
+            rv.status_code,
+            g.get("request_id", ""),
+            g.get("principal"),
+            g.get("t0", time.perf_counter()),
+        )
         return rv

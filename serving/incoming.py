@@ -5,8 +5,10 @@ needs: headers, a cookie, the method and the body, with the body-size limit enfo
 
 from __future__ import annotations
 
+import logging
 import re
 import secrets
+import time
 from typing import Any
 
 from werkzeug.http import parse_cookie
@@ -14,6 +16,7 @@ from werkzeug.wsgi import get_input_stream
 
 from serving.errors import ApiError
 
+logger = logging.getLogger("serving")
 _UNPREFIXED = frozenset({"CONTENT_TYPE", "CONTENT_LENGTH"})
 
 
@@ -66,3 +69,18 @@ _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 def request_id(sent: str) -> str:
     """The client's `X-Request-Id` when it is a sane token, else a new one."""
     return sent if sent and _REQUEST_ID.match(sent) else "req_" + secrets.token_hex(8)
+
+
+def log_response(method: str, path: str, status: int, rid: str, principal: Any, t0: float) -> None:
+    """The request log line (every error; every request at DEBUG), for Flask's after-request hook
+    and the chat fast path alike. Never the body or a raw key."""
+    if status >= 400 or logger.isEnabledFor(logging.DEBUG):
+        logger.info(
+            "%s %s %d request_id=%s key=%s latency_ms=%.1f",
+            method,
+            path,
+            status,
+            rid,
+            principal.key_id if principal else None,
+            (time.perf_counter() - t0) * 1000,
+        )

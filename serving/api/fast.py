@@ -4,13 +4,12 @@
 URL matching, hooks and `Response` object cost about a fifth of its Python time per request, so
 this answers it directly: an app context (for `current_app` and `g`), the endpoint's `handle()`,
 errors rendered by the same `serving.errors.to_api_error` as every other route, and the request
-id header and error log line of the app's hooks (`serving._request_hooks`). Every other request,
+id header and log line (`serving.incoming.log_response`) of the app's hooks. Every other request,
 and this one when `FAST_CHAT` is off, goes to Flask unchanged.
 """
 
 from __future__ import annotations
 
-import logging
 import time
 from collections.abc import Callable, Iterable, Iterator
 from http import HTTPStatus
@@ -21,9 +20,8 @@ from flask import Flask, g
 
 from serving.api import chat
 from serving.errors import to_api_error
-from serving.incoming import Incoming, request_id
+from serving.incoming import Incoming, log_response, request_id
 
-logger = logging.getLogger("serving")
 PATH = "/api/v1/inference/chat/completions"
 STATUS = {s.value: f"{s.value} {s.phrase}" for s in HTTPStatus}
 
@@ -53,15 +51,7 @@ class FastChat:
                 err = to_api_error(e)
                 body = orjson.dumps(err.payload())
                 reply = chat.Reply(err.status, {**chat.JSON_HEADERS, **err.headers}, body)
-                principal = g.get("principal")
-                logger.info(
-                    "POST %s %d request_id=%s key=%s latency_ms=%.1f",
-                    PATH,
-                    err.status,
-                    rid,
-                    principal.key_id if principal else None,
-                    (time.perf_counter() - t0) * 1000,
-                )
+            log_response("POST", PATH, reply.status, rid, g.get("principal"), t0)
             headers = list(reply.headers.items())
             headers.append(("X-Request-Id", rid))
             if isinstance(reply.body, bytes):

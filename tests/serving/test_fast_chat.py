@@ -70,3 +70,21 @@ def test_fast_path_answers_what_a_client_expects(api, app):
     assert out["too large"][1]["error"]["code"] == "request_too_large"
     assert out["usage"] == [("success", out["usage"][0][1], 8)] * 2
     assert out["ledger"].count("deduction") == 2
+
+
+def test_both_paths_log_an_error_line_without_the_prompt_or_key(api, app, caplog):
+    t = api.tenant(credits_micros=1)
+    lines = {}
+    for fast in (True, False):
+        app.config["FAST_CHAT"] = fast
+        caplog.clear()
+        with caplog.at_level("INFO", logger="serving"):
+            rv = api.chat(t, messages=[{"role": "user", "content": "secret prompt text"}])
+        assert rv.status_code == 402
+        (line,) = [r.getMessage() for r in caplog.records if r.name == "serving"]
+        lines[fast] = line.rsplit(" latency_ms=", 1)[0]
+        assert "secret prompt text" not in caplog.text and t.key not in caplog.text
+    rid = lines[True].split("request_id=")[1].split()[0]
+    assert lines[True] == lines[False].replace(lines[False].split("request_id=")[1].split()[0], rid)
+    assert lines[True].startswith(f"POST {URL} 402 request_id=req_")
+    assert lines[True].endswith(f" key={t.key_id}")
