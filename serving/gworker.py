@@ -40,7 +40,7 @@ def buffered(conn: Any) -> bool:
     return unreader is not None and unreader.buf.seek(0, io.SEEK_END) > 0
 
 
-class Worker(ThreadWorker):
+class Worker(ThreadWorker):  # type: ignore[misc]  # gunicorn ships no types
     def handle(self, conn: Any) -> Any:
         keep = super().handle(conn)
         # True: answered, and the connection stays open (not _DEFER, not False)
