@@ -23,6 +23,7 @@ share of the gateway's CPU per request.
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import os
 import re
@@ -251,9 +252,14 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=6, help="--libraries: interleaved rounds")
     ap.add_argument("--n", type=int, default=600, help="--libraries: requests per variant a round")
     ap.add_argument("--port-base", type=int, default=UPSTREAM_PORT)
+    ap.add_argument(
+        "--parts",
+        default="worker,dispatch,engine",
+        help="--libraries: which comparisons to run (engine needs the worker run's numbers)",
+    )
     args = ap.parse_args()
     if args.libraries:
-        libraries(args.workers, args.rounds, args.n, args.port_base)
+        libraries(args.workers, args.rounds, args.n, args.port_base, set(args.parts.split(",")))
         return
     if not shutil.which("wrk"):
         sys.exit("wrk is needed: apt-get install -y wrk")
@@ -476,7 +482,107 @@ def worker_argv(bind: str, workers: int, worker: str) -> list[str]:
     return argv
 
 
-def libraries(workers: int, rounds: int, n: int, base: int) -> None:
+def dispatch_cost(tmp: Path, upstream_port: int, rounds: int, n: int) -> None:
+    """The chat endpoint answered lean by serving.front.Front against the same view behind Flask's
+    request dispatch (URL matching, request context, hooks, a `Response`): CPU per request of the
+    whole app called in this process (auth, validation, ledger, engine call included), interleaved
+    rounds, median."""
+    genv = gateway_env(tmp)
+    (tmp / "catalog.yaml").write_text(
+        (tmp / "catalog.yaml").read_text().replace(str(UPSTREAM_PORT), str(upstream_port))
+    )
+    inferbase(genv, "db", "upgrade")
+    inferbase(genv, "accounts", "create", "inproc@example.com", "--credits", "1000000")
+    key = inferbase(
+        genv, "keys", "create", "--account", "inproc@example.com", "--name", "bench"
+    ).splitlines()[-1]
+    saved = dict(os.environ)
+    os.environ.update(genv)
+    try:
+        from flask import request
+
+        from serving import create_app
+        from serving.api.chat import chat_completions
+        from serving.incoming import Incoming
+
+        app = create_app()
+
+        def flask_chat() -> object:
+            reply = chat_completions(Incoming(request.environ))
+            return app.response_class(reply.body, status=reply.status, headers=reply.headers)
+
+        app.add_url_rule("/bench/flask-chat", "bench_flask_chat", flask_chat, methods=["POST"])
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+    body = json.dumps(
+        {"model": MODEL, "messages": [{"role": "user", "content": "Say something short."}],
+         "max_tokens": 8}
+    ).encode()  # fmt: skip
+    base_env = {
+        "REQUEST_METHOD": "POST", "SCRIPT_NAME": "", "SERVER_NAME": "127.0.0.1",
+        "SERVER_PORT": "80", "SERVER_PROTOCOL": "HTTP/1.1", "wsgi.url_scheme": "http",
+        "wsgi.version": (1, 0), "wsgi.errors": sys.stderr, "wsgi.multithread": True,
+        "wsgi.multiprocess": True, "wsgi.run_once": False, "CONTENT_TYPE": "application/json",
+        "CONTENT_LENGTH": str(len(body)), "HTTP_AUTHORIZATION": f"Bearer {key}",
+    }  # fmt: skip
+    status: list[str] = []
+
+    def start_response(st: str, headers: list[tuple[str, str]], *exc: object) -> None:
+        status.append(st)
+
+    def call(path: str) -> None:
+        env = dict(base_env, PATH_INFO=path)
+        env["wsgi.input"] = io.BytesIO(body)
+        out = app.wsgi_app(env, start_response)
+        b"".join(out)
+        if hasattr(out, "close"):
+            out.close()
+        if not status.pop().startswith("200"):
+            raise RuntimeError(f"{path} did not answer 200")
+
+    paths = {"lean (Front)": "/api/v1/inference/chat/completions", "Flask": "/bench/flask-chat"}
+    cpu: dict[str, list[float]] = {label: [] for label in paths}
+    for path in paths.values():
+        for _ in range(100):
+            call(path)
+    for _ in range(rounds):
+        for label, path in paths.items():
+            c0 = time.process_time()
+            for _ in range(n):
+                call(path)
+            cpu[label].append((time.process_time() - c0) * 1000 / n)
+    lean = statistics.median(cpu["lean (Front)"])
+    print()
+    print("chat endpoint, whole app in-process, CPU ms per json request (median [min-max]):")
+    print("| dispatch | CPU ms/req | beyond lean, share of its request CPU |")
+    print("|---|---:|---:|")
+    for label, xs in cpu.items():
+        med = statistics.median(xs)
+        share = (med - lean) / med * 100
+        print(f"| {label} | {med:.3f} [{min(xs):.3f}-{max(xs):.3f}] | {share:+.1f}% |")
+    app.extensions["engines"].close()
+
+
+def libraries(workers: int, rounds: int, n: int, base: int, parts: set[str]) -> None:
+    ours = worker_cost(workers, rounds, n, base) if parts & {"worker", "engine"} else {}
+    if "dispatch" in parts:
+        with ExitStack() as stack, tempfile.TemporaryDirectory() as tmpdir:
+            tmp = Path(tmpdir)
+            spawn(
+                stack,
+                [PY, str(ROOT / "benchmarks" / "fake_upstream.py"), "--port", str(base)],
+                dict(os.environ),
+                tmp / "upstream.log",
+            )
+            wait_http(f"http://127.0.0.1:{base}/health")
+            dispatch_cost(tmp, base, rounds, n)
+    if "engine" in parts:
+        engine_cost(rounds, n, base, ours)
+
+
+def worker_cost(workers: int, rounds: int, n: int, base: int) -> dict[str, float]:
+    """The gateway under serving.gworker against stock gthread (both with SO_REUSEPORT)."""
     with ExitStack() as stack, tempfile.TemporaryDirectory() as tmpdir:
         tmp = Path(tmpdir)
         spawn(
@@ -528,6 +634,12 @@ def libraries(workers: int, rounds: int, n: int, base: int) -> None:
                 share = (med - ours[label]) / med * 100
                 cells.append(f"{med:.3f} [{min(xs):.3f}-{max(xs):.3f}] ({share:+.1f}%)")
             print(f"| {name} | {' | '.join(cells)} |")
+    return ours
+
+
+def engine_cost(rounds: int, n: int, base: int, ours: dict[str, float]) -> None:
+    """serving.engines.wire against urllib3, httpcore and httpx (benchmarks/engine_client.py), the
+    extra CPU as a share of a gateway request (`ours`: its CPU per request, from worker_cost)."""
     rows = {r["label"]: r for r in engine_client.compare(n * 4, rounds, base + 20)}
     print()
     print("engine client, client CPU ms per request (benchmarks/engine_client.py):")
