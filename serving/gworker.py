@@ -16,7 +16,10 @@ cost -11% / +7% / +8% of its request CPU beyond that worker (json at 1 and 16 cl
 16; 1.03 / 0.90 / 1.20 ms against 1.14 / 0.84 / 1.10 ms), and -11% / -8% in an earlier run. So the
 speed-ups are gone. Measured with, at that commit:
 
-    python benchmarks/gateway.py --libraries --rounds 8 --n 400 --port-base 19300
+    python benchmarks/gateway.py --libraries --parts worker --rounds 8 --n 400 --port-base 19300
+
+The same command now finds this worker and stock gthread equal within the noise (stock: +2.8% /
++1.4% / -0.0%; 0.88 / 0.86 / 1.24 ms per request here).
 
 The worker uses these gthread internals: `handle()` returning True for a connection to keep, the
 connection's `parser.unreader.buf`, `murder_keepalived()`/`murder_pending()` called once per loop,

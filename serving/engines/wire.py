@@ -2,19 +2,19 @@
 
 Written by hand on purpose: the libraries that do this job cost the gateway more than 10% of a
 request's CPU. Client CPU per request against a fast upstream, with the extra as a share of the
-gateway's CPU per request had it used the library (gateway ~0.84 ms per json and ~1.10 ms per
-streamed request on 16 kept-alive clients; medians of 8 interleaved rounds, 2-core shared machine):
+gateway's CPU per request had it used the library (gateway 0.86 ms per json and 1.24 ms per
+streamed request, 16 kept-alive clients; medians of 8 interleaved rounds, 2-core shared machine):
 
-    json:    wire 0.052 ms, urllib3 0.244 (+18.6%), httpcore 0.281 (+21.5%), httpx 0.487 (+34.2%)
-    stream:  wire 0.081 ms, urllib3 0.273 (+14.8%), httpcore 0.347 (+19.4%), httpx 0.575 (+31.0%)
+    json:    wire 0.053 ms, urllib3 0.248 (+18.5%), httpcore 0.292 (+21.7%), httpx 0.510 (+34.6%)
+    stream:  wire 0.082 ms, urllib3 0.301 (+15.0%), httpcore 0.379 (+19.4%), httpx 0.625 (+30.5%)
 
     python benchmarks/gateway.py --libraries --rounds 8 --n 400 --port-base 19300
 
-(an earlier run: urllib3 +15.7% json, +13.5% stream). Python-level header handling is nearly all
-of the libraries' cost. The engines are vLLM's own servers (uvicorn) on a trusted network, so the
-client needs only what they send: a status line, headers, and a body framed by Content-Length,
-chunked transfer encoding, or the connection closing. Everything else (health probes, metrics)
-stays on httpx.
+(two earlier runs: urllib3 +15.7% / +15.4% json, +13.5% / +15.3% stream). Python-level header
+handling is nearly all of the libraries' cost. The engines are vLLM's own servers (uvicorn) on a
+trusted network, so the client needs only what they send: a status line, headers, and a body framed
+by Content-Length, chunked transfer encoding, or the connection closing. Everything else (health
+probes, metrics) stays on httpx.
 
 Reads are plain `recv` calls on the socket with a timeout, so a stream can wake every few seconds
 to send the client a keep-alive without a reader thread, and closing it shuts the socket (the
