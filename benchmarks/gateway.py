@@ -88,14 +88,35 @@ def spawn(stack: ExitStack, cmd: list[str], env: dict[str, str], log: Path) -> s
     return proc
 
 
-def gateway_env(home: Path) -> dict[str, str]:
+def start_upstream(stack: ExitStack, tmp: Path, port: int = UPSTREAM_PORT) -> None:
+    spawn(
+        stack,
+        [PY, str(ROOT / "benchmarks" / "fake_upstream.py"), "--port", str(port)],
+        dict(os.environ),
+        tmp / "upstream.log",
+    )
+    wait_http(f"http://127.0.0.1:{port}/health")
+
+
+def gateway_home(home: Path, upstream_port: int = UPSTREAM_PORT) -> tuple[dict[str, str], str]:
+    """The gateway's environment (a database with one funded account) and an API key for it."""
+    genv = gateway_env(home, upstream_port)
+    inferbase(genv, "db", "upgrade")
+    inferbase(genv, "accounts", "create", "bench@example.com", "--credits", "1000000")
+    key = inferbase(
+        genv, "keys", "create", "--account", "bench@example.com", "--name", "bench"
+    ).splitlines()[-1]
+    return genv, key
+
+
+def gateway_env(home: Path, upstream_port: int = UPSTREAM_PORT) -> dict[str, str]:
     catalog = home / "catalog.yaml"
     catalog.write_text(
         "models:\n"
         f"  - id: {MODEL}\n"
         "    price_usd_per_mtok: {input: 0.10, output: 0.40}\n"
         "    context_length: 8192\n"
-        f"    replicas: [http://127.0.0.1:{UPSTREAM_PORT}]\n"
+        f"    replicas: [http://127.0.0.1:{upstream_port}]\n"
     )
     env = dict(os.environ)
     env.update(
@@ -266,21 +287,8 @@ def main() -> None:
 
     with ExitStack() as stack, tempfile.TemporaryDirectory() as tmpdir:
         tmp = Path(tmpdir)
-        env = dict(os.environ)
-        spawn(
-            stack,
-            [PY, str(ROOT / "benchmarks" / "fake_upstream.py"), "--port", str(UPSTREAM_PORT)],
-            env,
-            tmp / "upstream.log",
-        )
-        wait_http(f"http://127.0.0.1:{UPSTREAM_PORT}/health")
-
-        genv = gateway_env(tmp)
-        inferbase(genv, "db", "upgrade")
-        inferbase(genv, "accounts", "create", "bench@example.com", "--credits", "1000000")
-        gkey = inferbase(
-            genv, "keys", "create", "--account", "bench@example.com", "--name", "bench"
-        ).splitlines()[-1]
+        start_upstream(stack, tmp)
+        genv, gkey = gateway_home(tmp)
         gw_stack = stack.enter_context(ExitStack())
         gw = spawn(
             gw_stack,
@@ -487,15 +495,7 @@ def dispatch_cost(tmp: Path, upstream_port: int, rounds: int, n: int) -> None:
     request dispatch (URL matching, request context, hooks, a `Response`): CPU per request of the
     whole app called in this process (auth, validation, ledger, engine call included), interleaved
     rounds, median."""
-    genv = gateway_env(tmp)
-    (tmp / "catalog.yaml").write_text(
-        (tmp / "catalog.yaml").read_text().replace(str(UPSTREAM_PORT), str(upstream_port))
-    )
-    inferbase(genv, "db", "upgrade")
-    inferbase(genv, "accounts", "create", "inproc@example.com", "--credits", "1000000")
-    key = inferbase(
-        genv, "keys", "create", "--account", "inproc@example.com", "--name", "bench"
-    ).splitlines()[-1]
+    genv, key = gateway_home(tmp, upstream_port)
     saved = dict(os.environ)
     os.environ.update(genv)
     try:
@@ -569,13 +569,7 @@ def libraries(workers: int, rounds: int, n: int, base: int, parts: set[str]) -> 
     if "dispatch" in parts:
         with ExitStack() as stack, tempfile.TemporaryDirectory() as tmpdir:
             tmp = Path(tmpdir)
-            spawn(
-                stack,
-                [PY, str(ROOT / "benchmarks" / "fake_upstream.py"), "--port", str(base)],
-                dict(os.environ),
-                tmp / "upstream.log",
-            )
-            wait_http(f"http://127.0.0.1:{base}/health")
+            start_upstream(stack, tmp, base)
             dispatch_cost(tmp, base, rounds, n)
     if "engine" in parts:
         engine_cost(rounds, n, base, ours)
@@ -585,23 +579,8 @@ def worker_cost(workers: int, rounds: int, n: int, base: int) -> dict[str, float
     """The gateway under serving.gworker against stock gthread (both with SO_REUSEPORT)."""
     with ExitStack() as stack, tempfile.TemporaryDirectory() as tmpdir:
         tmp = Path(tmpdir)
-        spawn(
-            stack,
-            [PY, str(ROOT / "benchmarks" / "fake_upstream.py"), "--port", str(base)],
-            dict(os.environ),
-            tmp / "upstream.log",
-        )
-        wait_http(f"http://127.0.0.1:{base}/health")
-        genv = gateway_env(tmp)
-        genv["INFERBASE_CATALOG"] = str(tmp / "catalog.yaml")
-        (tmp / "catalog.yaml").write_text(
-            (tmp / "catalog.yaml").read_text().replace(str(UPSTREAM_PORT), str(base))
-        )
-        inferbase(genv, "db", "upgrade")
-        inferbase(genv, "accounts", "create", "bench@example.com", "--credits", "1000000")
-        key = inferbase(
-            genv, "keys", "create", "--account", "bench@example.com", "--name", "bench"
-        ).splitlines()[-1]
+        start_upstream(stack, tmp, base)
+        genv, key = gateway_home(tmp, base)
         servers = {}
         for i, (name, worker) in enumerate(WORKERS.items()):
             port = base + 1 + i
