@@ -8,12 +8,22 @@ concurrent connections; a sequential client measures time to first token; the ga
 per request comes from its process tree. One proxy runs at a time (the gateway stops before
 LiteLLM starts). Prints one markdown table and the issue's targets judged on it.
 
+With `--libraries` it measures instead, for each hand-written piece on the request path, what the
+best-kept library doing the same job would cost: CPU per request (process CPU time over N requests,
+the variants interleaved in rounds, median over rounds; wall-clock throughput means little on a
+shared machine) of the gateway under `serving.gworker` against stock gunicorn `gthread` with
+SO_REUSEPORT, and of the engine client
+`serving.engines.wire` against urllib3, httpcore and httpx (benchmarks/engine_client.py), each as a
+share of the gateway's CPU per request.
+
     python benchmarks/gateway.py [--duration 5] [--no-litellm]
+    python benchmarks/gateway.py --libraries [--rounds 6] [--n 600] [--port-base 18301]
 """
 
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import os
 import re
@@ -24,6 +34,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 from contextlib import ExitStack
@@ -32,6 +43,12 @@ from pathlib import Path
 import psutil
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import engine_client  # noqa: E402  (benchmarks/, this script's directory)
+
+from serving.cli import gunicorn_argv  # noqa: E402
+
 PY = sys.executable
 UPSTREAM_PORT, GATEWAY_PORT, LITELLM_PORT = 18301, 18302, 18303
 MODEL = "bench/upstream"
@@ -71,14 +88,35 @@ def spawn(stack: ExitStack, cmd: list[str], env: dict[str, str], log: Path) -> s
     return proc
 
 
-def gateway_env(home: Path) -> dict[str, str]:
+def start_upstream(stack: ExitStack, tmp: Path, port: int = UPSTREAM_PORT) -> None:
+    spawn(
+        stack,
+        [PY, str(ROOT / "benchmarks" / "fake_upstream.py"), "--port", str(port)],
+        dict(os.environ),
+        tmp / "upstream.log",
+    )
+    wait_http(f"http://127.0.0.1:{port}/health")
+
+
+def gateway_home(home: Path, upstream_port: int = UPSTREAM_PORT) -> tuple[dict[str, str], str]:
+    """The gateway's environment (a database with one funded account) and an API key for it."""
+    genv = gateway_env(home, upstream_port)
+    inferbase(genv, "db", "upgrade")
+    inferbase(genv, "accounts", "create", "bench@example.com", "--credits", "1000000")
+    key = inferbase(
+        genv, "keys", "create", "--account", "bench@example.com", "--name", "bench"
+    ).splitlines()[-1]
+    return genv, key
+
+
+def gateway_env(home: Path, upstream_port: int = UPSTREAM_PORT) -> dict[str, str]:
     catalog = home / "catalog.yaml"
     catalog.write_text(
         "models:\n"
         f"  - id: {MODEL}\n"
         "    price_usd_per_mtok: {input: 0.10, output: 0.40}\n"
         "    context_length: 8192\n"
-        f"    replicas: [http://127.0.0.1:{UPSTREAM_PORT}]\n"
+        f"    replicas: [http://127.0.0.1:{upstream_port}]\n"
     )
     env = dict(os.environ)
     env.update(
@@ -231,27 +269,26 @@ def main() -> None:
         help="worker processes of each proxy (as `inferbase serve` defaults: cores + 1)",
     )
     ap.add_argument("--no-litellm", action="store_true")
+    ap.add_argument("--libraries", action="store_true", help="hand-written pieces vs libraries")
+    ap.add_argument("--rounds", type=int, default=6, help="--libraries: interleaved rounds")
+    ap.add_argument("--n", type=int, default=600, help="--libraries: requests per variant a round")
+    ap.add_argument("--port-base", type=int, default=UPSTREAM_PORT)
+    ap.add_argument(
+        "--parts",
+        default="worker,dispatch,engine",
+        help="--libraries: which comparisons to run (engine needs the worker run's numbers)",
+    )
     args = ap.parse_args()
+    if args.libraries:
+        libraries(args.workers, args.rounds, args.n, args.port_base, set(args.parts.split(",")))
+        return
     if not shutil.which("wrk"):
         sys.exit("wrk is needed: apt-get install -y wrk")
 
     with ExitStack() as stack, tempfile.TemporaryDirectory() as tmpdir:
         tmp = Path(tmpdir)
-        env = dict(os.environ)
-        spawn(
-            stack,
-            [PY, str(ROOT / "benchmarks" / "fake_upstream.py"), "--port", str(UPSTREAM_PORT)],
-            env,
-            tmp / "upstream.log",
-        )
-        wait_http(f"http://127.0.0.1:{UPSTREAM_PORT}/health")
-
-        genv = gateway_env(tmp)
-        inferbase(genv, "db", "upgrade")
-        inferbase(genv, "accounts", "create", "bench@example.com", "--credits", "1000000")
-        gkey = inferbase(
-            genv, "keys", "create", "--account", "bench@example.com", "--name", "bench"
-        ).splitlines()[-1]
+        start_upstream(stack, tmp)
+        genv, gkey = gateway_home(tmp)
         gw_stack = stack.enter_context(ExitStack())
         gw = spawn(
             gw_stack,
@@ -395,6 +432,208 @@ def targets_check(rows: list[dict], direct: dict) -> None:
         ("gateway CPU per json request (ms) <= 2", cpu, cpu <= 2),
     ):
         print(f"| {name} | {value:.2f} | {'yes' if goal else 'NO'} |")
+
+
+def load(port: int, key: str, stream: bool, n: int, conns: int) -> None:
+    """`n` chat requests over `conns` kept-alive connections, each sent when the last one ended."""
+    body = json.dumps(
+        {"model": MODEL, "messages": [{"role": "user", "content": "Say something short."}],
+         "max_tokens": 8, "stream": stream}
+    ).encode()  # fmt: skip
+    head = (
+        f"POST /api/v1/inference/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        f"Content-Type: application/json\r\nAuthorization: Bearer {key}\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    ).encode()
+    end = b"\r\n0\r\n\r\n"  # a chunked body's last chunk, after the head's blank line
+
+    def client(count: int) -> None:
+        s = socket.create_connection(("127.0.0.1", port))
+        for _ in range(count):
+            s.sendall(head + body)
+            buf = b""
+            while True:
+                got = s.recv(65536)
+                if not got:
+                    raise RuntimeError("the gateway closed a kept-alive connection")
+                buf += got
+                h = buf.find(b"\r\n\r\n")
+                if h < 0:
+                    continue
+                if not buf.startswith(b"HTTP/1.1 200"):
+                    raise RuntimeError(buf[:300].decode(errors="replace"))
+                if stream:
+                    if buf[h:].endswith(end):
+                        break
+                else:
+                    m = re.search(rb"(?i)content-length: (\d+)", buf[:h])
+                    if m and len(buf) - h - 4 >= int(m.group(1)):
+                        break
+        s.close()
+
+    threads = [
+        threading.Thread(target=client, args=(n // conns + (i < n % conns),)) for i in range(conns)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+
+
+WORKERS = {"gworker": "serving.gworker.Worker", "gthread": "gthread"}
+
+
+def worker_argv(bind: str, workers: int, worker: str) -> list[str]:
+    """`inferbase serve`'s gunicorn command line with another worker class."""
+    argv = gunicorn_argv(bind, workers, 64)
+    argv[argv.index("--worker-class") + 1] = worker
+    return argv
+
+
+def dispatch_cost(tmp: Path, upstream_port: int, rounds: int, n: int) -> None:
+    """The chat endpoint answered lean by serving.front.Front against the same view behind Flask's
+    request dispatch (URL matching, request context, hooks, a `Response`): CPU per request of the
+    whole app called in this process (auth, validation, ledger, engine call included), interleaved
+    rounds, median."""
+    genv, key = gateway_home(tmp, upstream_port)
+    saved = dict(os.environ)
+    os.environ.update(genv)
+    try:
+        from flask import request
+
+        from serving import create_app
+        from serving.api.chat import chat_completions
+        from serving.incoming import Incoming
+
+        app = create_app()
+
+        def flask_chat() -> object:
+            reply = chat_completions(Incoming(request.environ))
+            return app.response_class(reply.body, status=reply.status, headers=reply.headers)
+
+        app.add_url_rule("/bench/flask-chat", "bench_flask_chat", flask_chat, methods=["POST"])
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+    body = json.dumps(
+        {"model": MODEL, "messages": [{"role": "user", "content": "Say something short."}],
+         "max_tokens": 8}
+    ).encode()  # fmt: skip
+    base_env = {
+        "REQUEST_METHOD": "POST", "SCRIPT_NAME": "", "SERVER_NAME": "127.0.0.1",
+        "SERVER_PORT": "80", "SERVER_PROTOCOL": "HTTP/1.1", "wsgi.url_scheme": "http",
+        "wsgi.version": (1, 0), "wsgi.errors": sys.stderr, "wsgi.multithread": True,
+        "wsgi.multiprocess": True, "wsgi.run_once": False, "CONTENT_TYPE": "application/json",
+        "CONTENT_LENGTH": str(len(body)), "HTTP_AUTHORIZATION": f"Bearer {key}",
+    }  # fmt: skip
+    status: list[str] = []
+
+    def start_response(st: str, headers: list[tuple[str, str]], *exc: object) -> None:
+        status.append(st)
+
+    def call(path: str) -> None:
+        env = dict(base_env, PATH_INFO=path)
+        env["wsgi.input"] = io.BytesIO(body)
+        out = app.wsgi_app(env, start_response)
+        b"".join(out)
+        if hasattr(out, "close"):
+            out.close()
+        if not status.pop().startswith("200"):
+            raise RuntimeError(f"{path} did not answer 200")
+
+    paths = {"lean (Front)": "/api/v1/inference/chat/completions", "Flask": "/bench/flask-chat"}
+    cpu: dict[str, list[float]] = {label: [] for label in paths}
+    for path in paths.values():
+        for _ in range(100):
+            call(path)
+    for _ in range(rounds):
+        for label, path in paths.items():
+            c0 = time.process_time()
+            for _ in range(n):
+                call(path)
+            cpu[label].append((time.process_time() - c0) * 1000 / n)
+    lean = statistics.median(cpu["lean (Front)"])
+    print()
+    print("chat endpoint, whole app in-process, CPU ms per json request (median [min-max]):")
+    print("| dispatch | CPU ms/req | beyond lean, share of its request CPU |")
+    print("|---|---:|---:|")
+    for label, xs in cpu.items():
+        med = statistics.median(xs)
+        share = (med - lean) / med * 100
+        print(f"| {label} | {med:.3f} [{min(xs):.3f}-{max(xs):.3f}] | {share:+.1f}% |")
+    app.extensions["engines"].close()
+
+
+def libraries(workers: int, rounds: int, n: int, base: int, parts: set[str]) -> None:
+    ours = worker_cost(workers, rounds, n, base) if parts & {"worker", "engine"} else {}
+    if "dispatch" in parts:
+        with ExitStack() as stack, tempfile.TemporaryDirectory() as tmpdir:
+            tmp = Path(tmpdir)
+            start_upstream(stack, tmp, base)
+            dispatch_cost(tmp, base, rounds, n)
+    if "engine" in parts:
+        engine_cost(rounds, n, base, ours)
+
+
+def worker_cost(workers: int, rounds: int, n: int, base: int) -> dict[str, float]:
+    """The gateway under serving.gworker against stock gthread (both with SO_REUSEPORT)."""
+    with ExitStack() as stack, tempfile.TemporaryDirectory() as tmpdir:
+        tmp = Path(tmpdir)
+        start_upstream(stack, tmp, base)
+        genv, key = gateway_home(tmp, base)
+        servers = {}
+        for i, (name, worker) in enumerate(WORKERS.items()):
+            port = base + 1 + i
+            argv = worker_argv(f"127.0.0.1:{port}", workers, worker)
+            proc = spawn(stack, argv, genv, tmp / f"{name}.log")
+            servers[name] = (port, proc.pid)
+        for port, _ in servers.values():
+            wait_http(f"http://127.0.0.1:{port}/api/v1/inference/models")
+        loads = (("json, 1 client", False, 1), ("json, 16", False, 16), ("stream, 16", True, 16))
+        cpu: dict[tuple[str, str], list[float]] = {}
+        for label, stream, conns in loads:
+            for port, _ in servers.values():
+                load(port, key, stream, 100, conns)  # warm-up
+            for _ in range(rounds):
+                for name, (port, pid) in servers.items():
+                    c0 = tree_cpu(pid)
+                    load(port, key, stream, n, conns)
+                    cpu.setdefault((name, label), []).append((tree_cpu(pid) - c0) * 1000 / n)
+        ours = {label: statistics.median(cpu[("gworker", label)]) for label, _, _ in loads}
+        print(f"gateway CPU ms per request ({workers} workers, kept-alive clients; {rounds}")
+        print(f"interleaved rounds of {n} requests; median [min-max], and what the variant costs")
+        print("beyond gworker as a share of its own request CPU):")
+        print(f"| worker | {' | '.join(label for label, _, _ in loads)} |")
+        print(f"|---|{'---:|' * len(loads)}")
+        for name in WORKERS:
+            cells = []
+            for label, _, _ in loads:
+                xs = cpu[(name, label)]
+                med = statistics.median(xs)
+                share = (med - ours[label]) / med * 100
+                cells.append(f"{med:.3f} [{min(xs):.3f}-{max(xs):.3f}] ({share:+.1f}%)")
+            print(f"| {name} | {' | '.join(cells)} |")
+    return ours
+
+
+def engine_cost(rounds: int, n: int, base: int, ours: dict[str, float]) -> None:
+    """serving.engines.wire against urllib3, httpcore and httpx (benchmarks/engine_client.py), the
+    extra CPU as a share of a gateway request (`ours`: its CPU per request, from worker_cost)."""
+    rows = {r["label"]: r for r in engine_client.compare(n * 4, rounds, base + 20)}
+    print()
+    print("engine client, client CPU ms per request (benchmarks/engine_client.py):")
+    print("| client | json | stream | json: extra CPU share of a gateway request | stream |")
+    print("|---|---:|---:|---:|---:|")
+    for lib in ("wire", "urllib3", "httpcore", "httpx"):
+        cells = []
+        shares = []
+        for kind, stream in (("complete", False), ("stream", True)):
+            c = float(rows[f"{lib} {kind}"]["cpu"])
+            extra = c - float(rows[f"wire {kind}"]["cpu"])
+            cells.append(f"{c:.3f}")
+            gateway = ours["stream, 16" if stream else "json, 16"]
+            shares.append(f"{extra / (gateway + extra) * 100:+.1f}%")
+        print(f"| {lib} | {' | '.join(cells)} | {' | '.join(shares)} |")
 
 
 if __name__ == "__main__":

@@ -4,17 +4,16 @@ from __future__ import annotations
 
 import atexit
 import logging
-import time
 from typing import Any
 
-from flask import Flask, Response, g, request
+from flask import Flask
 from flask.sessions import SessionInterface
 
 logger = logging.getLogger(__name__)
 
 
 def create_app(test_config: dict[str, Any] | None = None) -> Flask:
-    from serving import api, auth, config, db, errors, ratelimit, upstream
+    from serving import api, auth, config, db, errors, front, ratelimit, upstream
 
     app = Flask(__name__, instance_relative_config=False)
     app.session_interface = _NoFlaskSession()
@@ -35,7 +34,8 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         from serving import dashboard
 
         dashboard.init_app(app)
-    _request_hooks(app)
+    # the request id, the log line and error rendering of every route (serving/front.py)
+    app.wsgi_app = front.Front(app, app.wsgi_app)  # type: ignore[method-assign]
     logger.debug("config %s", config.public_config(app))
 
     @app.get("/healthz")
@@ -65,28 +65,3 @@ def _build_router(app: Flask) -> Any | None:
     except ImportError:
         return None
     return build_router(app)
-
-
-def _request_hooks(app: Flask) -> None:
-    from serving.api.fast import FastChat
-    from serving.incoming import log_response, request_id
-
-    app.wsgi_app = FastChat(app, app.wsgi_app)  # type: ignore[method-assign]
-
-    @app.before_request
-    def _start() -> None:
-        g.t0 = time.perf_counter()
-        g.request_id = request_id(request.environ.get("HTTP_X_REQUEST_ID", ""))
-
-    @app.after_request
-    def _finish(rv: Response) -> Response:
-        rv.headers["X-Request-Id"] = g.get("request_id", "")
-        log_response(
-            request.method,
-            request.path,
-            rv.status_code,
-            g.get("request_id", ""),
-            g.get("principal"),
-            g.get("t0", time.perf_counter()),
-        )
-        return rv

@@ -209,10 +209,11 @@ def gunicorn_argv(
 ) -> list[str]:
     """The gunicorn command line the gateway is served with (the tests start the same one).
 
-    `serving.gworker.Worker` is gthread with kept-alive connections served by the thread that has
-    them. On Linux every worker listens on its own socket (SO_REUSEPORT), so the kernel spreads
-    connections over the workers: with one shared socket the first worker to wake took most of a
-    client's kept-alive connections, and one worker did the work while the other idled."""
+    `serving.gworker.Worker` is gthread that answers pipelined requests and closes idle kept-alive
+    connections at once on a graceful stop. On Linux every worker listens on its own socket
+    (SO_REUSEPORT), so the kernel spreads connections over the workers: with one shared socket the
+    first worker to wake took most of a client's kept-alive connections, and one worker did the
+    work while the other idled."""
     # the gunicorn of this interpreter's environment, whether or not the venv is on PATH
     argv = [
         sys.executable, "-m", "gunicorn", "--worker-class", "serving.gworker.Worker",

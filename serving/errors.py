@@ -1,8 +1,8 @@
 """Every error the gateway returns, rendered one way: ``{"error": {message, type, param, code}}``.
 
-`error_response()` builds the payload; `to_api_error()` maps ApiError, EngineError, pydantic
-ValidationError, every werkzeug HTTPException and anything unexpected (500, logged) onto it, for
-Flask's error handler (`init_app()`) and the chat fast path alike.
+`to_api_error()` maps ApiError, EngineError, pydantic ValidationError, every werkzeug HTTPException
+and anything unexpected (500, logged) onto an `ApiError`, whose `body()` is what the client reads.
+`serving.front` sends it for lean routes; Flask's error handler (`init_app()`) for the others.
 """
 
 from __future__ import annotations
@@ -10,7 +10,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from flask import Flask, Response, current_app, json
+import orjson
+from flask import Flask, Response
 from pydantic import ValidationError
 from werkzeug.exceptions import HTTPException
 
@@ -59,27 +60,14 @@ class ApiError(Exception):
     def payload(self) -> dict[str, Any]:
         return error_payload(self.message, self.type, self.param, self.code)
 
+    def body(self) -> bytes:
+        return orjson.dumps(self.payload())
+
 
 def error_payload(
     message: str, type: str, param: str | None = None, code: str | None = None
 ) -> dict[str, Any]:
     return {"error": {"message": message, "type": type, "param": param, "code": code}}
-
-
-def error_response(
-    status: int,
-    message: str,
-    *,
-    type: str | None = None,
-    param: str | None = None,
-    code: str | None = None,
-    headers: dict[str, str] | None = None,
-) -> Response:
-    body = error_payload(message, type or TYPES.get(status, "api_error"), param, code)
-    rv = current_app.response_class(json.dumps(body), status=status, mimetype="application/json")
-    for k, v in (headers or {}).items():
-        rv.headers[k] = v
-    return rv
 
 
 def from_engine_error(e: EngineError) -> ApiError:
@@ -96,15 +84,8 @@ def from_validation_error(e: ValidationError) -> ApiError:
     return ApiError(400, message, param=param, code=code)
 
 
-def _render(e: ApiError) -> Response:
-    return error_response(
-        e.status, e.message, type=e.type, param=e.param, code=e.code, headers=e.headers
-    )
-
-
 def to_api_error(e: BaseException) -> ApiError:
-    """Any exception raised while answering a request, as the error the client sees (Flask's error
-    handlers and the chat fast path share this)."""
+    """Any exception raised while answering a request, as the error the client sees."""
     if isinstance(e, ApiError):
         return e
     if isinstance(e, EngineError):
@@ -123,7 +104,9 @@ def to_api_error(e: BaseException) -> ApiError:
 def init_app(app: Flask) -> None:
     @app.errorhandler(Exception)
     def _any(e: Exception) -> Response:
-        rv = _render(to_api_error(e))
+        err = to_api_error(e)
+        rv = app.response_class(err.body(), status=err.status, mimetype="application/json")
+        rv.headers.update(err.headers)
         if isinstance(e, HTTPException) and e.code == 405:
             allow = e.get_response().headers.get("Allow")
             if allow:

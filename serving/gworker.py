@@ -1,16 +1,30 @@
-"""gunicorn's gthread worker, with kept-alive connections served by the thread that has them.
+"""gunicorn's stock `gthread` worker with two fixes: pipelined requests are answered, and a
+graceful stop closes idle kept-alive connections at once.
 
-In the stock `gthread` worker every request on a kept-alive connection crosses two threads: the
-main thread polls the idle connection and submits it to the pool; the pool thread parses and
-answers it, then hands the connection back through a pipe to the main thread, which registers it
-with its poller again. Under load that hand-off (a future, a pipe write and read, two selector
-updates and two GIL hand-overs) was a fifth of the gateway's Python time per request.
+Stock `gthread` (gunicorn 26.2) puts a kept-alive connection back on its poller after each request;
+requests a client had pipelined behind it are already in the parser's buffer, not on the socket, so
+the poller never wakes for them and they wait out the keep-alive timeout unanswered. And on SIGTERM
+its shutdown loop sleeps on the poller up to the whole graceful timeout (30 s) while an idle
+kept-alive connection is open. Both are behaviour, not speed: the worker adds no CPU to a request.
 
-Here the pool thread that answered a request waits up to `LINGER_S` for the client's next request
-on the same connection and serves it at once; only a connection that stays quiet longer goes back
-to the main thread's poller, exactly as in `gthread` (so idle keep-alive connections still hold no
-thread, and the keep-alive timeout and `max_requests` work as before). A graceful stop closes idle
-kept-alive connections at once instead of waiting out the graceful timeout.
+Speed was measured and is left to gunicorn. Until commit 71dabea this worker also kept a kept-alive
+connection on the thread that served it while requests came back to back (no hand-off to the main
+thread per request), cached the Date header and skipped the access-log check. Against stock
+`gthread` with SO_REUSEPORT, the gateway's CPU per request (3 workers, medians of 8 interleaved
+rounds of 400) differed by less than 10% and by less than the spread between rounds: stock gthread
+cost -11% / +7% / +8% of its request CPU beyond that worker (json at 1 and 16 clients, stream at
+16; 1.03 / 0.90 / 1.20 ms against 1.14 / 0.84 / 1.10 ms), and -11% / -8% in an earlier run. So the
+speed-ups are gone. Measured with, at that commit:
+
+    python benchmarks/gateway.py --libraries --parts worker --rounds 8 --n 400 --port-base 19300
+
+The same command now finds this worker and stock gthread equal within the noise (stock: +2.8% /
++1.4% / -0.0%; 0.88 / 0.86 / 1.24 ms per request here).
+
+The worker uses these gthread internals: `handle()` returning True for a connection to keep, the
+connection's `parser.unreader.buf`, `murder_keepalived()`/`murder_pending()` called once per loop,
+and the `keepalived_conns`/`pending_conns` queues, `poller` and `nr_conns` they work on
+(tests/serving/test_gworker.py runs it under real gunicorn).
 
     gunicorn --worker-class serving.gworker.Worker ...
 """
@@ -18,28 +32,9 @@ kept-alive connections at once instead of waiting out the graceful timeout.
 from __future__ import annotations
 
 import io
-import select
-import time
 from typing import Any
 
-from gunicorn import util
 from gunicorn.workers.gthread import ThreadWorker
-
-LINGER_S = 0.05  # a client sending requests back to back keeps its thread
-
-
-def readable(sock: Any, timeout_s: float) -> bool:
-    """Whether the socket has bytes (or EOF) to read within `timeout_s`."""
-    p = select.poll()
-    p.register(sock, select.POLLIN)
-    try:
-        return bool(p.poll(timeout_s * 1000))
-    except (OSError, ValueError):  # closed underneath us
-        return False
-
-
-def _no_access_log(*args: Any, **kwargs: Any) -> None:
-    return None
 
 
 def buffered(conn: Any) -> bool:
@@ -48,48 +43,18 @@ def buffered(conn: Any) -> bool:
     return unreader is not None and unreader.buf.seek(0, io.SEEK_END) > 0
 
 
-_date: tuple[int, str] = (0, "")
-_format_date = util.http_date
-
-
-def http_date(timestamp: float | None = None) -> str:
-    """gunicorn's Date header, formatted once a second instead of once a response."""
-    global _date
-    if timestamp is not None:
-        return str(_format_date(timestamp))
-    now = int(time.time())
-    sec, text = _date
-    if sec != now:
-        text = str(_format_date(now))
-        _date = (now, text)
-    return text
-
-
-class Worker(ThreadWorker):
-    linger_s = LINGER_S
-
-    def init_process(self) -> None:
-        util.http_date = http_date  # gunicorn.http.wsgi calls util.http_date() per response
-        if not self.log.access_log_enabled:
-            # with no access log, Logger.access still re-read five settings per request to
-            # find that out (through Config.__getattr__): 3% of a chat request's Python time
-            self.log.access = _no_access_log
-        super().init_process()
-
+class Worker(ThreadWorker):  # type: ignore[misc]  # gunicorn ships no types
     def handle(self, conn: Any) -> Any:
         keep = super().handle(conn)
         # True: answered, and the connection stays open (not _DEFER, not False)
-        while (
-            keep is True and self.alive and (buffered(conn) or readable(conn.sock, self.linger_s))
-        ):
+        while keep is True and self.alive and buffered(conn):
             keep = super().handle(conn)
         return keep
 
     def murder_keepalived(self) -> None:
-        """On a graceful stop, idle kept-alive connections are closed at once (gthread left them
-        open until the keep-alive timeout, and its shutdown loop slept up to the whole graceful
-        timeout before looking again). Requests in flight still finish. This runs after the
-        poller's events of the round were dispatched, so no event of a closed socket is pending."""
+        """On a graceful stop, idle kept-alive connections are closed at once. Requests in flight
+        still finish. This runs after the poller's events of the round were dispatched, so no
+        event of a closed socket is pending."""
         if self.alive:
             super().murder_keepalived()
         else:

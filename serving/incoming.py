@@ -1,14 +1,10 @@
 """What the chat hot path reads of a request, straight from the WSGI environ.
 
-The chat endpoint runs without a werkzeug `Request` (see `serving.api.fast`); this is the little it
-needs: headers, a cookie, the method and the body, with the body-size limit enforced."""
+A lean route (see `serving.front`) runs without a werkzeug `Request`; this is the little it needs:
+headers, a cookie, the method and the body, with the body-size limit enforced."""
 
 from __future__ import annotations
 
-import logging
-import re
-import secrets
-import time
 from typing import Any
 
 from werkzeug.http import parse_cookie
@@ -16,7 +12,6 @@ from werkzeug.wsgi import get_input_stream
 
 from serving.errors import ApiError
 
-logger = logging.getLogger("serving")
 _UNPREFIXED = frozenset({"CONTENT_TYPE", "CONTENT_LENGTH"})
 
 
@@ -61,26 +56,3 @@ def too_large() -> ApiError:
         "The request body is larger than this server accepts.",
         code="request_too_large",
     )
-
-
-_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
-
-
-def request_id(sent: str) -> str:
-    """The client's `X-Request-Id` when it is a sane token, else a new one."""
-    return sent if sent and _REQUEST_ID.match(sent) else "req_" + secrets.token_hex(8)
-
-
-def log_response(method: str, path: str, status: int, rid: str, principal: Any, t0: float) -> None:
-    """The request log line (every error; every request at DEBUG), for Flask's after-request hook
-    and the chat fast path alike. Never the body or a raw key."""
-    if status >= 400 or logger.isEnabledFor(logging.DEBUG):
-        logger.info(
-            "%s %s %d request_id=%s key=%s latency_ms=%.1f",
-            method,
-            path,
-            status,
-            rid,
-            principal.key_id if principal else None,
-            (time.perf_counter() - t0) * 1000,
-        )

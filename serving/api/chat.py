@@ -1,9 +1,9 @@
 """POST /chat/completions: auth -> validate -> resolve/route -> rate limit -> reserve -> engine ->
 settle. Errors before the first byte are JSON; after it, an error frame and `[DONE]`.
 
-`handle()` is the endpoint; it reads the request from the WSGI environ and returns a `Reply`. The
-gateway serves it through `serving.api.fast` (no Flask request dispatch on the hot path); the
-Flask view below serves the same `handle()` when that is switched off (`FAST_CHAT = False`)."""
+`chat_completions()` is a lean view (`serving.front`): it reads the request from the WSGI environ
+and returns a `Reply`, without Flask's request dispatch on the hot path; `Front` gives the request
+its id and log line and renders what it raises, as for every other route."""
 
 from __future__ import annotations
 
@@ -11,11 +11,11 @@ import logging
 import secrets
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from itertools import chain
 from typing import Any
 
 import orjson
-from flask import Response, current_app, g, request, stream_with_context
+from flask import current_app, g
 
 from serving import chat, db, ledger, ratelimit
 from serving.api import bp
@@ -23,6 +23,7 @@ from serving.api.openapi import doc
 from serving.auth import Principal, authenticate
 from serving.engines.base import CatalogModel, EngineError
 from serving.errors import ApiError, error_payload, from_engine_error
+from serving.front import JSON_HEADERS, Reply, lean
 from serving.incoming import Incoming
 from serving.protocol import ChatCompletion, ChatCompletionChunk, ChatCompletionRequest
 
@@ -33,16 +34,6 @@ SSE_HEADERS = {
     "Cache-Control": "no-cache",
     "X-Accel-Buffering": "no",
 }
-JSON_HEADERS = {"Content-Type": "application/json"}
-
-
-@dataclass(slots=True)
-class Reply:
-    """The answer: a JSON body, or an SSE stream of frames (bytes) to send as they come."""
-
-    status: int
-    headers: dict[str, str]
-    body: bytes | Iterator[bytes]
 
 
 class Call:
@@ -128,7 +119,7 @@ class Call:
             self.completion_tokens = int(usage.get("completion_tokens") or 0)
 
 
-@bp.post("/chat/completions")
+@bp.post("/chat/completions")  # type: ignore[type-var]  # a lean view: Front calls it, not Flask
 @doc(
     "Create a chat completion (streaming with stream=true: text/event-stream of chunks)",
     body=ChatCompletionRequest,
@@ -136,15 +127,11 @@ class Call:
     stream=ChatCompletionChunk,
     errors=(400, 401, 402, 403, 404, 413, 429, 502),
 )
-def chat_completions() -> Response:
-    reply = handle(Incoming(request.environ))
-    body = reply.body if isinstance(reply.body, bytes) else stream_with_context(reply.body)
-    return current_app.response_class(body, status=reply.status, headers=reply.headers)
-
-
-def handle(inc: Incoming) -> Reply:
-    """One chat completion request (in an app context with `g.t0` and `g.request_id` set)."""
-    app = current_app._get_current_object()  # type: ignore[attr-defined]  (one proxy lookup)
+@lean
+def chat_completions(inc: Incoming) -> Reply:
+    """One chat completion request (in the app context `Front` pushed, `g.t0` and `g.request_id`
+    set)."""
+    app = current_app._get_current_object()  # type: ignore[attr-defined]  # one proxy lookup
     principal = g.principal = authenticate(cached=True, inc=inc)
     try:
         body = orjson.loads(inc.body(app.config.get("MAX_CONTENT_LENGTH")))
@@ -226,11 +213,7 @@ def _frames(call: Call, it: Iterator[dict[str, Any] | None], first: Any) -> Iter
         routing = call.resolved.routing()
         if routing is not None:
             yield _routing_frame(call, routing)
-        pending = [first]
-        while True:
-            chunk = pending.pop() if pending else next(it, StopIteration)
-            if chunk is StopIteration:
-                break
+        for chunk in chain((first,), it):
             if chunk is None:
                 yield b": keep-alive\n\n"
                 continue

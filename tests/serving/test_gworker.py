@@ -1,10 +1,9 @@
-"""serving.gworker.Worker under real gunicorn, as `inferbase serve` starts it: a kept-alive
-connection is served by the thread that has it while requests come back to back, and goes back to
-the poller when it is quiet, with nothing lost either way."""
+"""serving.gworker.Worker under real gunicorn, as `inferbase serve` starts it: kept-alive
+connections serve requests back to back and after a pause, pipelined requests are all answered,
+and a graceful stop does not wait for idle connections."""
 
 from __future__ import annotations
 
-import email.utils
 import http.client
 import signal
 import socket
@@ -16,10 +15,10 @@ from pathlib import Path
 import pytest
 
 from serving.cli import gunicorn_argv
-from serving.gworker import LINGER_S
 from tests.serving.conftest import free_port
 
 REPO = Path(__file__).resolve().parents[2]
+IDLE_S = 0.2  # a client quiet this long has its connection back on the worker's poller
 
 
 @pytest.fixture
@@ -63,7 +62,7 @@ def test_requests_back_to_back_and_after_a_pause_share_one_connection(server):
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
     answers = [ask(conn, f"/r{i}", b"x" * i) for i in range(30)]
     sock = conn.sock
-    time.sleep(LINGER_S * 4)  # quiet for longer than the linger: back to the main thread's poller
+    time.sleep(IDLE_S)  # quiet: the connection waits on the main thread's poller
     answers.append(ask(conn, "/after-pause", b"y" * 100))
     answers.append(ask(conn, "/right-after"))
     assert conn.sock is sock  # never reconnected: the same kept-alive connection throughout
@@ -108,7 +107,7 @@ def test_idle_kept_alive_connections_do_not_hold_up_shutdown(server):
     port = server()
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
     ask(conn, "/one")
-    time.sleep(LINGER_S * 4)  # idle in the main thread's poller, as kept-alive clients mostly are
+    time.sleep(IDLE_S)  # idle in the main thread's poller, as kept-alive clients mostly are
     proc = server.procs[-1][0]
     t0 = time.monotonic()
     proc.send_signal(signal.SIGTERM)
@@ -134,18 +133,3 @@ def test_serve_refuses_a_port_another_server_listens_on(tmp_path):
     taken.close()
     assert out.returncode != 0
     assert f"cannot listen on 127.0.0.1:{port}" in out.stderr
-
-
-def test_date_header_is_current_and_the_access_log_writes_when_asked(server, tmp_path):
-    port = server("--access-logfile", "-")
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-    for i in range(3):
-        conn.request("GET", f"/logged-{i}")
-        rv = conn.getresponse()
-        rv.read()
-        sent = email.utils.parsedate_to_datetime(rv.getheader("Date"))
-        assert abs(sent.timestamp() - time.time()) < 3
-        time.sleep(0.6)  # across a second boundary: the cached date moves on
-    conn.close()
-    log = (tmp_path / f"gunicorn-{port}.log").read_text()
-    assert all(f"GET /logged-{i} " in log for i in range(3)), log

@@ -1,0 +1,156 @@
+"""Every request's way in: one WSGI middleware in front of the Flask app.
+
+`Front` is the only place that gives a request its id (`X-Request-Id`), writes its log line and
+sends its errors. It pushes the app context (so `g` is the same object for it and for Flask, which
+reuses a pushed context of its own app), then either
+
+- answers a *lean* route itself: a view marked `@lean` is called with the `Incoming` request and
+  returns a `Reply`, without Flask's URL matching, request context, hooks and `Response` object
+  (the rule stays in Flask's URL map, for the OpenAPI spec and for the 405 other methods get), or
+- hands the request to Flask, whose error handler (`serving.errors.init_app`) renders with the
+  same `serving.errors.to_api_error` and `ApiError.body()` as the lean path.
+
+Only the chat endpoint is lean: behind Flask's dispatch the same view cost 0.71 ms of CPU per JSON
+request against 0.56 ms lean (+21.5% of its request CPU; whole app in one process, auth, ledger and
+engine call included; medians of 8 interleaved rounds of 400 on a shared 2-core machine; an earlier
+run +25.0%), more than the 10% that would make Flask's dispatch good enough:
+
+    python benchmarks/gateway.py --libraries --parts dispatch --rounds 8 --n 400 --port-base 19300
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import secrets
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from http import HTTPStatus
+from typing import Any, TypeVar
+
+from flask import Flask, g
+
+from serving.errors import to_api_error
+from serving.incoming import Incoming
+
+logger = logging.getLogger("serving")
+
+STATUS = {s.value: f"{s.value} {s.phrase}" for s in HTTPStatus}
+JSON_HEADERS = {"Content-Type": "application/json"}
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
+
+
+@dataclass(slots=True)
+class Reply:
+    """A lean route's answer: a JSON body, or an SSE stream of frames to send as they come."""
+
+    status: int
+    headers: dict[str, str]
+    body: bytes | Iterator[bytes]
+
+
+LeanView = Callable[[Incoming], Reply]
+V = TypeVar("V", bound=LeanView)
+
+
+def lean(view: V) -> V:
+    """Mark a view (registered on a blueprint as usual) to be answered by `Front` directly."""
+    view._lean = True  # type: ignore[attr-defined]
+    return view
+
+
+def request_id(sent: str) -> str:
+    """The client's `X-Request-Id` when it is a sane token, else a new one."""
+    return sent if sent and _REQUEST_ID.match(sent) else "req_" + secrets.token_hex(8)
+
+
+def log_response(method: str, path: str, status: int, rid: str, principal: Any, t0: float) -> None:
+    """The request log line (every error; every request at DEBUG). Never the body or a raw key."""
+    if status >= 400 or logger.isEnabledFor(logging.DEBUG):
+        logger.info(
+            "%s %s %d request_id=%s key=%s latency_ms=%.1f",
+            method,
+            path,
+            status,
+            rid,
+            principal.key_id if principal else None,
+            (time.perf_counter() - t0) * 1000,
+        )
+
+
+class Front:
+    def __init__(self, app: Flask, flask_wsgi: Callable[..., Iterable[bytes]]) -> None:
+        self.app = app
+        self.flask_wsgi = flask_wsgi
+        self.lean: dict[tuple[str, str], LeanView] = {}
+        for rule in app.url_map.iter_rules():
+            view = app.view_functions.get(rule.endpoint)
+            if getattr(view, "_lean", False):
+                if rule.arguments:
+                    raise ValueError(f"a lean route has no URL variables: {rule.rule}")
+                for method in rule.methods or ():
+                    if method not in ("HEAD", "OPTIONS"):
+                        self.lean[(method, rule.rule)] = view  # type: ignore[assignment]
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        t0 = time.perf_counter()
+        method = environ.get("REQUEST_METHOD", "GET")
+        path = environ.get("PATH_INFO", "")
+        ctx = self.app.app_context()
+        ctx.push()
+        kept = False
+        try:
+            g.t0 = t0
+            rid = g.request_id = request_id(environ.get("HTTP_X_REQUEST_ID", ""))
+            view = self.lean.get((method, path))
+            if view is None:
+
+                def start(status: str, headers: list[tuple[str, str]], *exc: Any) -> Any:
+                    headers.append(("X-Request-Id", rid))
+                    log_response(method, path, int(status[:3]), rid, g.get("principal"), t0)
+                    return start_response(status, headers, *exc)
+
+                return self.flask_wsgi(environ, start)
+            try:
+                reply = view(Incoming(environ))
+            except Exception as e:
+                err = to_api_error(e)
+                reply = Reply(err.status, {**JSON_HEADERS, **err.headers}, err.body())
+            log_response(method, path, reply.status, rid, g.get("principal"), t0)
+            headers = list(reply.headers.items())
+            headers.append(("X-Request-Id", rid))
+            if isinstance(reply.body, bytes):
+                headers.append(("Content-Length", str(len(reply.body))))
+                start_response(STATUS[reply.status], headers)
+                return [reply.body]
+            start_response(STATUS[reply.status], headers)
+            kept = True
+            return _Stream(reply.body, ctx)
+        finally:
+            if not kept:
+                ctx.pop()
+
+
+class _Stream:
+    """A lean stream's frames, with the app context kept until the server closes the response
+    (WSGI servers call `close()` whether or not they iterated, so the stream always settles)."""
+
+    __slots__ = ("frames", "ctx")
+
+    def __init__(self, frames: Iterator[bytes], ctx: Any) -> None:
+        self.frames = frames
+        self.ctx = ctx
+
+    def __iter__(self) -> Iterator[bytes]:
+        return self.frames
+
+    def close(self) -> None:
+        try:
+            close = getattr(self.frames, "close", None)
+            if close is not None:
+                close()
+        finally:
+            if self.ctx is not None:
+                ctx, self.ctx = self.ctx, None
+                ctx.pop()
