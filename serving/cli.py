@@ -11,6 +11,7 @@ from flask import Flask, current_app
 from flask.cli import FlaskGroup, with_appcontext
 
 from serving import create_app
+from serving.protocol import INT32_MAX, INT64_MAX
 
 
 def _config_app() -> Flask:
@@ -45,12 +46,20 @@ def db_upgrade(revision: str) -> None:
 
 
 def _micros(amount: str) -> int:
+    """AMOUNT credits in micro-credits: a usage error (exit 2) unless it is a finite decimal that
+    fits the database's 64-bit balance."""
     from serving.ledger import credits_to_micros
 
     try:
-        return credits_to_micros(amount, int(current_app.config["MICROS_PER_CREDIT"]))
-    except (InvalidOperation, ValueError) as e:
+        micros = credits_to_micros(amount, int(current_app.config["MICROS_PER_CREDIT"]))
+    except (InvalidOperation, ValueError, OverflowError) as e:  # OverflowError: "inf"
         raise click.BadParameter(f"not an amount of credits: {amount}") from e
+    if abs(micros) > INT64_MAX:
+        raise click.BadParameter(f"{amount} credits is more than an account can hold")
+    return micros
+
+
+LIMIT = click.IntRange(1, INT32_MAX)
 
 
 @cli.group("accounts")
@@ -111,6 +120,11 @@ def credits_grant(email: str, amount: str) -> None:
     try:
         with db.write() as conn:
             account = accounts.require(conn, email)
+            if ledger.balance(conn, account["id"])["balance_micros"] > INT64_MAX - micros:
+                raise click.BadParameter(
+                    f"{amount} credits would take the balance past what an account can hold",
+                    param_hint="AMOUNT",
+                )
             ledger.deposit(conn, account["id"], micros, "granted by operator")
             bal = ledger.balance(conn, account["id"])
     except ApiError as e:
@@ -132,8 +146,8 @@ def keys_group() -> None:
 @click.option(
     "--optimize", default="balanced", type=click.Choice(["balanced", "quality", "cost", "latency"])
 )
-@click.option("--rpm", type=int, default=None)
-@click.option("--tpm", type=int, default=None)
+@click.option("--rpm", type=LIMIT, default=None, help="requests per minute")
+@click.option("--tpm", type=LIMIT, default=None, help="tokens per minute")
 @with_appcontext
 def keys_create(
     email: str, name: str, pool: str, optimize: str, rpm: int | None, tpm: int | None

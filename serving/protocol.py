@@ -12,6 +12,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 OptimizeMode = Literal["balanced", "quality", "cost", "latency"]
+INT32_MAX = 2**31 - 1  # an Integer column (PostgreSQL int4): per-key limits
+INT64_MAX = 2**63 - 1  # a BigInteger column (and any SQLite integer): ids, cursors, micro-credits
 
 
 class OpenModel(BaseModel):
@@ -137,8 +139,8 @@ class KeyCreate(BaseModel):
     name: str = Field(min_length=1, max_length=200)
     model_pool: list[str] = Field(default_factory=list)
     optimize_mode: OptimizeMode = "balanced"
-    rpm_limit: int | None = Field(default=None, ge=1)
-    tpm_limit: int | None = Field(default=None, ge=1)
+    rpm_limit: int | None = Field(default=None, ge=1, le=INT32_MAX)
+    tpm_limit: int | None = Field(default=None, ge=1, le=INT32_MAX)
 
 
 class KeyUpdate(BaseModel):
@@ -231,7 +233,9 @@ class UsageList(BaseModel):
 class PageQuery(BaseModel):
     model_config = ConfigDict(extra="forbid")
     limit: int = Field(default=20, ge=1, le=100)
-    cursor: int | None = Field(default=None, description="next_cursor of the previous page")
+    cursor: int | None = Field(
+        default=None, ge=0, le=INT64_MAX, description="next_cursor of the previous page"
+    )
 
 
 class UsageQuery(PageQuery):

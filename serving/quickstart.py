@@ -52,7 +52,9 @@ def issue_demo_key(app: Flask, email: str, credits_micros: int) -> tuple[str, st
 @click.option("--workers", default=2, show_default=True, type=int)
 @click.option("--threads", default=512, show_default=True, type=int)
 @click.option("--engines/--no-engines", default=True, help="Start the catalog's local engines.")
-@click.option("--demo-credits", default=100, show_default=True, type=int)
+@click.option(
+    "--demo-credits", default=100, show_default=True, type=click.IntRange(0, 1_000_000_000)
+)
 @click.pass_context
 @with_appcontext
 def up(
