@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import logging
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 from typing import Any
 
 import sqlalchemy as sa
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
+from flask import Flask, current_app, has_app_context
 
 from serving import ledger
 from serving.errors import ApiError
@@ -17,8 +21,57 @@ logger = logging.getLogger(__name__)
 _hasher = PasswordHasher()
 
 
+class HashGate:
+    """At most `slots` argon2 hashes at once in this process: password checks (tens of ms of CPU
+    each) wait for a slot instead of taking every request thread's core, so a flood of logins
+    cannot starve API traffic. No slot within `wait_s`: 503 with Retry-After."""
+
+    def __init__(self, slots: int, wait_s: float) -> None:
+        self._slots = threading.BoundedSemaphore(slots)
+        self._lock = threading.Lock()
+        self.wait_s = wait_s
+        self.active = 0
+        self.peak = 0  # the most hashes that ever ran at once
+        self.count = 0  # hashes run
+
+    @contextmanager
+    def slot(self) -> Iterator[None]:
+        if not self._slots.acquire(timeout=self.wait_s):
+            raise ApiError(
+                503,
+                "The server is busy checking passwords. Retry shortly.",
+                type="api_error",
+                code="server_busy",
+                headers={"Retry-After": "1"},
+            )
+        with self._lock:
+            self.active += 1
+            self.count += 1
+            self.peak = max(self.peak, self.active)
+        try:
+            yield
+        finally:
+            with self._lock:
+                self.active -= 1
+            self._slots.release()
+
+
+def _slot() -> Any:
+    gate = current_app.extensions.get("passwords") if has_app_context() else None
+    return gate.slot() if gate is not None else nullcontext()
+
+
 def hash_password(password: str) -> str:
-    return _hasher.hash(password)
+    with _slot():
+        return _hasher.hash(password)
+
+
+def _verify(password_hash: str, password: str) -> bool:
+    with _slot():
+        try:
+            return _hasher.verify(password_hash, password)
+        except (VerificationError, InvalidHashError):
+            return False
 
 
 def normalize_email(email: str) -> str:
@@ -68,12 +121,9 @@ def check_login(conn: sa.Connection, email: str, password: str) -> dict[str, Any
     row = find(conn, email)
     ok = False
     if row is not None and row["password_hash"]:
-        try:
-            ok = _hasher.verify(row["password_hash"], password)
-        except (VerificationError, InvalidHashError):
-            ok = False
+        ok = _verify(row["password_hash"], password)
     else:
-        _hasher.hash(password)  # spend the same time as a real check
+        hash_password(password)  # spend the same time as a real check
     if not ok or row is None:
         raise ApiError(401, "Incorrect email or password.", code="invalid_credentials")
     if not row["active"]:
@@ -86,3 +136,9 @@ def deactivate(conn: sa.Connection, email: str) -> int:
     conn.execute(accounts.update().where(accounts.c.id == row["id"]).values(active=False))
     logger.info("account deactivated id=%s", row["id"])
     return int(row["id"])
+
+
+def init_app(app: Flask) -> None:
+    app.extensions["passwords"] = HashGate(
+        int(app.config["PASSWORD_HASH_CONCURRENCY"]), float(app.config["PASSWORD_HASH_WAIT_S"])
+    )

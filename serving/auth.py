@@ -151,4 +151,7 @@ def end_session(rv: Response) -> None:
 
 
 def init_app(app: Flask) -> None:
+    from serving import accounts
+
     app.extensions["auth"] = AuthState(app)
+    accounts.init_app(app)

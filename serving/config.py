@@ -36,6 +36,10 @@ DEFAULTS: dict[str, Any] = {
     "SWEEP_INTERVAL_S": 60,
     "KEY_CACHE_TTL_S": 5.0,  # key routing config cache; revocation is checked on every reservation
     "SESSION_TTL_S": 7 * 24 * 3600,
+    "LOGIN_LIMIT_PER_ACCOUNT": "10 per 5 minutes",  # failed logins for one email (`limits` syntax)
+    "LOGIN_LIMIT_PER_CLIENT": "30 per minute",  # login attempts from one client address
+    "PASSWORD_HASH_CONCURRENCY": 2,  # argon2 hashes at once per worker process (each ~50 ms CPU)
+    "PASSWORD_HASH_WAIT_S": 5.0,  # a login waiting longer than this for a slot gets a 503
     "SESSION_COOKIE_SECURE": False,
     "MAX_CONTENT_LENGTH": 4 * 1024 * 1024,
     "DB_POOL_SIZE": 16,

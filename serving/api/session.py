@@ -6,8 +6,8 @@ from typing import Any
 
 from flask import current_app, request
 
-from serving import auth, db
-from serving.accounts import check_login
+from serving import auth, db, ratelimit
+from serving.accounts import check_login, normalize_email
 from serving.api import auth_bp
 from serving.api.openapi import doc
 from serving.errors import ApiError
@@ -20,15 +20,24 @@ from serving.protocol import LoginRequest, Session
     body=LoginRequest,
     responses={200: Session},
     auth=False,
-    errors=(400, 401, 403),
+    errors=(400, 401, 403, 429, 503),
 )
 def login() -> Any:
     body = request.get_json(silent=True)
     if not isinstance(body, dict):
         raise ApiError(400, "The request body must be a JSON object.", code="invalid_json")
     data = LoginRequest.model_validate(body)
-    with db.read() as conn:
-        account = check_login(conn, data.email, data.password)
+    email = normalize_email(data.email)
+    throttle = ratelimit.login_throttle()
+    throttle.attempt(email, request.remote_addr or "unknown")  # before any password is hashed
+    try:
+        with db.read() as conn:
+            account = check_login(conn, email, data.password)
+    except ApiError as e:
+        if e.status == 401:
+            throttle.failed(email)
+        raise
+    throttle.succeeded(email)
     rv = current_app.response_class(mimetype="application/json")
     session = auth.start_session(rv, account["id"], account["email"])
     rv.set_data(Session(**session).model_dump_json())
