@@ -15,7 +15,7 @@ from flask import Flask, current_app, has_app_context
 
 from serving import ledger
 from serving.errors import ApiError
-from serving.schema import accounts, utcnow
+from serving.schema import accounts, sessions, utcnow
 
 logger = logging.getLogger(__name__)
 _hasher = PasswordHasher()
@@ -109,6 +109,12 @@ def find(conn: sa.Connection, email: str) -> dict[str, Any] | None:
     return dict(row) if row else None
 
 
+def email_of(conn: sa.Connection, account_id: int) -> str:
+    return str(
+        conn.execute(sa.select(accounts.c.email).where(accounts.c.id == account_id)).scalar_one()
+    )
+
+
 def require(conn: sa.Connection, email: str) -> dict[str, Any]:
     row = find(conn, email)
     if row is None:
@@ -129,6 +135,32 @@ def check_login(conn: sa.Connection, email: str, password: str) -> dict[str, Any
     if not row["active"]:
         raise ApiError(403, "This account is deactivated.", code="account_deactivated")
     return row
+
+
+def set_password(conn: sa.Connection, account_id: int, password: str) -> int:
+    """Set the account's password and revoke all its browser sessions (how many were live)."""
+    conn.execute(
+        accounts.update()
+        .where(accounts.c.id == account_id)
+        .values(password_hash=hash_password(password))
+    )
+    return revoke_sessions(conn, account_id)
+
+
+def revoke_sessions(conn: sa.Connection, account_id: int) -> int:
+    """End every browser session of the account (their cookies stop working at once)."""
+    now = utcnow()
+    revoked = conn.execute(
+        sessions.update()
+        .where(
+            sessions.c.account_id == account_id,
+            sessions.c.revoked_at.is_(None),
+            sessions.c.expires_at > now,
+        )
+        .values(revoked_at=now)
+    ).rowcount
+    logger.info("sessions revoked account=%s count=%s", account_id, revoked)
+    return int(revoked)
 
 
 def deactivate(conn: sa.Connection, email: str) -> int:

@@ -87,6 +87,26 @@ def accounts_create(email: str, password: str | None, credits_: str) -> None:
     click.echo(f"account {account_id} {accounts.normalize_email(email)} credits={credits_}")
 
 
+@accounts_group.command("set-password")
+@click.argument("email")
+@click.option("--password", default="-", show_default=True, help="The new password ('-': prompt).")
+@with_appcontext
+def accounts_set_password(email: str, password: str) -> None:
+    """Set EMAIL's dashboard password; every browser session of the account ends."""
+    from serving import accounts, db
+    from serving.errors import ApiError
+
+    if password == "-":
+        password = click.prompt("New password", hide_input=True, confirmation_prompt=True)
+    try:
+        with db.write() as conn:
+            account = accounts.require(conn, email)
+            ended = accounts.set_password(conn, account["id"], password)
+    except ApiError as e:
+        raise click.ClickException(e.message) from e
+    click.echo(f"password set for {account['email']}; {ended} session(s) ended")
+
+
 @accounts_group.command("deactivate")
 @click.argument("email")
 @with_appcontext
