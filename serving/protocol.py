@@ -163,6 +163,9 @@ class KeyOut(BaseModel):
     last_used_at: datetime | None
     revoked: bool
     revoked_at: datetime | None
+    parent_key_id: str | None = Field(
+        default=None, description="The API key that created this one (None: dashboard or CLI)"
+    )
 
 
 class KeyCreated(KeyOut):

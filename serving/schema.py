@@ -66,6 +66,8 @@ api_keys = sa.Table(
     sa.Column("tpm_limit", sa.Integer, nullable=True),
     sa.Column("created_at", UTCDateTime, nullable=False, default=utcnow),
     sa.Column("last_used_at", UTCDateTime, nullable=True),
+    # the API key that created this one (its limits bound this key's); None: dashboard or CLI
+    sa.Column("parent_key_id", sa.String(32), nullable=True),
     sa.Column("revoked_at", UTCDateTime, nullable=True),
 )
 
