@@ -42,6 +42,8 @@ DEFAULTS: dict[str, Any] = {
     "PASSWORD_HASH_WAIT_S": 5.0,  # a login waiting longer than this for a slot gets a 503
     "SESSION_COOKIE_SECURE": False,
     "MAX_CONTENT_LENGTH": 4 * 1024 * 1024,
+    "EVENTS_MAX_PER_ACCOUNT": 8,  # live-event WebSockets per account, per worker process
+    "EVENTS_MAX_TOTAL": 256,  # live-event WebSockets per worker process (each holds a thread)
     "DB_POOL_SIZE": 16,
 }
 
