@@ -38,6 +38,8 @@ class StreamOptions(OpenModel):
 
 
 class ChatCompletionRequest(OpenModel):
+    # strict: JSON types as documented ("stream": "yes" or "max_tokens": "10" are 400s, not coerced)
+    model_config = ConfigDict(extra="allow", strict=True)
     model: str = Field(min_length=1, description='A model id (e.g. "Qwen/Qwen3-14B") or "auto"')
     messages: list[ChatMessage] = Field(min_length=1)
     stream: bool = False

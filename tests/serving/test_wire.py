@@ -62,3 +62,30 @@ def test_dashboard_static_files_are_nosniff(app, client):
     name = sorted(p.name for p in folder.iterdir() if p.is_file())[0]
     rv = client.get(f"/dashboard/static/{name}")
     assert rv.status_code == 200 and rv.headers["X-Content-Type-Options"] == "nosniff"
+
+
+@pytest.mark.parametrize(
+    "field,value",
+    [
+        ("stream", "yes"),
+        ("stream", 1),
+        ("max_tokens", "10"),
+        ("max_tokens", 10.5),
+        ("temperature", "1"),
+        ("n", "2"),
+        ("logprobs", "true"),
+    ],
+)
+def test_wire_types_are_strict(api, field, value):
+    t = api.tenant()
+    rv = api.chat(t, **{field: value})
+    assert rv.status_code == 400, rv.get_data(as_text=True)
+    err = rv.get_json()["error"]
+    assert err["param"] == field and err["type"] == "invalid_request_error"
+    assert api.balance(t)["reserved_micros"] == 0
+
+
+def test_wire_types_of_the_right_kind_still_pass(api):
+    t = api.tenant()
+    rv = api.chat(t, stream=False, max_tokens=10, temperature=1, n=1, logprobs=False)
+    assert rv.status_code == 200, rv.get_json()
