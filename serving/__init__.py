@@ -36,6 +36,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
 
         dashboard.init_app(app)
     _request_hooks(app)
+    config.trust_proxies(app)  # after the hooks' middleware: outermost
     logger.debug("config %s", config.public_config(app))
 
     @app.get("/healthz")

@@ -170,7 +170,7 @@ def start_session(rv: Response, account_id: int, email: str) -> dict[str, Any]:
         current_app.config["SECRET_KEY"],
         algorithm="HS256",
     )
-    secure = bool(current_app.config["SESSION_COOKIE_SECURE"])
+    secure = bool(current_app.config["SESSION_COOKIE_SECURE"]) or request.is_secure
     rv.set_cookie(
         SESSION_COOKIE, token, max_age=ttl, httponly=True, samesite="Lax", secure=secure, path="/"
     )

@@ -40,7 +40,8 @@ DEFAULTS: dict[str, Any] = {
     "LOGIN_LIMIT_PER_CLIENT": "30 per minute",  # login attempts from one client address
     "PASSWORD_HASH_CONCURRENCY": 2,  # argon2 hashes at once per worker process (each ~50 ms CPU)
     "PASSWORD_HASH_WAIT_S": 5.0,  # a login waiting longer than this for a slot gets a 503
-    "SESSION_COOKIE_SECURE": False,
+    "SESSION_COOKIE_SECURE": False,  # always Secure; otherwise Secure when the request was HTTPS
+    "PROXY_HOPS": 0,  # trusted reverse proxies in front: their X-Forwarded-For/-Proto/-Host count
     "MAX_CONTENT_LENGTH": 4 * 1024 * 1024,
     "EVENTS_MAX_PER_ACCOUNT": 8,  # live-event WebSockets per account, per worker process
     "EVENTS_MAX_TOTAL": 256,  # live-event WebSockets per worker process (each holds a thread)
@@ -80,6 +81,20 @@ def load_config(app: Flask, test_config: dict[str, Any] | None) -> None:
         cfg[key] = int(cfg[key])
     for key in ("RESERVATION_TTL_S", "SWEEP_INTERVAL_S", "KEY_CACHE_TTL_S"):
         cfg[key] = float(cfg[key])
+
+
+def trust_proxies(app: Flask) -> None:
+    """Behind `PROXY_HOPS` reverse proxies, take the client address, scheme and host from their
+    X-Forwarded-* headers (werkzeug's ProxyFix, outermost): the login throttle then counts the
+    real client and the session cookie is Secure when the client used HTTPS. Never set it
+    without a proxy that overwrites those headers: a client could claim any address."""
+    hops = int(app.config.get("PROXY_HOPS") or 0)
+    if hops > 0:
+        from werkzeug.middleware.proxy_fix import ProxyFix
+
+        app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
+            app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops
+        )
 
 
 def public_config(app: Flask) -> dict[str, Any]:

@@ -8,6 +8,10 @@ from pathlib import Path
 import openai
 import pytest
 
+from serving import accounts, db
+from tests.serving.conftest import build_app
+from tests.serving.fakes import FakeEngines, FakeRouter
+
 BASE = "/api/v1/inference"
 
 
@@ -89,3 +93,50 @@ def test_wire_types_of_the_right_kind_still_pass(api):
     t = api.tenant()
     rv = api.chat(t, stream=False, max_tokens=10, temperature=1, n=1, logprobs=False)
     assert rv.status_code == 200, rv.get_json()
+
+
+def _login_cookie(app, **kwargs):  # type: ignore[no-untyped-def]
+    rv = app.test_client().post(
+        "/api/v1/auth/login", json={"email": "web@example.com", "password": "pw"}, **kwargs
+    )
+    assert rv.status_code == 200, rv.get_json()
+    return next(h for h in rv.headers.getlist("Set-Cookie") if h.startswith("inferbase_session="))
+
+
+def test_session_cookie_is_secure_over_https(sqlite_url, tmp_path):
+    forwarded = {"X-Forwarded-Proto": "https", "X-Forwarded-For": "203.0.113.9"}
+    for hops in (0, 1):
+        app = build_app(
+            sqlite_url, tmp_path, FakeEngines(), FakeRouter(), PROXY_HOPS=hops, AUTO_MIGRATE=True
+        )
+        with app.app_context(), db.write() as conn:
+            if accounts.find(conn, "web@example.com") is None:
+                accounts.create_account(conn, "web@example.com", "pw")
+        assert "Secure" not in _login_cookie(app)  # plain HTTP, no proxy headers
+        assert "Secure" in _login_cookie(app, base_url="https://localhost")
+        behind = _login_cookie(app, headers=forwarded)
+        assert ("Secure" in behind) is (hops == 1)  # the header counts only from a trusted proxy
+        app.extensions["db"].dispose()
+
+
+def test_login_throttle_counts_the_forwarded_client_behind_a_proxy(sqlite_url, tmp_path):
+    app = build_app(
+        sqlite_url,
+        tmp_path,
+        FakeEngines(),
+        FakeRouter(),
+        PROXY_HOPS=1,
+        LOGIN_LIMIT_PER_CLIENT="2 per minute",
+    )
+    c = app.test_client()
+
+    def attempt(client_ip: str) -> int:
+        return c.post(
+            "/api/v1/auth/login",
+            json={"email": "x@example.com", "password": "x"},
+            headers={"X-Forwarded-For": client_ip},
+        ).status_code
+
+    assert [attempt("198.51.100.1") for _ in range(3)] == [401, 401, 429]
+    assert attempt("198.51.100.2") == 401  # another client behind the same proxy
+    app.extensions["db"].dispose()
