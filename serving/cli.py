@@ -182,6 +182,7 @@ def keys_create(
         models = keys.validate_pool([p.strip() for p in pool.split(",") if p.strip()], known)
         with db.write() as conn:
             account = accounts.require(conn, email)
+            keys.check_room(conn, account["id"], int(app.config["KEYS_MAX_PER_ACCOUNT"]))
             row, raw = keys.create(
                 conn, app.extensions["auth"].secret, account["id"], name, models, optimize, rpm, tpm
             )

@@ -31,6 +31,7 @@ DEFAULTS: dict[str, Any] = {
     "SIGNUP_CREDITS": 0,
     "DEFAULT_RPM": 600,  # per key, requests per minute
     "DEFAULT_TPM": 1_000_000,  # per key, tokens per minute
+    "KEYS_MAX_PER_ACCOUNT": 100,  # active (not revoked) API keys per account
     "MAX_OUTPUT_TOKENS_RESERVE": 4096,  # reserve this many output tokens when max_tokens is absent
     "RESERVATION_TTL_S": 3600,  # a reservation older than this (crashed worker) is released
     "SWEEP_INTERVAL_S": 60,

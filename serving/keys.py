@@ -235,13 +235,42 @@ def to_public(row: Any) -> dict[str, Any]:
     }
 
 
-def list_for(conn: sa.Connection, account_id: int) -> list[dict[str, Any]]:
-    rows = conn.execute(
-        sa.select(api_keys)
-        .where(api_keys.c.account_id == account_id)
-        .order_by(api_keys.c.created_at.desc(), api_keys.c.id)
-    )
-    return [to_public(r) for r in rows]
+def list_for(
+    conn: sa.Connection, account_id: int, limit: int | None = None, after: str | None = None
+) -> list[dict[str, Any]]:
+    """The account's keys, newest first; `limit` of them after the key `after` (a page cursor)."""
+    c = api_keys.c
+    stmt = sa.select(api_keys).where(c.account_id == account_id)
+    if after is not None:
+        start = conn.execute(
+            sa.select(c.created_at).where(c.id == after, c.account_id == account_id)
+        ).scalar()
+        if start is None:
+            raise ApiError(400, f"No API key {after} to continue after.", param="cursor")
+        stmt = stmt.where(
+            sa.or_(c.created_at < start, sa.and_(c.created_at == start, c.id > after))
+        )
+    stmt = stmt.order_by(c.created_at.desc(), c.id)
+    if limit is not None:
+        stmt = stmt.limit(limit)
+    return [to_public(r) for r in conn.execute(stmt)]
+
+
+def check_room(conn: sa.Connection, account_id: int, max_active: int) -> None:
+    """403 when the account already has `max_active` keys that are not revoked (the account row is
+    locked first on PostgreSQL, so concurrent creations count one another)."""
+    conn.execute(sa.select(accounts.c.id).where(accounts.c.id == account_id).with_for_update())
+    active = conn.execute(
+        sa.select(sa.func.count())
+        .select_from(api_keys)
+        .where(api_keys.c.account_id == account_id, api_keys.c.revoked_at.is_(None))
+    ).scalar_one()
+    if active >= max_active:
+        raise ApiError(
+            403,
+            f"This account already has {max_active} active API keys; revoke one first.",
+            code="key_limit_reached",
+        )
 
 
 def get(conn: sa.Connection, account_id: int, key_id: str) -> dict[str, Any]:

@@ -177,6 +177,16 @@ class KeyCreated(KeyOut):
 class KeyList(BaseModel):
     object: Literal["list"] = "list"
     data: list[KeyOut]
+    has_more: bool = False
+    next_cursor: str | None = None
+
+
+class KeyPageQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    limit: int = Field(default=100, ge=1, le=100)
+    cursor: str | None = Field(
+        default=None, max_length=32, description="next_cursor of the previous page"
+    )
 
 
 class Credits(BaseModel):

@@ -14,7 +14,7 @@ from serving.api import bp
 from serving.api.openapi import doc
 from serving.auth import require_auth
 from serving.errors import ApiError
-from serving.protocol import KeyCreate, KeyCreated, KeyList, KeyOut, KeyUpdate
+from serving.protocol import KeyCreate, KeyCreated, KeyList, KeyOut, KeyPageQuery, KeyUpdate
 
 
 def _json() -> dict[str, Any]:
@@ -31,7 +31,8 @@ def _known_models() -> set[str]:
 @bp.post("/keys")
 @doc(
     "Create an API key (the raw key is returned once). Created with an API key, the new key gets "
-    "at most that key's model pool and rate limits (unset: inherited); more is a 403",
+    "at most that key's model pool and rate limits (unset: inherited); more is a 403, as is a key "
+    "beyond the account's cap of active keys",
     body=KeyCreate,
     responses={201: KeyCreated},
 )
@@ -47,6 +48,8 @@ def create_key() -> Any:
             caller, pool, rpm, tpm, int(cfg["DEFAULT_RPM"]), int(cfg["DEFAULT_TPM"])
         )
     with db.write() as conn:
+        cap = int(current_app.config["KEYS_MAX_PER_ACCOUNT"])
+        keys.check_room(conn, g.principal.account_id, cap)
         row, raw = keys.create(
             conn,
             current_app.extensions["auth"].secret,
@@ -62,12 +65,22 @@ def create_key() -> Any:
 
 
 @bp.get("/keys")
-@doc("List your API keys (prefixes only)", responses={200: KeyList})
+@doc(
+    "List your API keys (prefixes only), newest first, a page at a time",
+    query=KeyPageQuery,
+    responses={200: KeyList},
+)
 @require_auth
 def list_keys() -> Any:
+    q = KeyPageQuery.model_validate(request.args.to_dict())
     with db.read() as conn:
-        rows = keys.list_for(conn, g.principal.account_id)
-    return KeyList(data=[KeyOut(**r) for r in rows]).model_dump(mode="json")
+        rows = keys.list_for(conn, g.principal.account_id, q.limit + 1, q.cursor)
+    page, more = rows[: q.limit], len(rows) > q.limit
+    return KeyList(
+        data=[KeyOut(**r) for r in page],
+        has_more=more,
+        next_cursor=page[-1]["id"] if more else None,
+    ).model_dump(mode="json")
 
 
 @bp.patch("/keys/<key_id>")
