@@ -14,7 +14,7 @@ logger = logging.getLogger(__name__)
 
 
 def create_app(test_config: dict[str, Any] | None = None) -> Flask:
-    from serving import api, auth, config, db, errors, ratelimit, upstream
+    from serving import api, auth, config, cors, db, errors, ratelimit, upstream
 
     app = Flask(__name__, instance_relative_config=False)
     app.session_interface = _NoFlaskSession()
@@ -31,6 +31,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         atexit.register(engines.close)
     app.extensions["router"] = _build_router(app)
     api.register(app)
+    cors.init_app(app)  # off unless CORS_ORIGINS
     if app.config.get("DASHBOARD", True):  # browser dashboard + live events (serving/dashboard)
         from serving import dashboard
 

@@ -42,6 +42,7 @@ DEFAULTS: dict[str, Any] = {
     "PASSWORD_HASH_CONCURRENCY": 2,  # argon2 hashes at once per worker process (each ~50 ms CPU)
     "PASSWORD_HASH_WAIT_S": 5.0,  # a login waiting longer than this for a slot gets a 503
     "SESSION_COOKIE_SECURE": False,  # always Secure; otherwise Secure when the request was HTTPS
+    "CORS_ORIGINS": [],  # browser origins allowed to call /api/v1/inference with an API key
     "PROXY_HOPS": 0,  # trusted reverse proxies in front: their X-Forwarded-For/-Proto/-Host count
     "MAX_CONTENT_LENGTH": 4 * 1024 * 1024,
     "EVENTS_MAX_PER_ACCOUNT": 8,  # live-event WebSockets per account, per worker process
