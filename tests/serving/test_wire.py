@@ -140,3 +140,22 @@ def test_login_throttle_counts_the_forwarded_client_behind_a_proxy(sqlite_url, t
     assert [attempt("198.51.100.1") for _ in range(3)] == [401, 401, 429]
     assert attempt("198.51.100.2") == 401  # another client behind the same proxy
     app.extensions["db"].dispose()
+
+
+def test_openapi_documents_the_new_routes(client):
+    from openapi_spec_validator import validate
+
+    spec = client.get("/openapi.json").get_json()
+    validate(spec)
+    paths = spec["paths"]
+    assert "get" in paths[f"{BASE}/models/{{model_id}}"]
+    for legacy in ("completions", "responses"):
+        assert set(paths[f"{BASE}/{legacy}"]["post"]["responses"]) == {"404"}
+    assert "post" in paths["/api/v1/auth/password"]
+    assert {"429", "503"} <= set(paths["/api/v1/auth/login"]["post"]["responses"])
+    params = {p["name"] for p in paths[f"{BASE}/keys"]["get"]["parameters"]}
+    assert params == {"limit", "cursor"}
+    schemas = spec["components"]["schemas"]
+    assert schemas["KeyCreate"]["properties"]["rpm_limit"]["anyOf"][0]["maximum"] == 2**31 - 1
+    cursor = next(p for p in paths[f"{BASE}/usage"]["get"]["parameters"] if p["name"] == "cursor")
+    assert cursor["schema"]["anyOf"][0]["maximum"] == 2**63 - 1
