@@ -3,26 +3,16 @@ on SQLite and PostgreSQL alike, never a 500."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 from click.testing import CliRunner
-from flask import Flask
 
 from serving import db, ledger
 from serving.cli import cli
-from tests.serving.conftest import ApiActions, build_app
+from tests.serving.conftest import build_app
 from tests.serving.fakes import FakeEngines, FakeRouter
 
 BASE = "/api/v1/inference"
 HUGE = "99999999999999999999"
-
-
-@pytest.fixture
-def store_api(db_url: str, tmp_path) -> Iterator[ApiActions]:  # type: ignore[no-untyped-def]
-    app: Flask = build_app(db_url, tmp_path, FakeEngines(), FakeRouter())
-    yield ApiActions(app, app.test_client())
-    app.extensions["db"].dispose()
 
 
 def _bad(rv, param: str) -> None:  # type: ignore[no-untyped-def]

@@ -3,23 +3,18 @@ PostgreSQL."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 from click.testing import CliRunner
 
 from serving.cli import cli
-from tests.serving.conftest import ApiActions, build_app
-from tests.serving.fakes import FakeEngines, FakeRouter
+from tests.serving.conftest import ApiActions
 
 BASE = "/api/v1/inference"
 
 
 @pytest.fixture
-def store_api(db_url: str, tmp_path) -> Iterator[ApiActions]:  # type: ignore[no-untyped-def]
-    app = build_app(db_url, tmp_path, FakeEngines(), FakeRouter(), KEYS_MAX_PER_ACCOUNT=7)
-    yield ApiActions(app, app.test_client())
-    app.extensions["db"].dispose()
+def store_api(store_apps) -> ApiActions:  # type: ignore[no-untyped-def]
+    return store_apps(KEYS_MAX_PER_ACCOUNT=7)  # type: ignore[no-any-return]
 
 
 def test_keys_are_listed_a_page_at_a_time(store_api):

@@ -4,21 +4,16 @@ manages every key of the account. SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 
-from tests.serving.conftest import ApiActions, build_app
-from tests.serving.fakes import FakeEngines, FakeRouter
+from tests.serving.conftest import ApiActions
 
 BASE = "/api/v1/inference"
 
 
 @pytest.fixture
-def store_api(db_url: str, tmp_path) -> Iterator[ApiActions]:  # type: ignore[no-untyped-def]
-    app = build_app(db_url, tmp_path, FakeEngines(), FakeRouter(), DEFAULT_RPM=600)
-    yield ApiActions(app, app.test_client())
-    app.extensions["db"].dispose()
+def store_api(store_apps) -> ApiActions:  # type: ignore[no-untyped-def]
+    return store_apps(DEFAULT_RPM=600)  # type: ignore[no-any-return]
 
 
 def _bearer(raw: str) -> dict[str, str]:

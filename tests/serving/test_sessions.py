@@ -3,26 +3,15 @@ longer works, even replayed from another client. SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import jwt
-import pytest
 from click.testing import CliRunner
 
 from serving.auth import SESSION_COOKIE
-from tests.serving.conftest import ApiActions, build_app
-from tests.serving.fakes import FakeEngines, FakeRouter
 
 BASE = "/api/v1/inference"
 AUTH = "/api/v1/auth"
-
-
-@pytest.fixture
-def store_api(db_url: str, tmp_path) -> Iterator[ApiActions]:  # type: ignore[no-untyped-def]
-    app = build_app(db_url, tmp_path, FakeEngines(), FakeRouter())
-    yield ApiActions(app, app.test_client())
-    app.extensions["db"].dispose()
 
 
 def _login(app, email: str, password: str):  # type: ignore[no-untyped-def]
