@@ -39,7 +39,7 @@ DEFAULTS: dict[str, Any] = {
     "SESSION_TTL_S": 7 * 24 * 3600,
     "LOGIN_LIMIT_PER_ACCOUNT": "10 per 5 minutes",  # failed logins for one email (`limits` syntax)
     "LOGIN_LIMIT_PER_CLIENT": "30 per minute",  # login attempts from one client address
-    "PASSWORD_HASH_CONCURRENCY": 2,  # argon2 hashes at once per worker process (each ~50 ms CPU)
+    "PASSWORD_HASH_CONCURRENCY": 1,  # argon2 hashes at once per worker process (each uses 4 lanes)
     "PASSWORD_HASH_WAIT_S": 5.0,  # a login waiting longer than this for a slot gets a 503
     "SESSION_COOKIE_SECURE": False,  # always Secure; otherwise Secure when the request was HTTPS
     "CORS_ORIGINS": [],  # browser origins allowed to call /api/v1/inference with an API key

@@ -269,4 +269,8 @@ def login_throttle() -> LoginThrottle:
 
 def init_app(app: Flask) -> None:
     limits = app.extensions["ratelimits"] = RateLimits(app)
-    app.extensions["login_throttle"] = LoginThrottle(app, limits.storage)
+    # counters in the gateway's SQLite database: a login flood's writes would queue with the
+    # ledger's for its write lock, so logins count in the host's counter file instead (SQLite
+    # serves one host either way)
+    storage = SQLStorage(file_engine(Path(app.config["HOME"]))) if limits.fusable else limits.storage
+    app.extensions["login_throttle"] = LoginThrottle(app, storage)
