@@ -272,5 +272,7 @@ def init_app(app: Flask) -> None:
     # counters in the gateway's SQLite database: a login flood's writes would queue with the
     # ledger's for its write lock, so logins count in the host's counter file instead (SQLite
     # serves one host either way)
-    storage = SQLStorage(file_engine(Path(app.config["HOME"]))) if limits.fusable else limits.storage
+    storage = limits.storage
+    if limits.fusable:
+        storage = SQLStorage(file_engine(Path(app.config["HOME"])))
     app.extensions["login_throttle"] = LoginThrottle(app, storage)
