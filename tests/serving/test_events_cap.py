@@ -76,3 +76,21 @@ def test_sockets_are_capped_per_account_and_in_total(served):
         time.sleep(0.2)
     for s in (a2, b1, ws):
         s.close()
+
+
+def test_logout_closes_the_sessions_live_socket(served):
+    api, url = served
+    t = api.tenant(password=True)
+    browser = api.app.test_client()
+    rv = browser.post("/api/v1/auth/login", json={"email": t.email, "password": "pw-" + t.email})
+    assert rv.status_code == 200
+    cookie = browser.get_cookie("inferbase_session").value
+    ws = create_connection(url, cookie=f"inferbase_session={cookie}", timeout=10)
+    _hello(ws)
+    assert browser.post("/api/v1/auth/logout").status_code == 204
+    while True:  # model events may come first; then the close at the next re-check
+        opcode, data = ws.recv_data(control_frame=True)
+        if opcode == ABNF.OPCODE_CLOSE:
+            break
+    assert struct.unpack("!H", data[:2])[0] == 4401
+    ws.close()
