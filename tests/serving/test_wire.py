@@ -159,3 +159,19 @@ def test_openapi_documents_the_new_routes(client):
     assert schemas["KeyCreate"]["properties"]["rpm_limit"]["anyOf"][0]["maximum"] == 2**31 - 1
     cursor = next(p for p in paths[f"{BASE}/usage"]["get"]["parameters"] if p["name"] == "cursor")
     assert cursor["schema"]["anyOf"][0]["maximum"] == 2**63 - 1
+
+
+@pytest.mark.parametrize(
+    "field,value",
+    [
+        ("max_tokens", 2**31),
+        ("max_completion_tokens", 2**62),
+        ("seed", 2**63),
+        ("seed", -(2**63) - 1),
+    ],
+)
+def test_chat_integers_beyond_their_range_are_400(api, field, value):
+    t = api.tenant()
+    rv = api.chat(t, **{field: value})
+    assert rv.status_code == 400 and rv.get_json()["error"]["param"] == field
+    assert api.chat(t, max_tokens=2**31 - 1, seed=2**63 - 1).status_code == 200
