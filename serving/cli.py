@@ -60,6 +60,8 @@ def _micros(amount: str) -> int:
 
 
 LIMIT = click.IntRange(1, INT32_MAX)
+PORT = click.IntRange(1, 65535)
+COUNT = click.IntRange(1, 4096)  # workers, threads
 
 
 @cli.group("accounts")
@@ -194,12 +196,12 @@ def keys_create(
 
 @cli.command("serve")
 @click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", default=8000, show_default=True, type=int)
+@click.option("--port", default=8000, show_default=True, type=PORT)
 @click.option(
     "--workers",
     default=(os.cpu_count() or 1) + 1,
     show_default="CPU cores + 1",
-    type=int,
+    type=COUNT,
     help="worker processes (each loads the router); one more than the cores keeps them busy "
     "while one waits on the database lock",
 )
@@ -207,7 +209,7 @@ def keys_create(
     "--threads",
     default=512,
     show_default=True,
-    type=int,
+    type=COUNT,
     help="gthread threads per worker: each open stream holds one",
 )
 @click.option(

@@ -78,9 +78,9 @@ def reveal(secret_text: str, home: Path, tty: str = "/dev/tty") -> str:
 
 @click.command("up")
 @click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", default=8000, show_default=True, type=int)
-@click.option("--workers", default=2, show_default=True, type=int)
-@click.option("--threads", default=512, show_default=True, type=int)
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535))
+@click.option("--workers", default=2, show_default=True, type=click.IntRange(1, 4096))
+@click.option("--threads", default=512, show_default=True, type=click.IntRange(1, 4096))
 @click.option("--engines/--no-engines", default=True, help="Start the catalog's local engines.")
 @click.option(
     "--demo-credits", default=100, show_default=True, type=click.IntRange(0, 1_000_000_000)

@@ -73,3 +73,17 @@ def test_cli_refuses_amounts_and_limits_the_database_cannot_hold(db_url, tmp_pat
         acct = accounts.require(conn, "ops@example.com")
         assert ledger.balance(conn, acct["id"])["balance_micros"] == 2**63 - 1
     app.extensions["db"].dispose()
+
+
+def test_cli_serve_options_out_of_range_are_usage_errors(tmp_path):
+    env = {"INFERBASE_HOME": str(tmp_path), "INFERBASE_SECRET_KEY": "cli-secret-" + "k" * 32}
+    for args in (
+        ["serve", "--port", HUGE],
+        ["serve", "--port", "0"],
+        ["serve", "--workers", "0"],
+        ["serve", "--threads", HUGE],
+        ["up", "--port", "70000"],
+        ["up", "--demo-credits", HUGE],
+    ):
+        r = CliRunner().invoke(cli, args, env=env, catch_exceptions=False)
+        assert r.exit_code == 2 and "Invalid value" in r.output, (args, r.output)
