@@ -27,18 +27,24 @@ from serving.protocol import LoginRequest, PasswordChange, Session
 )
 def login() -> Any:
     data = LoginRequest.model_validate(_json())
-    email = normalize_email(data.email)
+    account = _check_password(normalize_email(data.email), data.password)
+    return _session_response(account["id"], account["email"])
+
+
+def _check_password(email: str, password: str) -> dict[str, Any]:
+    """`check_login` behind the login throttle: counted, and refused (429) before any password is
+    hashed when the client or the account is over its limit."""
     throttle = ratelimit.login_throttle()
-    throttle.attempt(email, request.remote_addr or "unknown")  # before any password is hashed
+    throttle.attempt(email, request.remote_addr or "unknown")
     try:
         with db.read() as conn:
-            account = check_login(conn, email, data.password)
+            account = check_login(conn, email, password)
     except ApiError as e:
         if e.status == 401:
             throttle.failed(email)
         raise
     throttle.succeeded(email)
-    return _session_response(account["id"], account["email"])
+    return account
 
 
 def _json() -> dict[str, Any]:
@@ -72,21 +78,17 @@ def change_password() -> Any:
     data = PasswordChange.model_validate(_json())
     with db.read() as conn:
         email = accounts.email_of(conn, principal.account_id)
-    throttle = ratelimit.login_throttle()
-    throttle.attempt(email, request.remote_addr or "unknown")
     try:
-        with db.read() as conn:
-            check_login(conn, email, data.current_password)
+        _check_password(email, data.current_password)
     except ApiError as e:
-        if e.status == 401:
-            throttle.failed(email)
-            raise ApiError(
-                400,
-                "The current password is incorrect.",
-                param="current_password",
-                code="invalid_credentials",
-            ) from e
-        raise
+        if e.status != 401:
+            raise
+        raise ApiError(
+            400,
+            "The current password is incorrect.",
+            param="current_password",
+            code="invalid_credentials",
+        ) from e
     with db.write() as conn:
         accounts.set_password(conn, principal.account_id, data.new_password)
     return _session_response(principal.account_id, email)
