@@ -13,7 +13,7 @@ logger = logging.getLogger(__name__)
 
 
 def create_app(test_config: dict[str, Any] | None = None) -> Flask:
-    from serving import api, auth, config, db, errors, front, ratelimit, upstream
+    from serving import api, auth, config, cors, db, errors, front, ratelimit, upstream
 
     app = Flask(__name__, instance_relative_config=False)
     app.session_interface = _NoFlaskSession()
@@ -30,12 +30,14 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         atexit.register(engines.close)
     app.extensions["router"] = _build_router(app)
     api.register(app)
+    cors.init_app(app)  # off unless CORS_ORIGINS
     if app.config.get("DASHBOARD", True):  # browser dashboard + live events (serving/dashboard)
         from serving import dashboard
 
         dashboard.init_app(app)
     # the request id, the log line and error rendering of every route (serving/front.py)
     app.wsgi_app = front.Front(app, app.wsgi_app)  # type: ignore[method-assign]
+    config.trust_proxies(app)  # after Front: outermost
     logger.debug("config %s", config.public_config(app))
 
     @app.get("/healthz")

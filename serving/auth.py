@@ -2,7 +2,9 @@
 
 Session cookies are HttpOnly, SameSite=Lax JWTs. A state-changing request authenticated by the
 cookie must echo the session's CSRF token in `X-CSRF-Token` (double submit: the token is also in the
-readable `inferbase_csrf` cookie and inside the signed JWT).
+readable `inferbase_csrf` cookie and inside the signed JWT). Each JWT names its row in `sessions`
+(`jti`), read with the account on every cookie request: logout revokes the row, a password change
+revokes every row of the account, so an old cookie stops working at once, server-side.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from flask import Flask, Response, current_app, g, request
 from serving import db, keys
 from serving.errors import ApiError
 from serving.incoming import Incoming
-from serving.schema import accounts
+from serving.schema import accounts, sessions, utcnow
 
 SESSION_COOKIE = "inferbase_session"
 CSRF_COOKIE = "inferbase_csrf"
@@ -79,9 +81,26 @@ def _from_key(token: str, cached: bool) -> Principal:
     return Principal(info.account_id, info)
 
 
+_SESSION = (
+    sa.select(accounts.c.active)
+    .select_from(sessions.join(accounts, accounts.c.id == sessions.c.account_id))
+    .where(
+        sessions.c.id == sa.bindparam("sid"),
+        sessions.c.revoked_at.is_(None),
+        sessions.c.expires_at > sa.bindparam("now"),
+    )
+)
+
+
+def _claims(token: str) -> dict[str, Any]:
+    return jwt.decode(  # type: ignore[no-any-return]
+        token, current_app.config["SECRET_KEY"], algorithms=["HS256"], options={"require": ["jti"]}
+    )
+
+
 def _from_session(token: str, inc: Incoming) -> Principal:
     try:
-        claims = jwt.decode(token, current_app.config["SECRET_KEY"], algorithms=["HS256"])
+        claims = _claims(token)
     except jwt.PyJWTError as e:
         raise ApiError(401, "Invalid or expired session.", code="invalid_session") from e
     if inc.method not in SAFE_METHODS:
@@ -90,7 +109,7 @@ def _from_session(token: str, inc: Incoming) -> Principal:
             raise ApiError(403, "Missing or invalid CSRF token.", code="csrf_failed")
     with db.read() as conn:
         active = conn.execute(
-            sa.select(accounts.c.active).where(accounts.c.id == int(claims["sub"]))
+            _SESSION, {"sid": str(claims.get("jti", "")), "now": utcnow()}
         ).scalar()
     if active is None:
         raise ApiError(401, "Invalid or expired session.", code="invalid_session")
@@ -129,15 +148,29 @@ def require_auth(view: F) -> F:
 
 
 def start_session(rv: Response, account_id: int, email: str) -> dict[str, Any]:
+    """A new session row and its cookies on `rv` (the account's expired rows are dropped)."""
     ttl = int(current_app.config["SESSION_TTL_S"])
     csrf = secrets.token_urlsafe(24)
-    expires = datetime.now(UTC) + timedelta(seconds=ttl)
+    now = datetime.now(UTC)
+    expires = now + timedelta(seconds=ttl)
+    sid = "ses_" + secrets.token_hex(16)
+    with db.write() as conn:
+        conn.execute(
+            sessions.delete().where(
+                sessions.c.account_id == account_id, sessions.c.expires_at <= now
+            )
+        )
+        conn.execute(
+            sessions.insert().values(
+                id=sid, account_id=account_id, created_at=now, expires_at=expires
+            )
+        )
     token = jwt.encode(
-        {"sub": str(account_id), "email": email, "csrf": csrf, "exp": expires},
+        {"sub": str(account_id), "email": email, "csrf": csrf, "exp": expires, "jti": sid},
         current_app.config["SECRET_KEY"],
         algorithm="HS256",
     )
-    secure = bool(current_app.config["SESSION_COOKIE_SECURE"])
+    secure = bool(current_app.config["SESSION_COOKIE_SECURE"]) or request.is_secure
     rv.set_cookie(
         SESSION_COOKIE, token, max_age=ttl, httponly=True, samesite="Lax", secure=secure, path="/"
     )
@@ -146,9 +179,25 @@ def start_session(rv: Response, account_id: int, email: str) -> dict[str, Any]:
 
 
 def end_session(rv: Response) -> None:
+    """Revoke the current request's session (if its cookie is valid) and clear the cookies."""
+    token = request.cookies.get(SESSION_COOKIE)
+    try:
+        sid = str(_claims(token)["jti"]) if token else None
+    except jwt.PyJWTError:
+        sid = None
+    if sid:
+        with db.write() as conn:
+            conn.execute(
+                sessions.update()
+                .where(sessions.c.id == sid, sessions.c.revoked_at.is_(None))
+                .values(revoked_at=utcnow())
+            )
     rv.delete_cookie(SESSION_COOKIE, path="/")
     rv.delete_cookie(CSRF_COOKIE, path="/")
 
 
 def init_app(app: Flask) -> None:
+    from serving import accounts
+
     app.extensions["auth"] = AuthState(app)
+    accounts.init_app(app)

@@ -11,6 +11,7 @@ from flask import Flask, current_app
 from flask.cli import FlaskGroup, with_appcontext
 
 from serving import create_app
+from serving.protocol import INT32_MAX, INT64_MAX
 
 
 def _config_app() -> Flask:
@@ -45,12 +46,22 @@ def db_upgrade(revision: str) -> None:
 
 
 def _micros(amount: str) -> int:
+    """AMOUNT credits in micro-credits: a usage error (exit 2) unless it is a finite decimal that
+    fits the database's 64-bit balance."""
     from serving.ledger import credits_to_micros
 
     try:
-        return credits_to_micros(amount, int(current_app.config["MICROS_PER_CREDIT"]))
-    except (InvalidOperation, ValueError) as e:
+        micros = credits_to_micros(amount, int(current_app.config["MICROS_PER_CREDIT"]))
+    except (InvalidOperation, ValueError, OverflowError) as e:  # OverflowError: "inf"
         raise click.BadParameter(f"not an amount of credits: {amount}") from e
+    if abs(micros) > INT64_MAX:
+        raise click.BadParameter(f"{amount} credits is more than an account can hold")
+    return micros
+
+
+LIMIT = click.IntRange(1, INT32_MAX)
+PORT = click.IntRange(1, 65535)
+COUNT = click.IntRange(1, 4096)  # workers, threads
 
 
 @cli.group("accounts")
@@ -76,6 +87,26 @@ def accounts_create(email: str, password: str | None, credits_: str) -> None:
     except ApiError as e:
         raise click.ClickException(e.message) from e
     click.echo(f"account {account_id} {accounts.normalize_email(email)} credits={credits_}")
+
+
+@accounts_group.command("set-password")
+@click.argument("email")
+@click.option("--password", default="-", show_default=True, help="The new password ('-': prompt).")
+@with_appcontext
+def accounts_set_password(email: str, password: str) -> None:
+    """Set EMAIL's dashboard password; every browser session of the account ends."""
+    from serving import accounts, db
+    from serving.errors import ApiError
+
+    if password == "-":
+        password = click.prompt("New password", hide_input=True, confirmation_prompt=True)
+    try:
+        with db.write() as conn:
+            account = accounts.require(conn, email)
+            ended = accounts.set_password(conn, account["id"], password)
+    except ApiError as e:
+        raise click.ClickException(e.message) from e
+    click.echo(f"password set for {account['email']}; {ended} session(s) ended")
 
 
 @accounts_group.command("deactivate")
@@ -111,6 +142,11 @@ def credits_grant(email: str, amount: str) -> None:
     try:
         with db.write() as conn:
             account = accounts.require(conn, email)
+            if ledger.balance(conn, account["id"])["balance_micros"] > INT64_MAX - micros:
+                raise click.BadParameter(
+                    f"{amount} credits would take the balance past what an account can hold",
+                    param_hint="AMOUNT",
+                )
             ledger.deposit(conn, account["id"], micros, "granted by operator")
             bal = ledger.balance(conn, account["id"])
     except ApiError as e:
@@ -132,8 +168,8 @@ def keys_group() -> None:
 @click.option(
     "--optimize", default="balanced", type=click.Choice(["balanced", "quality", "cost", "latency"])
 )
-@click.option("--rpm", type=int, default=None)
-@click.option("--tpm", type=int, default=None)
+@click.option("--rpm", type=LIMIT, default=None, help="requests per minute")
+@click.option("--tpm", type=LIMIT, default=None, help="tokens per minute")
 @with_appcontext
 def keys_create(
     email: str, name: str, pool: str, optimize: str, rpm: int | None, tpm: int | None
@@ -148,6 +184,7 @@ def keys_create(
         models = keys.validate_pool([p.strip() for p in pool.split(",") if p.strip()], known)
         with db.write() as conn:
             account = accounts.require(conn, email)
+            keys.check_room(conn, account["id"], int(app.config["KEYS_MAX_PER_ACCOUNT"]))
             row, raw = keys.create(
                 conn, app.extensions["auth"].secret, account["id"], name, models, optimize, rpm, tpm
             )
@@ -159,12 +196,12 @@ def keys_create(
 
 @cli.command("serve")
 @click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", default=8000, show_default=True, type=int)
+@click.option("--port", default=8000, show_default=True, type=PORT)
 @click.option(
     "--workers",
     default=(os.cpu_count() or 1) + 1,
     show_default="CPU cores + 1",
-    type=int,
+    type=COUNT,
     help="worker processes (each loads the router); one more than the cores keeps them busy "
     "while one waits on the database lock",
 )
@@ -172,7 +209,7 @@ def keys_create(
     "--threads",
     default=512,
     show_default=True,
-    type=int,
+    type=COUNT,
     help="gthread threads per worker: each open stream holds one",
 )
 @click.option(

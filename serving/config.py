@@ -31,13 +31,22 @@ DEFAULTS: dict[str, Any] = {
     "SIGNUP_CREDITS": 0,
     "DEFAULT_RPM": 600,  # per key, requests per minute
     "DEFAULT_TPM": 1_000_000,  # per key, tokens per minute
+    "KEYS_MAX_PER_ACCOUNT": 100,  # active (not revoked) API keys per account
     "MAX_OUTPUT_TOKENS_RESERVE": 4096,  # reserve this many output tokens when max_tokens is absent
     "RESERVATION_TTL_S": 3600,  # a reservation older than this (crashed worker) is released
     "SWEEP_INTERVAL_S": 60,
     "KEY_CACHE_TTL_S": 5.0,  # key routing config cache; revocation is checked on every reservation
     "SESSION_TTL_S": 7 * 24 * 3600,
-    "SESSION_COOKIE_SECURE": False,
+    "LOGIN_LIMIT_PER_ACCOUNT": "10 per 5 minutes",  # failed logins for one email (`limits` syntax)
+    "LOGIN_LIMIT_PER_CLIENT": "30 per minute",  # login attempts from one client address
+    "PASSWORD_HASH_CONCURRENCY": 1,  # argon2 hashes at once per worker process (each uses 4 lanes)
+    "PASSWORD_HASH_WAIT_S": 5.0,  # a login waiting longer than this for a slot gets a 503
+    "SESSION_COOKIE_SECURE": False,  # always Secure; otherwise Secure when the request was HTTPS
+    "CORS_ORIGINS": [],  # browser origins allowed to call /api/v1/inference with an API key
+    "PROXY_HOPS": 0,  # trusted reverse proxies in front: their X-Forwarded-For/-Proto/-Host count
     "MAX_CONTENT_LENGTH": 4 * 1024 * 1024,
+    "EVENTS_MAX_PER_ACCOUNT": 8,  # live-event WebSockets per account, per worker process
+    "EVENTS_MAX_TOTAL": 256,  # live-event WebSockets per worker process (each holds a thread)
     "DB_POOL_SIZE": 16,
 }
 
@@ -74,6 +83,20 @@ def load_config(app: Flask, test_config: dict[str, Any] | None) -> None:
         cfg[key] = int(cfg[key])
     for key in ("RESERVATION_TTL_S", "SWEEP_INTERVAL_S", "KEY_CACHE_TTL_S"):
         cfg[key] = float(cfg[key])
+
+
+def trust_proxies(app: Flask) -> None:
+    """Behind `PROXY_HOPS` reverse proxies, take the client address, scheme and host from their
+    X-Forwarded-* headers (werkzeug's ProxyFix, outermost): the login throttle then counts the
+    real client and the session cookie is Secure when the client used HTTPS. Never set it
+    without a proxy that overwrites those headers: a client could claim any address."""
+    hops = int(app.config.get("PROXY_HOPS") or 0)
+    if hops > 0:
+        from werkzeug.middleware.proxy_fix import ProxyFix
+
+        app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
+            app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops
+        )
 
 
 def public_config(app: Flask) -> dict[str, Any]:

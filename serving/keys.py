@@ -1,5 +1,10 @@
 """API keys: `inf_` + 32 random bytes (URL-safe), stored as an HMAC-SHA256 hash + display prefix.
 
+Who may manage which key: a browser session (the dashboard) or the operator's CLI manages every key
+of its account. An API key manages only itself and the keys created with it (transitively), and a
+key it creates gets at most its own model pool and rate limits (`bounded_by`); widening its own
+pool is refused the same way.
+
 `KeyCache` keeps each worker's key lookups in memory for a few seconds; revocation is still seen at
 once because every reservation re-checks the key row inside its own UPDATE (see ledger.reserve), and
 the non-chat endpoints read the key row fresh.
@@ -116,6 +121,73 @@ def validate_pool(pool: list[str], known: set[str]) -> list[str]:
     return list(dict.fromkeys(pool))
 
 
+def _beyond(what: str, param: str) -> ApiError:
+    return ApiError(
+        403,
+        f"A key created or changed with an API key cannot exceed that key's {what}.",
+        param=param,
+        code="exceeds_parent_key",
+    )
+
+
+def bound_pool(caller: KeyInfo, pool: list[str], inherit: bool = True) -> list[str]:
+    """`pool` within the calling key's pool (an empty pool, all models, only for an unrestricted
+    caller): an empty `pool` inherits the caller's (`inherit`, when creating) or is refused (when
+    changing); a pool reaching beyond the caller's is a 403."""
+    if not caller.model_pool:
+        return pool
+    if not pool and inherit:
+        return list(caller.model_pool)
+    if not pool or set(pool) - set(caller.model_pool):
+        raise _beyond("model pool", "model_pool")
+    return pool
+
+
+def bounded_by(
+    caller: KeyInfo,
+    pool: list[str],
+    rpm_limit: int | None,
+    tpm_limit: int | None,
+    default_rpm: int,
+    default_tpm: int,
+) -> tuple[list[str], int | None, int | None]:
+    """A new key's pool and limits when an API key creates it: at most the caller's (unset
+    values inherit the caller's), 403 `exceeds_parent_key` otherwise."""
+    limits: list[int | None] = []
+    for param, asked, own, default in (
+        ("rpm_limit", rpm_limit, caller.rpm_limit, default_rpm),
+        ("tpm_limit", tpm_limit, caller.tpm_limit, default_tpm),
+    ):
+        if asked is not None and asked > (own or default):
+            raise _beyond("rate limits", param)
+        limits.append(own if asked is None else asked)
+    return bound_pool(caller, pool), limits[0], limits[1]
+
+
+def may_manage(conn: sa.Connection, caller: KeyInfo | None, key_id: str) -> None:
+    """403 unless the caller is a browser session, the key itself, or an ancestor of the key."""
+    if caller is None or caller.id == key_id:
+        return
+    seen: set[str] = set()
+    current: str | None = key_id
+    while current is not None and current not in seen:
+        seen.add(current)
+        current = conn.execute(
+            sa.select(api_keys.c.parent_key_id).where(
+                api_keys.c.id == current, api_keys.c.account_id == caller.account_id
+            )
+        ).scalar()
+        if current == caller.id:
+            return
+    raise ApiError(
+        403,
+        "An API key can manage only itself and the keys created with it; "
+        "manage the others in the dashboard.",
+        param="key_id",
+        code="key_not_manageable",
+    )
+
+
 def create(
     conn: sa.Connection,
     secret: bytes,
@@ -125,6 +197,7 @@ def create(
     optimize_mode: str = "balanced",
     rpm_limit: int | None = None,
     tpm_limit: int | None = None,
+    parent_key_id: str | None = None,
 ) -> tuple[dict[str, Any], str]:
     raw = generate()
     values = {
@@ -138,6 +211,7 @@ def create(
         "rpm_limit": rpm_limit,
         "tpm_limit": tpm_limit,
         "created_at": utcnow(),
+        "parent_key_id": parent_key_id,
     }
     conn.execute(api_keys.insert().values(**values))
     return get(conn, account_id, values["id"]), raw
@@ -157,16 +231,46 @@ def to_public(row: Any) -> dict[str, Any]:
         "last_used_at": row.last_used_at,
         "revoked": row.revoked_at is not None,
         "revoked_at": row.revoked_at,
+        "parent_key_id": row.parent_key_id,
     }
 
 
-def list_for(conn: sa.Connection, account_id: int) -> list[dict[str, Any]]:
-    rows = conn.execute(
-        sa.select(api_keys)
-        .where(api_keys.c.account_id == account_id)
-        .order_by(api_keys.c.created_at.desc(), api_keys.c.id)
-    )
-    return [to_public(r) for r in rows]
+def list_for(
+    conn: sa.Connection, account_id: int, limit: int | None = None, after: str | None = None
+) -> list[dict[str, Any]]:
+    """The account's keys, newest first; `limit` of them after the key `after` (a page cursor)."""
+    c = api_keys.c
+    stmt = sa.select(api_keys).where(c.account_id == account_id)
+    if after is not None:
+        start = conn.execute(
+            sa.select(c.created_at).where(c.id == after, c.account_id == account_id)
+        ).scalar()
+        if start is None:
+            raise ApiError(400, f"No API key {after} to continue after.", param="cursor")
+        stmt = stmt.where(
+            sa.or_(c.created_at < start, sa.and_(c.created_at == start, c.id > after))
+        )
+    stmt = stmt.order_by(c.created_at.desc(), c.id)
+    if limit is not None:
+        stmt = stmt.limit(limit)
+    return [to_public(r) for r in conn.execute(stmt)]
+
+
+def check_room(conn: sa.Connection, account_id: int, max_active: int) -> None:
+    """403 when the account already has `max_active` keys that are not revoked (the account row is
+    locked first on PostgreSQL, so concurrent creations count one another)."""
+    conn.execute(sa.select(accounts.c.id).where(accounts.c.id == account_id).with_for_update())
+    active = conn.execute(
+        sa.select(sa.func.count())
+        .select_from(api_keys)
+        .where(api_keys.c.account_id == account_id, api_keys.c.revoked_at.is_(None))
+    ).scalar_one()
+    if active >= max_active:
+        raise ApiError(
+            403,
+            f"This account already has {max_active} active API keys; revoke one first.",
+            code="key_limit_reached",
+        )
 
 
 def get(conn: sa.Connection, account_id: int, key_id: str) -> dict[str, Any]:

@@ -12,6 +12,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 OptimizeMode = Literal["balanced", "quality", "cost", "latency"]
+INT32_MAX = 2**31 - 1  # an Integer column (PostgreSQL int4): per-key limits
+INT64_MAX = 2**63 - 1  # a BigInteger column (and any SQLite integer): ids, cursors, micro-credits
 
 
 class OpenModel(BaseModel):
@@ -36,17 +38,19 @@ class StreamOptions(OpenModel):
 
 
 class ChatCompletionRequest(OpenModel):
+    # strict: JSON types as documented ("stream": "yes" or "max_tokens": "10" are 400s, not coerced)
+    model_config = ConfigDict(extra="allow", strict=True)
     model: str = Field(min_length=1, description='A model id (e.g. "Qwen/Qwen3-14B") or "auto"')
     messages: list[ChatMessage] = Field(min_length=1)
     stream: bool = False
     stream_options: StreamOptions | None = None
     temperature: float | None = Field(default=None, ge=0, le=2)
     top_p: float | None = Field(default=None, gt=0, le=1)
-    max_tokens: int | None = Field(default=None, ge=1)
-    max_completion_tokens: int | None = Field(default=None, ge=1)
+    max_tokens: int | None = Field(default=None, ge=1, le=INT32_MAX)
+    max_completion_tokens: int | None = Field(default=None, ge=1, le=INT32_MAX)
     n: int = Field(default=1, ge=1, le=16)
     stop: str | list[str] | None = None
-    seed: int | None = None
+    seed: int | None = Field(default=None, ge=-INT64_MAX - 1, le=INT64_MAX)  # as vLLM bounds it
     presence_penalty: float | None = Field(default=None, ge=-2, le=2)
     frequency_penalty: float | None = Field(default=None, ge=-2, le=2)
     logprobs: bool | None = None
@@ -137,8 +141,8 @@ class KeyCreate(BaseModel):
     name: str = Field(min_length=1, max_length=200)
     model_pool: list[str] = Field(default_factory=list)
     optimize_mode: OptimizeMode = "balanced"
-    rpm_limit: int | None = Field(default=None, ge=1)
-    tpm_limit: int | None = Field(default=None, ge=1)
+    rpm_limit: int | None = Field(default=None, ge=1, le=INT32_MAX)
+    tpm_limit: int | None = Field(default=None, ge=1, le=INT32_MAX)
 
 
 class KeyUpdate(BaseModel):
@@ -161,6 +165,9 @@ class KeyOut(BaseModel):
     last_used_at: datetime | None
     revoked: bool
     revoked_at: datetime | None
+    parent_key_id: str | None = Field(
+        default=None, description="The API key that created this one (None: dashboard or CLI)"
+    )
 
 
 class KeyCreated(KeyOut):
@@ -170,6 +177,16 @@ class KeyCreated(KeyOut):
 class KeyList(BaseModel):
     object: Literal["list"] = "list"
     data: list[KeyOut]
+    has_more: bool = False
+    next_cursor: str | None = None
+
+
+class KeyPageQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    limit: int = Field(default=100, ge=1, le=100)
+    cursor: str | None = Field(
+        default=None, max_length=32, description="next_cursor of the previous page"
+    )
 
 
 class Credits(BaseModel):
@@ -231,7 +248,9 @@ class UsageList(BaseModel):
 class PageQuery(BaseModel):
     model_config = ConfigDict(extra="forbid")
     limit: int = Field(default=20, ge=1, le=100)
-    cursor: int | None = Field(default=None, description="next_cursor of the previous page")
+    cursor: int | None = Field(
+        default=None, ge=0, le=INT64_MAX, description="next_cursor of the previous page"
+    )
 
 
 class UsageQuery(PageQuery):
@@ -244,6 +263,12 @@ class UsageQuery(PageQuery):
 class LoginRequest(BaseModel):
     email: str = Field(min_length=3, max_length=320)
     password: str = Field(min_length=1, max_length=1024)
+
+
+class PasswordChange(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    current_password: str = Field(min_length=1, max_length=1024)
+    new_password: str = Field(min_length=8, max_length=1024)
 
 
 class Session(BaseModel):

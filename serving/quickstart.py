@@ -3,11 +3,18 @@
 Migrates the database, starts the catalog's local engines (and waits for them), makes sure a demo
 account with credits exists, issues it a fresh quick-start API key (revoking the previous one, so
 only the key printed last works), prints how to call the API with the OpenAI SDK, then serves.
+
+The raw key and the demo password go to the terminal only (`reveal`): when standard output is
+redirected to a log file they are written to the controlling terminal, or, with none (a service),
+to a file only the owner can read, whose path is printed instead.
 """
 
 from __future__ import annotations
 
+import os
 import secrets
+import sys
+from pathlib import Path
 
 import click
 from flask import Flask
@@ -46,13 +53,38 @@ def issue_demo_key(app: Flask, email: str, credits_micros: int) -> tuple[str, st
     return raw, password
 
 
+def reveal(secret_text: str, home: Path, tty: str = "/dev/tty") -> str:
+    """Show `secret_text` on the terminal only; returns where it went ("stdout", the tty path or
+    the file written under `home`)."""
+    if sys.stdout.isatty():
+        click.echo(secret_text)
+        return "stdout"
+    try:
+        with open(tty, "w") as term:
+            term.write(secret_text + "\n")
+        click.echo("(the demo key and password were printed on the terminal only)")
+        return tty
+    except OSError:
+        pass
+    home.mkdir(parents=True, exist_ok=True)
+    path = home / "quickstart.txt"
+    path.unlink(missing_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(secret_text + "\n")
+    click.echo(f"(no terminal: the demo key and password are in {path}, readable by you only)")
+    return str(path)
+
+
 @click.command("up")
 @click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", default=8000, show_default=True, type=int)
-@click.option("--workers", default=2, show_default=True, type=int)
-@click.option("--threads", default=512, show_default=True, type=int)
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535))
+@click.option("--workers", default=2, show_default=True, type=click.IntRange(1, 4096))
+@click.option("--threads", default=512, show_default=True, type=click.IntRange(1, 4096))
 @click.option("--engines/--no-engines", default=True, help="Start the catalog's local engines.")
-@click.option("--demo-credits", default=100, show_default=True, type=int)
+@click.option(
+    "--demo-credits", default=100, show_default=True, type=click.IntRange(0, 1_000_000_000)
+)
 @click.pass_context
 @with_appcontext
 def up(
@@ -83,10 +115,12 @@ def up(
         if password
         else ""
     )
+    click.echo(f"\nInferbase is starting on {base} (dashboard http://{host}:{port}/dashboard/)")
+    reveal(
+        f"{login}demo account {DEMO_EMAIL}; its quick-start API key (shown once):\n\n    {raw}\n",
+        Path(app.config["HOME"]),
+    )
     click.echo(
-        f"\nInferbase is starting on {base}\n{login}"
-        f"demo account {DEMO_EMAIL}; its quick-start API key (shown once):\n\n"
-        f"    {raw}\n\n"
         "Try it:\n"
         f'    OpenAI(api_key="{raw[:10]}...", base_url="{base}")'
         '.chat.completions.create(model="auto", messages=[...])\n'

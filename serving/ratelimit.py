@@ -24,7 +24,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from flask import Flask, current_app
-from limits import RateLimitItemPerMinute
+from limits import RateLimitItem, RateLimitItemPerMinute, parse
 from limits.storage import Storage, storage_from_string
 from limits.strategies import FixedWindowRateLimiter
 
@@ -224,9 +224,55 @@ class RateLimits:
             )
 
 
+class LoginThrottle:
+    """Login attempts, counted in the rate limits' storage (so shared by every worker and host) and
+    checked before any password is hashed: every attempt from one client address counts against
+    ``LOGIN_LIMIT_PER_CLIENT``, and failed attempts for one email against
+    ``LOGIN_LIMIT_PER_ACCOUNT`` (a success clears them). Over either: 429 with Retry-After."""
+
+    def __init__(self, app: Flask, storage: Storage) -> None:
+        self.limiter = FixedWindowRateLimiter(storage)
+        self.per_client: RateLimitItem = parse(str(app.config["LOGIN_LIMIT_PER_CLIENT"]))
+        self.per_account: RateLimitItem = parse(str(app.config["LOGIN_LIMIT_PER_ACCOUNT"]))
+        self.per_client.namespace = self.per_account.namespace = "login"
+
+    def _refuse(self, item: RateLimitItem, ident: str, whose: str) -> ApiError:
+        retry = _retry_after(self.limiter.get_window_stats(item, ident).reset_time)
+        return ApiError(
+            429,
+            f"Too many login attempts {whose}. Retry in {retry} s.",
+            code="too_many_login_attempts",
+            headers={"Retry-After": str(retry)},
+        )
+
+    def attempt(self, email: str, client: str) -> None:
+        """Count one attempt from `client` for `email`; 429 if either is over its limit."""
+        if not self.limiter.hit(self.per_client, "client", client):
+            raise self._refuse(self.per_client, "client", "from this address")
+        if not self.limiter.test(self.per_account, "account", email):
+            raise self._refuse(self.per_account, "account", "for this account")
+
+    def failed(self, email: str) -> None:
+        self.limiter.hit(self.per_account, "account", email)
+
+    def succeeded(self, email: str) -> None:
+        self.limiter.clear(self.per_account, "account", email)
+
+
 def get() -> RateLimits:
     return current_app.extensions["ratelimits"]
 
 
+def login_throttle() -> LoginThrottle:
+    return current_app.extensions["login_throttle"]  # type: ignore[no-any-return]
+
+
 def init_app(app: Flask) -> None:
-    app.extensions["ratelimits"] = RateLimits(app)
+    limits = app.extensions["ratelimits"] = RateLimits(app)
+    # counters in the gateway's SQLite database: a login flood's writes would queue with the
+    # ledger's for its write lock, so logins count in the host's counter file instead (SQLite
+    # serves one host either way)
+    storage = limits.storage
+    if limits.fusable:
+        storage = SQLStorage(file_engine(Path(app.config["HOME"])))
+    app.extensions["login_throttle"] = LoginThrottle(app, storage)

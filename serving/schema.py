@@ -66,6 +66,20 @@ api_keys = sa.Table(
     sa.Column("tpm_limit", sa.Integer, nullable=True),
     sa.Column("created_at", UTCDateTime, nullable=False, default=utcnow),
     sa.Column("last_used_at", UTCDateTime, nullable=True),
+    # the API key that created this one (its limits bound this key's); None: dashboard or CLI
+    sa.Column("parent_key_id", sa.String(32), nullable=True),
+    sa.Column("revoked_at", UTCDateTime, nullable=True),
+)
+
+# One row per browser login: the session cookie's JWT names its row (`jti`), and a cookie counts
+# only while its row is neither revoked (logout, password change) nor expired.
+sessions = sa.Table(
+    "sessions",
+    metadata,
+    sa.Column("id", sa.String(40), primary_key=True),
+    sa.Column("account_id", sa.Integer, sa.ForeignKey("accounts.id"), nullable=False, index=True),
+    sa.Column("created_at", UTCDateTime, nullable=False, default=utcnow),
+    sa.Column("expires_at", UTCDateTime, nullable=False),
     sa.Column("revoked_at", UTCDateTime, nullable=True),
 )
 

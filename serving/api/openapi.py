@@ -25,8 +25,9 @@ ERRORS = {
     403: "API key revoked or account deactivated",
     404: "Not found",
     413: "Request body too large",
-    429: "Rate limited",
+    429: "Rate limited (Retry-After header: seconds)",
     502: "Backend error",
+    503: "Busy: retry after the Retry-After header's seconds",
 }
 
 

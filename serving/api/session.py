@@ -1,4 +1,7 @@
-"""Browser sessions: POST /api/v1/auth/login and /logout (JWT in an HttpOnly cookie)."""
+"""Browser sessions: POST /api/v1/auth/login, /logout and /password (JWT in an HttpOnly cookie).
+
+Logout revokes the session server-side; a password change revokes every session of the account
+and starts a new one for the browser that made it."""
 
 from __future__ import annotations
 
@@ -6,12 +9,12 @@ from typing import Any
 
 from flask import current_app, request
 
-from serving import auth, db
-from serving.accounts import check_login
+from serving import accounts, auth, db, ratelimit
+from serving.accounts import check_login, normalize_email
 from serving.api import auth_bp
 from serving.api.openapi import doc
 from serving.errors import ApiError
-from serving.protocol import LoginRequest, Session
+from serving.protocol import LoginRequest, PasswordChange, Session
 
 
 @auth_bp.post("/login")
@@ -20,23 +23,84 @@ from serving.protocol import LoginRequest, Session
     body=LoginRequest,
     responses={200: Session},
     auth=False,
-    errors=(400, 401, 403),
+    errors=(400, 401, 403, 429, 503),
 )
 def login() -> Any:
+    data = LoginRequest.model_validate(_json())
+    account = _check_password(normalize_email(data.email), data.password)
+    return _session_response(account["id"], account["email"])
+
+
+def _check_password(email: str, password: str) -> dict[str, Any]:
+    """`check_login` behind the login throttle: counted, and refused (429) before any password is
+    hashed when the client or the account is over its limit."""
+    throttle = ratelimit.login_throttle()
+    throttle.attempt(email, request.remote_addr or "unknown")
+    try:
+        with db.read() as conn:
+            account = check_login(conn, email, password)
+    except ApiError as e:
+        if e.status == 401:
+            throttle.failed(email)
+        raise
+    throttle.succeeded(email)
+    return account
+
+
+def _json() -> dict[str, Any]:
     body = request.get_json(silent=True)
     if not isinstance(body, dict):
         raise ApiError(400, "The request body must be a JSON object.", code="invalid_json")
-    data = LoginRequest.model_validate(body)
-    with db.read() as conn:
-        account = check_login(conn, data.email, data.password)
+    return body
+
+
+def _session_response(account_id: int, email: str) -> Any:
     rv = current_app.response_class(mimetype="application/json")
-    session = auth.start_session(rv, account["id"], account["email"])
+    session = auth.start_session(rv, account_id, email)
     rv.set_data(Session(**session).model_dump_json())
     return rv
 
 
+@auth_bp.post("/password")
+@doc(
+    "Change your password (browser session only): ends every session of the account and "
+    "starts a new one for this browser",
+    body=PasswordChange,
+    responses={200: Session},
+    errors=(400, 401, 403, 429, 503),
+)
+def change_password() -> Any:
+    principal = auth.authenticate()
+    if principal.key is not None:
+        raise ApiError(
+            403, "Changing the password needs a browser session.", code="session_required"
+        )
+    data = PasswordChange.model_validate(_json())
+    with db.read() as conn:
+        email = accounts.email_of(conn, principal.account_id)
+    try:
+        _check_password(email, data.current_password)
+    except ApiError as e:
+        if e.status != 401:
+            raise
+        raise ApiError(
+            400,
+            "The current password is incorrect.",
+            param="current_password",
+            code="invalid_credentials",
+        ) from e
+    with db.write() as conn:
+        accounts.set_password(conn, principal.account_id, data.new_password)
+    return _session_response(principal.account_id, email)
+
+
 @auth_bp.post("/logout")
-@doc("Log out: clears the session cookie", responses={204: None}, auth=False, errors=())
+@doc(
+    "Log out: ends the session server-side and clears its cookies",
+    responses={204: None},
+    auth=False,
+    errors=(),
+)
 def logout() -> Any:
     rv = current_app.response_class(status=204)
     auth.end_session(rv)

@@ -61,6 +61,8 @@ def _safe_next(target: str | None) -> str:
 
 @bp.after_request
 def _no_store(rv: Response) -> Response:
+    rv.headers["X-Content-Type-Options"] = "nosniff"  # pages, scripts, styles and JSON errors
+    rv.headers["Referrer-Policy"] = "same-origin"
     if rv.mimetype == "text/html":
         rv.headers["Cache-Control"] = "no-store"
         rv.headers["X-Frame-Options"] = "DENY"
@@ -94,9 +96,15 @@ def page(name: str) -> Any:
     return render_template(f"dashboard/{name}.html", pages=PAGES, page=name, email=who[1])
 
 
+def root() -> Response:
+    """`/` leads a person to the dashboard (the API lives under /api/v1)."""
+    return redirect(url_for("dashboard.index"))
+
+
 def init_app(app: Flask) -> None:
     from . import events, hub
 
     app.register_blueprint(bp)
+    app.add_url_rule("/", "root", root)
     events.init_app(app)
     app.extensions["inferbase_events"] = hub.EventHub(app)

@@ -10,6 +10,10 @@ usage row with its routing decision), `balance` (new credit transactions and the
 them), `model` (a model's health or queue changed), and `lagging` when events were dropped for a
 client that reads too slowly. The credentials are re-checked every `EVENTS_REAUTH_S` seconds: a
 revoked key, an ended session or a deactivated account closes the socket (code 4401/4403).
+
+Each open socket holds a worker thread, so a process serves at most `EVENTS_MAX_PER_ACCOUNT`
+sockets per account (default 8) and `EVENTS_MAX_TOTAL` in all (default 256); one more is closed
+right after the upgrade with code 4429 and a reason that says which cap it met.
 """
 
 from __future__ import annotations
@@ -27,13 +31,14 @@ from flask_sock import Sock
 from serving import auth, db
 from serving.errors import ApiError
 
-from .hub import credits_snapshot, get_hub
+from .hub import TooManySockets, credits_snapshot, get_hub
 
 logger = logging.getLogger(__name__)
 
 SUBPROTOCOL = "inferbase.events.v1"
 IDLE_WAKE_S = 5.0  # how soon a closed or revoked socket is noticed at worst (and re-checked)
 KEY_SUBPROTOCOL = "inferbase.key."
+CLOSE_TOO_MANY = 4429  # over a socket cap (like HTTP 429)
 
 bp = Blueprint("events", __name__)
 sock = Sock()  # only its route decorator is used: the route lives on `bp`
@@ -88,7 +93,12 @@ def events(ws: Any) -> None:
     hub = get_hub(app)
     reauth_s = float(app.config.get("EVENTS_REAUTH_S", 10.0))
     wake_s = min(IDLE_WAKE_S, reauth_s)
-    sub = hub.subscribe(principal.account_id)
+    try:
+        sub = hub.subscribe(principal.account_id)
+    except TooManySockets as e:
+        logger.warning("events refused account=%s: %s", principal.account_id, e)
+        ws.close(reason=CLOSE_TOO_MANY, message=str(e))
+        return
     logger.info("events open account=%s key=%s", principal.account_id, principal.key_id)
     try:
         with db.read() as conn:

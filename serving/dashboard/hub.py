@@ -79,9 +79,16 @@ def _recent_ids(conn: sa.Connection, col: sa.Column[Any]) -> list[int]:
     return [int(i) for i in conn.execute(sa.select(col).where(col > high - LOOKBACK)).scalars()]
 
 
+class TooManySockets(Exception):
+    """A socket over `EVENTS_MAX_PER_ACCOUNT` or `EVENTS_MAX_TOTAL` (its message says which)."""
+
+
 class EventHub:
     def __init__(self, app: Flask) -> None:
         self.app = app
+        # each open socket holds a worker thread: cap them per account and per worker process
+        self.max_per_account = int(app.config.get("EVENTS_MAX_PER_ACCOUNT", 8))
+        self.max_total = int(app.config.get("EVENTS_MAX_TOTAL", 256))
         self.poll_s = float(app.config.get("EVENTS_POLL_S", 0.5))
         self.health_s = float(app.config.get("EVENTS_HEALTH_S", 2.0))
         self.micros_per_credit = int(app.config.get("MICROS_PER_CREDIT", 1_000_000))
@@ -97,11 +104,18 @@ class EventHub:
 
     # -- subscribers -------------------------------------------------------------------------
     def subscribe(self, account_id: int) -> Subscription:
+        """A new socket's subscription; TooManySockets when its account or this process is full."""
         with db.get_engine(self.app).connect() as conn:
             usage_high = conn.execute(sa.select(sa.func.max(usage_logs.c.seq))).scalar() or 0
             tx_high = conn.execute(sa.select(sa.func.max(transactions.c.id))).scalar() or 0
         sub = Subscription(account_id, int(usage_high), int(tx_high))
         with self._lock:
+            if len(self._subs.get(account_id, ())) >= self.max_per_account:
+                raise TooManySockets(
+                    f"Too many live-event sockets for this account ({self.max_per_account} open)."
+                )
+            if sum(len(s) for s in self._subs.values()) >= self.max_total:
+                raise TooManySockets("Too many live-event sockets on this server. Retry later.")
             if not self._subs:  # idle until now: the cursors are stale, start from here
                 self._reset_locked()
             self._subs.setdefault(account_id, set()).add(sub)

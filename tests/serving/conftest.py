@@ -212,3 +212,25 @@ def live(app: Flask) -> Iterator[LiveServer]:
     server = LiveServer(app)
     yield server
     server.stop()
+
+
+@pytest.fixture
+def store_apps(db_url: str, tmp_path: Path) -> Iterator[Any]:
+    """`make(**config)`: an `ApiActions` over a new app on this test's database (SQLite, then
+    PostgreSQL), disposed of afterwards."""
+    made: list[Flask] = []
+
+    def make(**config: Any) -> ApiActions:
+        app = build_app(db_url, tmp_path, FakeEngines(), FakeRouter(), **config)
+        made.append(app)
+        return ApiActions(app, app.test_client())
+
+    yield make
+    for app in made:
+        app.extensions["db"].dispose()
+
+
+@pytest.fixture
+def store_api(store_apps: Any) -> ApiActions:
+    """`api` on SQLite and on PostgreSQL."""
+    return store_apps()  # type: ignore[no-any-return]

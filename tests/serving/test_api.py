@@ -52,10 +52,10 @@ def test_keys_crud_and_revocation(api):
     rv = c.patch(
         f"{BASE}/keys/{created['id']}",
         headers=new,
-        json={"name": "Renamed", "optimize_mode": "latency", "model_pool": ["local/tiny-b"]},
+        json={"name": "Renamed", "optimize_mode": "latency", "model_pool": ["local/tiny-a"]},
     )
     assert rv.status_code == 200
-    assert rv.get_json()["name"] == "Renamed" and rv.get_json()["model_pool"] == ["local/tiny-b"]
+    assert rv.get_json()["name"] == "Renamed" and rv.get_json()["model_pool"] == ["local/tiny-a"]
     for body, param in [
         ({"model_pool": ["nope/x"]}, "model_pool"),
         ({"optimize_mode": "fast"}, "optimize_mode"),

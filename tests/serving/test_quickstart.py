@@ -23,3 +23,20 @@ def test_demo_key_works_and_the_previous_one_is_revoked(app, client):
     assert rv.get_json()["error"]["code"]
     rv = client.get("/api/v1/inference/credits", headers={"Authorization": f"Bearer {second}"})
     assert rv.get_json()["balance_micros"] < 5_000_000  # one deposit, one billed request
+
+
+def test_the_demo_secrets_go_to_the_terminal_not_to_a_redirected_log(tmp_path, capsys):
+    from serving.quickstart import reveal
+
+    terminal = tmp_path / "tty"  # stands for /dev/tty while stdout is redirected (pytest)
+    terminal.touch()
+    assert reveal("key inf_secret", tmp_path / "home", tty=str(terminal)) == str(terminal)
+    assert "inf_secret" in terminal.read_text()
+    assert "inf_secret" not in capsys.readouterr().out
+
+    # no terminal at all (a service): a file only the owner can read, and its path on stdout
+    where = reveal("key inf_secret2", tmp_path / "home", tty=str(tmp_path / "no" / "tty"))
+    out = capsys.readouterr().out
+    assert "inf_secret2" not in out and where in out
+    assert (tmp_path / "home" / "quickstart.txt").read_text() == "key inf_secret2\n"
+    assert (tmp_path / "home" / "quickstart.txt").stat().st_mode & 0o777 == 0o600

@@ -51,6 +51,19 @@ export async function request(method, path, body, extra = {}) {
   }
 }
 
+// Every item of a paginated list (`has_more` / `next_cursor`), page after page.
+export async function apiAll(path) {
+  const items = [];
+  let cursor = null;
+  do {
+    const sep = path.includes("?") ? "&" : "?";
+    const page = await api("GET", cursor ? `${path}${sep}cursor=${encodeURIComponent(cursor)}` : path);
+    items.push(...page.data);
+    cursor = page.has_more ? page.next_cursor : null;
+  } while (cursor);
+  return items;
+}
+
 export async function api(method, path, body) {
   const rv = await request(method, path, body);
   let data = null;

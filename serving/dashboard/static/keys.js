@@ -1,4 +1,4 @@
-import { API, api, connectLive, flash, h, loadModels, setupChrome, showError, when, ApiError } from "./api.js";
+import { API, api, apiAll, connectLive, flash, h, loadModels, setupChrome, showError, when, ApiError } from "./api.js";
 
 setupChrome();
 const MODES = { balanced: "Balanced", quality: "Best quality", cost: "Cheapest", latency: "Fastest" };
@@ -48,7 +48,7 @@ function render() {
 
 async function refresh() {
   try {
-    keys = (await api("GET", API + "/keys")).data;
+    keys = await apiAll(API + "/keys");
     render();
   } catch (e) { showError(e); }
 }

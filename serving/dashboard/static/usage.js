@@ -1,4 +1,4 @@
-import { API, api, connectLive, credits, h, loadModels, num, setupChrome, showError, when } from "./api.js";
+import { API, api, apiAll, connectLive, credits, h, loadModels, num, setupChrome, showError, when } from "./api.js";
 import { bars, columns } from "./charts.js";
 
 setupChrome();
@@ -146,9 +146,9 @@ more.addEventListener("click", async () => {
 
 (async () => {
   try {
-    const [models, keys] = await Promise.all([loadModels(), api("GET", API + "/keys")]);
+    const [models, keys] = await Promise.all([loadModels(), apiAll(API + "/keys")]);
     for (const m of models) form.model.append(h("option", { value: m.id }, m.id));
-    for (const k of keys.data) {
+    for (const k of keys) {
       keyNames[k.id] = k.name;
       form.key_id.append(h("option", { value: k.id }, `${k.name} (${k.prefix}…)`));
     }
