@@ -3,8 +3,9 @@
 Only the inference API (`/api/v1/inference/*`) is opened, to those origins, with API keys
 (`Authorization`) and without credentials: the session cookie never crosses origins, so the
 dashboard's cookie-and-CSRF model is unchanged. A browser app must therefore call with an API key,
-ideally a key with a small pool and low limits made for it. With CORS on, chat requests go through
-Flask (the chat fast path skips Flask's hooks, which add the CORS headers).
+ideally a key with a small pool and low limits made for it. flask-cors answers the preflight and
+decorates every Flask response; the lean chat route (answered by `serving.front.Front` without
+Flask's dispatch) gets the same headers from `lean_headers`.
 """
 
 from __future__ import annotations
@@ -44,5 +45,17 @@ def init_app(app: Flask) -> None:
         supports_credentials=False,
         max_age=600,
     )
-    app.config["FAST_CHAT"] = False
+    app.extensions["cors_origins"] = frozenset(origins)
     logger.info("CORS open to %s", ", ".join(origins))
+
+
+def lean_headers(app: Flask, origin: str) -> list[tuple[str, str]]:
+    """CORS headers for a lean route's answer (what flask-cors adds to the Flask routes)."""
+    allowed: frozenset[str] = app.extensions.get("cors_origins", frozenset())
+    if not origin or origin not in allowed:
+        return []
+    return [
+        ("Access-Control-Allow-Origin", origin),
+        ("Access-Control-Expose-Headers", ", ".join(EXPOSED)),
+        ("Vary", "Origin"),
+    ]

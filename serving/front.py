@@ -31,6 +31,7 @@ from typing import Any, TypeVar
 
 from flask import Flask, g
 
+from serving import cors
 from serving.errors import to_api_error
 from serving.incoming import Incoming
 
@@ -84,6 +85,7 @@ class Front:
         self.app = app
         self.flask_wsgi = flask_wsgi
         self.lean: dict[tuple[str, str], LeanView] = {}
+        self.cors = bool(app.extensions.get("cors_origins"))  # serving/cors.py
         for rule in app.url_map.iter_rules():
             view = app.view_functions.get(rule.endpoint)
             if getattr(view, "_lean", False):
@@ -120,6 +122,8 @@ class Front:
             log_response(method, path, reply.status, rid, g.get("principal"), t0)
             headers = list(reply.headers.items())
             headers.append(("X-Request-Id", rid))
+            if self.cors:
+                headers.extend(cors.lean_headers(self.app, environ.get("HTTP_ORIGIN", "")))
             if isinstance(reply.body, bytes):
                 headers.append(("Content-Length", str(len(reply.body))))
                 start_response(STATUS[reply.status], headers)
