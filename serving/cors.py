@@ -19,6 +19,7 @@ logger = logging.getLogger(__name__)
 
 EXPOSED = [
     "X-Request-Id",
+    "X-Client-Request-Id",
     "Retry-After",
     "X-Inferbase-Model",
     "X-Inferbase-Task",
@@ -40,7 +41,7 @@ def init_app(app: Flask) -> None:
     CORS(
         app,
         resources={r"/api/v1/inference/*": {"origins": list(origins)}},
-        allow_headers=["Authorization", "Content-Type", "X-Request-Id"],
+        allow_headers=["Authorization", "Content-Type", "X-Request-Id", "X-Client-Request-Id"],
         expose_headers=EXPOSED,
         supports_credentials=False,
         max_age=600,

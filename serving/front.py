@@ -1,7 +1,9 @@
 """Every request's way in: one WSGI middleware in front of the Flask app.
 
-`Front` is the only place that gives a request its id (`X-Request-Id`), writes its log line and
-sends its errors. It pushes the app context (so `g` is the same object for it and for Flask, which
+`Front` is the only place that gives a request its id (`X-Request-Id`, always the gateway's own:
+a client's `X-Client-Request-Id` or `X-Request-Id` is kept apart as the client's id, echoed as
+`X-Client-Request-Id` and logged beside ours, never trusted as ours), writes its log line and sends
+its errors. It pushes the app context (so `g` is the same object for it and for Flask, which
 reuses a pushed context of its own app), then either
 
 - answers a *lean* route itself: a view marked `@lean` is called with the `Incoming` request and
@@ -61,20 +63,28 @@ def lean(view: V) -> V:
     return view
 
 
-def request_id(sent: str) -> str:
-    """The client's `X-Request-Id` when it is a sane token, else a new one."""
-    return sent if sent and _REQUEST_ID.match(sent) else "req_" + secrets.token_hex(8)
+def request_id() -> str:
+    """A new request id: the gateway's own, whatever the client sent."""
+    return "req_" + secrets.token_hex(8)
+
+
+def client_request_id(environ: dict[str, Any]) -> str | None:
+    """The client's own id for its request (OpenAI's `X-Client-Request-Id`, or `X-Request-Id`),
+    when it is a sane token; kept as a separate field, never used as the gateway's id."""
+    sent = environ.get("HTTP_X_CLIENT_REQUEST_ID") or environ.get("HTTP_X_REQUEST_ID", "")
+    return sent if sent and _REQUEST_ID.match(sent) else None
 
 
 def log_response(method: str, path: str, status: int, rid: str, principal: Any, t0: float) -> None:
     """The request log line (every error; every request at DEBUG). Never the body or a raw key."""
     if status >= 400 or logger.isEnabledFor(logging.DEBUG):
         logger.info(
-            "%s %s %d request_id=%s key=%s latency_ms=%.1f",
+            "%s %s %d request_id=%s client_request_id=%s key=%s latency_ms=%.1f",
             method,
             path,
             status,
             rid,
+            g.get("client_request_id"),
             principal.key_id if principal else None,
             (time.perf_counter() - t0) * 1000,
         )
@@ -104,12 +114,16 @@ class Front:
         kept = False
         try:
             g.t0 = t0
-            rid = g.request_id = request_id(environ.get("HTTP_X_REQUEST_ID", ""))
+            rid = g.request_id = request_id()
+            crid = g.client_request_id = client_request_id(environ)
+            ids = [("X-Request-Id", rid)]
+            if crid is not None:
+                ids.append(("X-Client-Request-Id", crid))
             view = self.lean.get((method, path))
             if view is None:
 
                 def start(status: str, headers: list[tuple[str, str]], *exc: Any) -> Any:
-                    headers.append(("X-Request-Id", rid))
+                    headers.extend(ids)
                     log_response(method, path, int(status[:3]), rid, g.get("principal"), t0)
                     return start_response(status, headers, *exc)
 
@@ -121,7 +135,7 @@ class Front:
                 reply = Reply(err.status, {**JSON_HEADERS, **err.headers}, err.body())
             log_response(method, path, reply.status, rid, g.get("principal"), t0)
             headers = list(reply.headers.items())
-            headers.append(("X-Request-Id", rid))
+            headers.extend(ids)
             if self.cors:
                 headers.extend(cors.lean_headers(self.app, environ.get("HTTP_ORIGIN", "")))
             if isinstance(reply.body, bytes):

@@ -247,7 +247,20 @@ def test_openapi_is_valid_and_complete(api):
     )
 
 
-def test_request_id_header(api):
-    rv = api.client.get(f"{BASE}/models", headers={"X-Request-Id": "abc-123"})
-    assert rv.headers["X-Request-Id"] == "abc-123"
-    assert api.client.get(f"{BASE}/models").headers["X-Request-Id"].startswith("req_")
+def test_request_id_is_ours_and_the_clients_is_kept_apart(api, caplog):
+    """A client's X-Request-Id is never trusted as the request id (it could collide with or
+    impersonate another request in the logs); it comes back as X-Client-Request-Id and is logged
+    beside ours. OpenAI's X-Client-Request-Id works the same way; a malformed one is dropped."""
+    caplog.set_level("INFO", logger="serving")
+    rv = api.client.get(f"{BASE}/models/nope", headers={"X-Request-Id": "abc-123"})
+    rid = rv.headers["X-Request-Id"]
+    assert rid.startswith("req_") and rid != "abc-123"
+    assert rv.headers["X-Client-Request-Id"] == "abc-123"
+    line = next(r.getMessage() for r in caplog.records if rid in r.getMessage())
+    assert "client_request_id=abc-123" in line
+    rv = api.client.get(f"{BASE}/models", headers={"X-Client-Request-Id": "sdk-7"})
+    assert rv.headers["X-Client-Request-Id"] == "sdk-7"
+    rv = api.client.get(f"{BASE}/models", headers={"X-Request-Id": "bad id\twith spaces"})
+    assert "X-Client-Request-Id" not in rv.headers
+    other = api.client.get(f"{BASE}/models").headers["X-Request-Id"]
+    assert other.startswith("req_") and other != rid

@@ -17,7 +17,8 @@ def test_chat_answers_what_a_client_expects(api, app):
     )
     assert rv.status_code == 200 and rv.headers["Content-Type"] == "application/json"
     assert rv.headers["X-Inferbase-Model"] == "local/tiny-a"
-    assert rv.headers["X-Request-Id"] == "abc-0"
+    assert rv.headers["X-Request-Id"].startswith("req_")  # ours, never the client's
+    assert rv.headers["X-Client-Request-Id"] == "abc-0"
     assert int(rv.headers["Content-Length"]) == len(rv.data)
     assert rv.get_json()["choices"][0]["message"]["role"] == "assistant"
 
@@ -40,7 +41,8 @@ def test_chat_errors(api, app):
     body = {"model": "local/tiny-a", "messages": [{"role": "user", "content": "hi"}]}
     rv = api.client.post(URL, data=b"{not json", headers={**t.headers, "X-Request-Id": "abc-1"})
     assert rv.status_code == 400 and rv.get_json()["error"]["code"] == "invalid_json"
-    assert rv.headers["X-Request-Id"] == "abc-1"
+    assert rv.headers["X-Request-Id"].startswith("req_")
+    assert rv.headers["X-Client-Request-Id"] == "abc-1"
     assert rv.headers["Content-Type"] == "application/json"
 
     rv = api.client.post(URL, json={"model": "local/tiny-a"}, headers=t.headers)
