@@ -161,7 +161,6 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         "INFERBASE_DATABASE_URL": f"sqlite:///{home / 'inferbase.db'}",
         "INFERBASE_SECRET_KEY": "e2e-secret-" + "z" * 40,
         "INFERBASE_ROUTER_POLL_S": "1",
-        "INFERBASE_LOG_LEVEL": "DEBUG",  # the engines' log names the replica of each request
         "MLFLOW_TRACKING_URI": f"sqlite:///{home / 'mlflow.db'}",
         "INFERBASE_ARTIFACT_ROOT": str(home / "mlartifacts"),
         "HF_HUB_OFFLINE": "1",
