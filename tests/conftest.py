@@ -9,7 +9,8 @@ and a user may export INFERBASE_* (database, Redis, home, engine ports). None of
   MLflow store and artifacts, Optuna storage. Subprocesses a test starts inherit that;
 - each test gets an MLflow store and artifact folder of its own, and MLflow's process-wide tracking
   and registry URIs (which `mlflow.set_*_uri` also writes into os.environ) are reset after it;
-- the session fails when the project's own store (`tests.project_store`) changed during the run.
+- the session fails when the project's own MLflow store (`tests.project_store`) changed during the
+  run, or when a test created the gateway's default HOME (`<repo>/instance`).
 """
 
 from __future__ import annotations
@@ -55,6 +56,8 @@ def hermetic_environ(environ: dict[str, str] | os._Environ[str], tmp: Path) -> N
 
 # At import: this conftest is loaded before the other conftests and every test module.
 _PROJECT_BEFORE = project_store.fingerprint()
+_INSTANCE = project_store.REPO / "instance"  # the gateway's default HOME (`make serve`'s)
+_INSTANCE_BEFORE = _INSTANCE.exists()
 _SESSION_TMP = Path(tempfile.mkdtemp(prefix="inferbase-tests-"))
 hermetic_environ(os.environ, _SESSION_TMP)
 
@@ -69,11 +72,13 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if before is None:
         return
     after = project_store.fingerprint()
+    if not _INSTANCE_BEFORE and _INSTANCE.exists():
+        after["instance/ (created)"] = "a test wrote into the gateway's default HOME"
     if after != before:
         changed = sorted(k for k in before.keys() | after.keys() if before.get(k) != after.get(k))
         reporter = session.config.pluginmanager.get_plugin("terminalreporter")
         if reporter is not None:
-            reporter.write_sep("=", "the project's MLflow store changed during the tests", red=True)
+            reporter.write_sep("=", "the project's stores changed during the tests", red=True)
             for path in changed[:20]:
                 reporter.write_line(f"  {path}")
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
@@ -105,5 +110,8 @@ def _own_mlflow_store(
     store = tmp_path_factory.mktemp("mlflow-store")
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{store / 'mlflow.db'}")
     monkeypatch.setenv("INFERBASE_ARTIFACT_ROOT", str(store / "mlartifacts"))
+    # the session's home again after the test, even if the test dropped it (else the gateway's
+    # default HOME, <repo>/instance, the one `make serve` uses, would be next)
+    monkeypatch.setenv("INFERBASE_HOME", str(_SESSION_TMP / "home"))
     yield store
     _reset_mlflow()
