@@ -6,9 +6,10 @@ Invariants (checked by tests and enforced by CHECK constraints):
 - sum(transactions.amount_micros) == balance_micros - reserved_micros
 - balance_micros >= reserved_micros >= 0, so the balance never goes below zero.
 
-Each function is one short transaction. The reservation is a single conditional UPDATE (a row lock
-on PostgreSQL, the database write lock under BEGIN IMMEDIATE on SQLite), so concurrent workers can
-never hold more than the account has.
+`reserve` and `settle` are one short write transaction each (`Ledger`, one per database, with the
+dialect's statements in `SQLiteLedger` / `PostgresLedger`). The reservation is a single conditional
+UPDATE (a row lock on PostgreSQL, the database write lock under BEGIN IMMEDIATE on SQLite), so
+concurrent workers can never hold more than the account has.
 """
 
 from __future__ import annotations
