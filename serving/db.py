@@ -2,12 +2,14 @@
 
 One engine per app in ``app.extensions["db"]``. SQLite runs in WAL mode with a busy timeout, and
 write transactions are ``BEGIN IMMEDIATE`` (``db.write()``) so concurrent workers queue instead of
-failing; PostgreSQL relies on row locks taken by conditional UPDATEs.
+failing; PostgreSQL relies on row locks taken by conditional UPDATEs. Every SQLite connection, the
+pool's and the hot path's own (`serving.fastsql`), is opened by `connect_sqlite`.
 """
 
 from __future__ import annotations
 
 import logging
+import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -21,24 +23,37 @@ logger = logging.getLogger(__name__)
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 
 
-def make_engine(url: str, pool_size: int = 16) -> sa.Engine:
+def connect_sqlite(engine: sa.Engine) -> sqlite3.Connection:
+    """A new connection to `engine`'s SQLite database, set up the one way every SQLite connection
+    here is (the engine's pool and `fastsql`'s own connections alike): autocommit at the driver
+    (BEGIN is issued explicitly), WAL, the engine's `synchronous` level, a 30 s busy timeout, and
+    foreign keys enforced."""
+    conn = sqlite3.connect(
+        engine.url.database or ":memory:",
+        timeout=30,
+        isolation_level=None,
+        check_same_thread=False,
+    )
+    synchronous = engine.get_execution_options().get("sqlite_synchronous", "NORMAL")
+    for pragma in (
+        "journal_mode=WAL", f"synchronous={synchronous}", "busy_timeout=30000", "foreign_keys=ON"
+    ):  # fmt: skip
+        conn.execute(f"PRAGMA {pragma}")
+    return conn
+
+
+def make_engine(url: str, pool_size: int = 16, synchronous: str = "NORMAL") -> sa.Engine:
+    """The app's engine. SQLite: connections from `connect_sqlite`, write transactions as BEGIN
+    IMMEDIATE (`write()`); `synchronous` is SQLite's durability level (OFF for a file whose loss
+    on a crash is harmless)."""
     if url.startswith("sqlite"):
-        engine = sa.create_engine(
+        engine: sa.Engine = sa.create_engine(
             url,
-            connect_args={"timeout": 30, "check_same_thread": False},
+            creator=lambda: connect_sqlite(engine),  # (called on first use, after the next line)
             pool_size=pool_size,
             max_overflow=pool_size,
         )
-
-        @sa.event.listens_for(engine, "connect")
-        def _on_connect(dbapi_conn: Any, _record: Any) -> None:
-            dbapi_conn.isolation_level = None  # we issue BEGIN ourselves
-            cur = dbapi_conn.cursor()
-            cur.execute("PRAGMA journal_mode=WAL")
-            cur.execute("PRAGMA synchronous=NORMAL")
-            cur.execute("PRAGMA busy_timeout=30000")
-            cur.execute("PRAGMA foreign_keys=ON")
-            cur.close()
+        engine.update_execution_options(sqlite_synchronous=synchronous)
 
         @sa.event.listens_for(engine, "begin")
         def _on_begin(conn: sa.Connection) -> None:

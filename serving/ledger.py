@@ -6,14 +6,16 @@ Invariants (checked by tests and enforced by CHECK constraints):
 - sum(transactions.amount_micros) == balance_micros - reserved_micros
 - balance_micros >= reserved_micros >= 0, so the balance never goes below zero.
 
-Each function is one short transaction. The reservation is a single conditional UPDATE (a row lock
-on PostgreSQL, the database write lock under BEGIN IMMEDIATE on SQLite), so concurrent workers can
-never hold more than the account has.
+`reserve` and `settle` are one short write transaction each (`Ledger`, one per database, with the
+dialect's statements in `SQLiteLedger` / `PostgresLedger`). The reservation is a single conditional
+UPDATE (a row lock on PostgreSQL, the database write lock under BEGIN IMMEDIATE on SQLite), so
+concurrent workers can never hold more than the account has.
 """
 
 from __future__ import annotations
 
 import logging
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -82,9 +84,7 @@ _HOLD_TXN = (
     "INSERT INTO transactions (account_id, kind, amount_micros, reservation_id, created_at) "
     "VALUES (:acct, 'reservation', :neg, :rid, :now)"
 )
-
-
-# PostgreSQL: the same three statements as one round trip (data-modifying CTEs).
+# PostgreSQL: the same three statements as one (data-modifying CTEs)
 _RESERVE_PG = (
     "WITH upd AS (" + _RESERVE + "{key} RETURNING id), "
     "hold AS (INSERT INTO reservations (id, account_id, key_id, amount_micros, status, created_at, "
@@ -92,81 +92,6 @@ _RESERVE_PG = (
     "INSERT INTO transactions (account_id, kind, amount_micros, reservation_id, created_at) "
     "SELECT id, 'reservation', :neg, :rid, :now FROM upd"
 )
-
-
-def reserve(
-    account_id: int,
-    key_id: str | None,
-    reservation_id: str,
-    amount: int,
-    ttl_s: float,
-    engine: sa.Engine | None = None,
-    limits: Fused | None = None,
-) -> None:
-    """Hold `amount` for a request, or 402 (cannot cover) / 403 (key revoked, account inactive).
-
-    One transaction, three statements; the key's revocation is re-checked inside the UPDATE, so a
-    key revoked by any worker is refused at once even when this worker has it cached. `limits`
-    (SQLite): the key's rate-limit counters, counted and checked first in the same transaction
-    (429 before anything is held)."""
-    d = fastsql.for_engine(engine or db.get_engine())
-    now = utcnow()
-    p = {
-        "acct": account_id,
-        "amt": amount,
-        "kid": key_id,
-        "rid": reservation_id,
-        "now": d.ts(now),
-        "exp": d.ts(now + timedelta(seconds=ttl_s)),
-        "neg": -amount,
-    }
-    key_check = _KEY_LIVE if key_id is not None else ""
-    if d.sqlite:
-
-        def hold(cur: Any) -> bool:
-            if limits is not None:
-                limits.check(d, cur)
-            cur.execute(d.sql(_RESERVE + key_check), p)
-            if cur.rowcount != 1:
-                return True
-            cur.execute(d.sql(_HOLD), p)
-            cur.execute(d.sql(_HOLD_TXN), p)
-            return False
-
-        refused = d.grouped(hold)
-    else:  # one atomic statement, one round trip
-        with d.single() as cur:
-            cur.execute(d.sql(_RESERVE_PG.format(key=key_check)), p)
-            refused = cur.rowcount != 1
-    if refused:
-        with db.read(d.engine) as conn:
-            _refuse(conn, account_id, key_id, amount)
-
-
-def _refuse(conn: sa.Connection, account_id: int, key_id: str | None, amount: int) -> None:
-    acct = conn.execute(sa.select(accounts).where(accounts.c.id == account_id)).first()
-    if acct is None or not acct.active:
-        raise ApiError(403, "This account is deactivated.", code="account_deactivated")
-    if key_id is not None:
-        revoked = conn.execute(
-            sa.select(api_keys.c.revoked_at).where(api_keys.c.id == key_id)
-        ).scalar()
-        if revoked is not None:
-            raise ApiError(403, "This API key has been revoked.", code="key_revoked")
-    available = acct.balance_micros - acct.reserved_micros
-    raise ApiError(
-        402,
-        f"Insufficient credits: this request may cost up to {amount} micro-credits and "
-        f"{max(available, 0)} are available. Top up your account.",
-        code="insufficient_credits",
-    )
-
-
-@dataclass(frozen=True, slots=True)
-class Settlement:
-    charged: int
-    late: bool  # the reservation had already expired and been released
-
 
 _CLOSE = "UPDATE reservations SET status = 'settled' WHERE id = :rid AND status = 'open'"
 _CHARGE = (
@@ -192,8 +117,8 @@ USAGE_COLUMNS = (
 _USAGE = "INSERT INTO usage_logs ({}) VALUES ({})".format(
     ", ".join(USAGE_COLUMNS), ", ".join(":u_" + c for c in USAGE_COLUMNS)
 )
-
-
+# PostgreSQL: close, charge, release/deduct and the usage row as one statement; it returns 0 when
+# the reservation was no longer open (the late path follows)
 _SETTLE_PG = (
     "WITH closed AS (UPDATE reservations SET status = 'settled' "
     "WHERE id = :rid AND status = 'open' RETURNING account_id), "
@@ -207,8 +132,197 @@ _SETTLE_PG = (
     + _USAGE
     + " RETURNING (SELECT count(*) FROM closed)"
 )
-_LATE_USAGE = "UPDATE usage_logs SET cost_micros = :charged WHERE id = :uid"
+_LATE_USAGE = "UPDATE usage_logs SET cost_micros = :u_cost_micros WHERE id = :u_id"
 _USAGE_DEFAULTS = {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0, "stream": False}
+
+
+@dataclass(frozen=True, slots=True)
+class Settlement:
+    charged: int
+    late: bool  # the reservation had already expired and been released
+
+
+class Ledger(ABC):
+    """`reserve` and `settle` on one database: the same steps and the same transactions on every
+    database; a subclass holds one dialect's statements (`_hold`, `_close`).
+
+    A request pays for two write transactions: the reservation (rate-limit counters, when `limits`
+    is given, then the hold) and the settlement (close, charge, usage row, token counters). They
+    run on the database's transaction executor (`serving.fastsql`): group commit on SQLite; on
+    PostgreSQL one statement in autocommit when there are no counters to update."""
+
+    def __init__(self, tx: fastsql.TxExecutor) -> None:
+        self.tx = tx
+
+    def reserve(
+        self,
+        account_id: int,
+        key_id: str | None,
+        reservation_id: str,
+        amount: int,
+        ttl_s: float,
+        limits: Fused | None = None,
+    ) -> None:
+        """Hold `amount` for a request, or 402 (cannot cover) / 403 (key revoked, account
+        inactive). The key's revocation is re-checked inside the hold, so a key revoked by any
+        worker is refused at once even when this worker has it cached. `limits`: the key's
+        rate-limit counters, counted and checked first in the same transaction (429 before
+        anything is held)."""
+        tx = self.tx
+        now = utcnow()
+        p = {
+            "acct": account_id,
+            "amt": amount,
+            "kid": key_id,
+            "rid": reservation_id,
+            "now": tx.ts(now),
+            "exp": tx.ts(now + timedelta(seconds=ttl_s)),
+            "neg": -amount,
+        }
+        live = key_id is not None
+        if limits is None:
+            refused = tx.atomic(lambda cur: self._hold(cur, p, live))
+        else:
+
+            def hold(cur: Any) -> bool:
+                limits.check(tx, cur)
+                return self._hold(cur, p, live)
+
+            refused = tx.transaction(hold)
+        if refused:
+            with db.read(tx.engine) as conn:
+                _refuse(conn, account_id, key_id, amount)
+
+    def settle(
+        self,
+        reservation_id: str,
+        account_id: int,
+        amount: int,
+        cost: int,
+        usage: dict[str, Any],
+        limits: Fused | None = None,
+    ) -> Settlement:
+        """Close a reservation: charge `cost` (capped at the hold), release the rest, log usage.
+
+        Idempotent: only the first settlement of a reservation moves money. A reservation the
+        sweeper already released is charged what the balance still covers. `limits`: the key's
+        counters, which count the request's tokens in the same transaction."""
+        tx = self.tx
+        now = utcnow()
+        charged = min(cost, amount)
+        p: dict[str, Any] = {"rid": reservation_id, "acct": account_id, "amt": amount}
+        p.update(now=tx.ts(now), charged=charged, neg=-charged)
+        row = {**_USAGE_DEFAULTS, **usage, "cost_micros": charged, "created_at": now}
+        p.update({"u_" + c: row.get(c) for c in USAGE_COLUMNS}, u_created_at=p["now"])
+        tokens = int(row.get("total_tokens") or 0)
+
+        def close(cur: Any) -> tuple[bool, int | None]:
+            closed = self._close(cur, p, cost)
+            if limits is not None:
+                limits.add_tokens(tx, cur, tokens)
+            return closed
+
+        late, done = (tx.atomic if limits is None else tx.transaction)(close)
+        charged = done if done is not None else tx.transaction(lambda cur: self._late(cur, p, cost))
+        if charged < cost:
+            logger.warning(
+                "request %s cost %d but only %d was charged (late=%s)",
+                reservation_id,
+                cost,
+                charged,
+                late,
+            )
+        return Settlement(charged, late)
+
+    @abstractmethod
+    def _hold(self, cur: Any, p: dict[str, Any], key_live: bool) -> bool:
+        """The reservation's statements; True when refused (nothing held)."""
+
+    @abstractmethod
+    def _close(self, cur: Any, p: dict[str, Any], cost: int) -> tuple[bool, int | None]:
+        """The settlement's statements: (late, charged). Late: the reservation was no longer
+        open; charged None: its late charge (`_late`) is still to be made, in a transaction of
+        its own."""
+
+    def _late(self, cur: Any, p: dict[str, Any], cost: int) -> int:
+        """A settlement whose usage row is written: charge late, correct the row's cost."""
+        charged = self._charge_late(cur, p, cost)
+        cur.execute(self.tx.sql(_LATE_USAGE), {**p, "u_cost_micros": charged})
+        return charged
+
+    def _charge_late(self, cur: Any, p: dict[str, Any], cost: int) -> int:
+        """The sweeper released the hold already: charge what the balance still covers."""
+        sql = self.tx.sql
+        cur.execute(sql(_AVAILABLE), p)
+        charged = max(0, min(cost, int(cur.fetchone()[0])))
+        if charged:
+            cur.execute(sql(_CHARGE_LATE), {**p, "charged": charged})
+            cur.execute(sql(_TXN), {**p, "kind": "deduction", "value": -charged})
+        return charged
+
+
+class SQLiteLedger(Ledger):
+    def _hold(self, cur: Any, p: dict[str, Any], key_live: bool) -> bool:
+        sql = self.tx.sql
+        cur.execute(sql(_RESERVE + _KEY_LIVE if key_live else _RESERVE), p)
+        if cur.rowcount != 1:
+            return True
+        cur.execute(sql(_HOLD), p)
+        cur.execute(sql(_HOLD_TXN), p)
+        return False
+
+    def _close(self, cur: Any, p: dict[str, Any], cost: int) -> tuple[bool, int | None]:
+        sql = self.tx.sql
+        cur.execute(sql(_CLOSE), p)
+        if cur.rowcount == 1:
+            cur.execute(sql(_CHARGE), p)
+            if p["charged"]:
+                cur.execute(sql(_RELEASE_AND_DEDUCT), p)
+            else:
+                cur.execute(sql(_TXN), {**p, "kind": "release", "value": p["amt"]})
+            cur.execute(sql(_USAGE), p)
+            return False, p["charged"]
+        charged = self._charge_late(cur, p, cost)  # in this same transaction
+        cur.execute(sql(_USAGE), {**p, "u_cost_micros": charged})  # (a copy: a retry starts afresh)
+        return True, charged
+
+
+class PostgresLedger(Ledger):
+    def _hold(self, cur: Any, p: dict[str, Any], key_live: bool) -> bool:
+        cur.execute(self.tx.sql(_RESERVE_PG.format(key=_KEY_LIVE if key_live else "")), p)
+        return bool(cur.rowcount != 1)
+
+    def _close(self, cur: Any, p: dict[str, Any], cost: int) -> tuple[bool, int | None]:
+        cur.execute(self.tx.sql(_SETTLE_PG), p)
+        if cur.fetchone()[0] == 1:
+            return False, p["charged"]
+        return True, None  # (not in this statement's transaction: autocommit has none)
+
+
+_ledgers: dict[int, Ledger] = {}
+
+
+def for_engine(engine: sa.Engine) -> Ledger:
+    """The ledger of `engine`'s database in this process."""
+    tx = fastsql.for_engine(engine)
+    led = _ledgers.get(id(engine))
+    if led is None or led.tx is not tx:
+        led = _ledgers[id(engine)] = (SQLiteLedger if tx.sqlite else PostgresLedger)(tx)
+    return led
+
+
+def reserve(
+    account_id: int,
+    key_id: str | None,
+    reservation_id: str,
+    amount: int,
+    ttl_s: float,
+    engine: sa.Engine | None = None,
+    limits: Fused | None = None,
+) -> None:
+    """`Ledger.reserve` on `engine` (default: the app's)."""
+    led = for_engine(engine or db.get_engine())
+    led.reserve(account_id, key_id, reservation_id, amount, ttl_s, limits)
 
 
 def settle(
@@ -220,64 +334,28 @@ def settle(
     engine: sa.Engine | None = None,
     limits: Fused | None = None,
 ) -> Settlement:
-    """Close a reservation: charge `cost` (capped at the hold), release the rest, log usage.
-
-    Idempotent: only the first settlement of a reservation moves money. `limits` (SQLite): the
-    key's counters, which count the request's tokens in the same transaction."""
-    d = fastsql.for_engine(engine or db.get_engine())
-    now = utcnow()
-    charged = min(cost, amount)
-    p: dict[str, Any] = {"rid": reservation_id, "acct": account_id, "amt": amount}
-    p.update(now=d.ts(now), charged=charged, neg=-charged)
-    row = {**_USAGE_DEFAULTS, **usage, "cost_micros": charged, "created_at": now}
-    p.update({"u_" + c: row.get(c) for c in USAGE_COLUMNS}, u_created_at=p["now"])
-    if not d.sqlite:  # one atomic statement; the rare late path follows in its own transaction
-        with d.single() as cur:
-            cur.execute(d.sql(_SETTLE_PG), p)
-            late = cur.fetchone()[0] != 1
-        if late:
-            with d.write() as cur:
-                charged = _charge_late(d, cur, p, cost)
-                cur.execute(d.sql(_LATE_USAGE), {"charged": charged, "uid": usage["id"]})
-    else:
-
-        def close(cur: Any) -> tuple[bool, int]:
-            cur.execute(d.sql(_CLOSE), p)
-            late = cur.rowcount != 1
-            q = p
-            if not late:
-                cur.execute(d.sql(_CHARGE), p)
-                if charged:
-                    cur.execute(d.sql(_RELEASE_AND_DEDUCT), p)
-                else:
-                    cur.execute(d.sql(_TXN), {**p, "kind": "release", "value": amount})
-            else:  # charge what the balance still covers (a copy: a retry starts afresh)
-                q = {**p, "u_cost_micros": _charge_late(d, cur, p, cost)}
-            cur.execute(d.sql(_USAGE), q)
-            if limits is not None:
-                limits.add_tokens(d, cur, int(row.get("total_tokens") or 0))
-            return late, int(q["u_cost_micros"])
-
-        late, charged = d.grouped(close)
-    if charged < cost:
-        logger.warning(
-            "request %s cost %d but only %d was charged (late=%s)",
-            reservation_id,
-            cost,
-            charged,
-            late,
-        )
-    return Settlement(charged, late)
+    """`Ledger.settle` on `engine` (default: the app's)."""
+    led = for_engine(engine or db.get_engine())
+    return led.settle(reservation_id, account_id, amount, cost, usage, limits)
 
 
-def _charge_late(d: fastsql.Dialect, cur: Any, p: dict[str, Any], cost: int) -> int:
-    """The sweeper released the hold already: charge what the balance still covers."""
-    cur.execute(d.sql(_AVAILABLE), p)
-    charged = max(0, min(cost, int(cur.fetchone()[0])))
-    if charged:
-        cur.execute(d.sql(_CHARGE_LATE), {**p, "charged": charged})
-        cur.execute(d.sql(_TXN), {**p, "kind": "deduction", "value": -charged})
-    return charged
+def _refuse(conn: sa.Connection, account_id: int, key_id: str | None, amount: int) -> None:
+    acct = conn.execute(sa.select(accounts).where(accounts.c.id == account_id)).first()
+    if acct is None or not acct.active:
+        raise ApiError(403, "This account is deactivated.", code="account_deactivated")
+    if key_id is not None:
+        revoked = conn.execute(
+            sa.select(api_keys.c.revoked_at).where(api_keys.c.id == key_id)
+        ).scalar()
+        if revoked is not None:
+            raise ApiError(403, "This API key has been revoked.", code="key_revoked")
+    available = acct.balance_micros - acct.reserved_micros
+    raise ApiError(
+        402,
+        f"Insufficient credits: this request may cost up to {amount} micro-credits and "
+        f"{max(available, 0)} are available. Top up your account.",
+        code="insufficient_credits",
+    )
 
 
 def _txn(account_id: int, kind: str, amount: int, rid: str, now: datetime) -> dict[str, Any]:

@@ -6,10 +6,11 @@ when ``INFERBASE_REDIS_URL`` is set, else ``database`` when the gateway's databa
 keeps the counters in the gateway's database (shared by every host); anything else is a `limits`
 storage URI.
 
-With the counters in the gateway's own SQLite database, the chat path does not pay for separate
-transactions: the request's RPM hit and TPM check run inside the reservation's transaction and its
-tokens are counted inside the settlement's (`Fused`), with the same keys, windows and rows as the
-`limits` storage, so the two paths see the same counts. The profile of the gateway benchmark had
+With the counters in the gateway's own database (``database``, the default on SQLite), the chat
+path does not pay for separate transactions: the request's RPM hit and TPM check run inside the
+reservation's transaction and its tokens are counted inside the settlement's (`Fused`, run by the
+ledger on either database), with the same keys, windows and rows as the `limits` storage, so the
+two paths see the same counts. The profile of the gateway benchmark had
 the four write transactions of a request (RPM hit, reserve, settle, TPM hit) at about a fifth of
 its CPU.
 """
@@ -54,7 +55,7 @@ class SQLStorage(Storage):
     def __init__(self, engine: sa.Engine, **options: Any) -> None:
         super().__init__(None, **options)
         self.engine = engine
-        self.sql = fastsql.for_engine(engine)
+        self.tx = fastsql.for_engine(engine)
 
     @property
     def base_exceptions(self) -> type[Exception]:
@@ -62,15 +63,12 @@ class SQLStorage(Storage):
 
     def incr(self, key: str, expiry: int, amount: int = 1) -> int:
         now = time.time()
-        with self.sql.write() as cur:
-            cur.execute(
-                self.sql.sql(_INCR), {"k": key, "a": amount, "exp": now + expiry, "now": now}
-            )
-            return int(cur.fetchone()[0])
+        p = {"k": key, "a": amount, "exp": now + expiry, "now": now}
+        return self.tx.atomic(lambda cur: int(cur.execute(self.tx.sql(_INCR), p).fetchone()[0]))
 
     def _row(self, key: str) -> tuple[int, float] | None:
-        with self.sql.read() as cur:
-            cur.execute(self.sql.sql(_GET), {"k": key, "now": time.time()})
+        with self.tx.read() as cur:
+            cur.execute(self.tx.sql(_GET), {"k": key, "now": time.time()})
             row = cur.fetchone()
         return (int(row[0]), float(row[1])) if row else None
 
@@ -83,7 +81,7 @@ class SQLStorage(Storage):
         return row[1] if row else time.time()
 
     def check(self) -> bool:
-        with self.sql.read() as cur:
+        with self.tx.read() as cur:
             cur.execute("SELECT 1")
         return True
 
@@ -117,7 +115,7 @@ def _limited(amount: int, what: str, retry: int) -> ApiError:
 
 @dataclass(frozen=True, slots=True)
 class Fused:
-    """One key's counters, updated by the ledger inside its own SQLite transactions."""
+    """One key's counters, updated by the ledger inside its own transactions."""
 
     rpm_key: str
     rpm_limit: int
@@ -125,37 +123,32 @@ class Fused:
     tpm_limit: int
     expiry: int
 
-    def check(self, d: fastsql.Dialect, cur: Any) -> None:
+    def check(self, tx: fastsql.TxExecutor, cur: Any) -> None:
         """Count the request (RPM) and check the token window still has room; 429 otherwise
         (raised inside the transaction, so it rolls back with nothing held)."""
         now = time.time()
-        cur.execute(d.sql(_INCR), {"k": self.rpm_key, "a": 1, "exp": now + self.expiry, "now": now})
+        p = {"k": self.rpm_key, "a": 1, "exp": now + self.expiry, "now": now}
+        cur.execute(tx.sql(_INCR), p)
         count, expires_at = cur.fetchone()
         if count > self.rpm_limit:
             raise _limited(self.rpm_limit, "requests", _retry_after(float(expires_at)))
-        cur.execute(d.sql(_GET), {"k": self.tpm_key, "now": now})
+        cur.execute(tx.sql(_GET), {"k": self.tpm_key, "now": now})
         row = cur.fetchone()
         if row is not None and row[0] >= self.tpm_limit:
             raise _limited(self.tpm_limit, "tokens", _retry_after(float(row[1])))
 
-    def add_tokens(self, d: fastsql.Dialect, cur: Any, tokens: int) -> None:
+    def add_tokens(self, tx: fastsql.TxExecutor, cur: Any, tokens: int) -> None:
         if tokens > 0:
             now = time.time()
-            cur.execute(
-                d.sql(_INCR), {"k": self.tpm_key, "a": tokens, "exp": now + self.expiry, "now": now}
-            )
+            p = {"k": self.tpm_key, "a": tokens, "exp": now + self.expiry, "now": now}
+            cur.execute(tx.sql(_INCR), p)
             cur.fetchone()
 
 
 def file_engine(home: Path) -> sa.Engine:
     """A SQLite file under HOME for the counters alone (no fsync: a crash may lose counts)."""
     home.mkdir(parents=True, exist_ok=True)
-    engine = db.make_engine(f"sqlite:///{home / 'ratelimits.db'}", 16)
-
-    @sa.event.listens_for(engine, "connect")
-    def _fast(dbapi_conn: Any, _record: Any) -> None:
-        dbapi_conn.execute("PRAGMA synchronous=OFF")
-
+    engine = db.make_engine(f"sqlite:///{home / 'ratelimits.db'}", 16, synchronous="OFF")
     rate_limits.create(engine, checkfirst=True)
     return engine
 
@@ -180,11 +173,9 @@ class RateLimits:
         self.default_rpm = int(app.config["DEFAULT_RPM"])
         self.default_tpm = int(app.config["DEFAULT_TPM"])
         self._items: dict[tuple[str, int], RateLimitItemPerMinute] = {}
-        # counters in the gateway's own SQLite database: the ledger updates them in its transactions
+        # counters in the gateway's own database: the ledger updates them in its transactions
         self.fusable = (
-            isinstance(self.storage, SQLStorage)
-            and self.storage.engine is app.extensions["db"]
-            and self.storage.sql.sqlite
+            isinstance(self.storage, SQLStorage) and self.storage.engine is app.extensions["db"]
         )
 
     def fused(self, key: KeyInfo | None) -> Fused | None:

@@ -202,7 +202,11 @@ def _stream(call: Call, engines: Any, upstream: dict[str, Any]) -> Reply:
     except BaseException:
         call.settle("error", "gateway_error")
         raise
-    return Reply(200, {**SSE_HEADERS, **call.resolved.headers()}, _frames(call, it, first))
+    headers = {**SSE_HEADERS, **call.resolved.headers()}
+    replica = getattr(it, "replica", None)  # which of the model's replicas serves it, if told
+    if replica is not None:
+        headers["X-Inferbase-Replica"] = str(replica)
+    return Reply(200, headers, _frames(call, it, first))
 
 
 def _frames(call: Call, it: Iterator[dict[str, Any] | None], first: Any) -> Iterator[bytes]:

@@ -19,6 +19,7 @@ ReplicaState = Literal["unknown", "ready", "loading", "down"]
 class Replica:
     model_id: str
     url: str
+    index: int = 0  # its place in the model's catalog `replicas` (X-Inferbase-Replica)
     state: ReplicaState = "unknown"
     reason: str | None = None  # why it is not ready
     outstanding: int = 0
@@ -59,7 +60,9 @@ class ReplicaPool:
 
     def __init__(self, replicas: dict[str, list[str]]) -> None:
         self.lock = threading.Lock()
-        self._by_model = {m: [Replica(m, u) for u in urls] for m, urls in replicas.items()}
+        self._by_model = {
+            m: [Replica(m, u, i) for i, u in enumerate(urls)] for m, urls in replicas.items()
+        }
         self._rr = itertools.count()
 
     def all(self) -> Iterable[Replica]:

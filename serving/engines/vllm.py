@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from typing import Any
 
 import orjson
@@ -52,6 +52,27 @@ class _Process:
                 process_alive=owner.process_alive,
             )
             self.monitor.start()
+
+
+class Stream:
+    """The chunks of one stream (an iterator, closed like a generator). `replica` is the index of
+    the replica serving it in the model's catalog `replicas` (never its URL), known once the first
+    chunk was asked for: the gateway sends it as the `X-Inferbase-Replica` header."""
+
+    __slots__ = ("replica", "_chunks")
+
+    def __init__(self, owner: VLLMEngines, model_id: str, body: dict[str, Any]) -> None:
+        self.replica: int | None = None
+        self._chunks = owner._stream(model_id, body, self)
+
+    def __iter__(self) -> Stream:
+        return self
+
+    def __next__(self) -> dict[str, Any] | None:
+        return next(self._chunks)
+
+    def close(self) -> None:
+        self._chunks.close()
 
 
 class VLLMEngines:
@@ -240,11 +261,17 @@ class VLLMEngines:
         finally:
             p.pool.release(r)
 
-    def stream(self, model_id: str, body: dict[str, Any]) -> Iterator[dict[str, Any] | None]:
-        """A generator: nothing is sent until the first `next()`, which raises EngineError when
-        the request fails before the first chunk (so a stream that is never iterated holds no
-        replica and no connection)."""
+    def stream(self, model_id: str, body: dict[str, Any]) -> Stream:
+        """The stream's chunks: nothing is sent until the first `next()`, which raises EngineError
+        when the request fails before the first chunk (so a stream that is never iterated holds
+        no replica and no connection)."""
+        return Stream(self, model_id, body)
+
+    def _stream(
+        self, model_id: str, body: dict[str, Any], out: Stream
+    ) -> Generator[dict[str, Any] | None]:
         r, resp = self._send(model_id, body, stream=True)
+        out.replica = r.index
         yield from self._relay(model_id, r, resp)
 
     def _relay(self, model_id: str, r: Replica, resp: Answer) -> Iterator[dict[str, Any] | None]:

@@ -161,13 +161,12 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         "INFERBASE_DATABASE_URL": f"sqlite:///{home / 'inferbase.db'}",
         "INFERBASE_SECRET_KEY": "e2e-secret-" + "z" * 40,
         "INFERBASE_ROUTER_POLL_S": "1",
-        "INFERBASE_LOG_LEVEL": "DEBUG",  # the engines' log names the replica of each request
         "MLFLOW_TRACKING_URI": f"sqlite:///{home / 'mlflow.db'}",
+        "INFERBASE_ARTIFACT_ROOT": str(home / "mlartifacts"),
         "HF_HUB_OFFLINE": "1",
         "TRANSFORMERS_OFFLINE": "1",
     }
-    env.pop("INFERBASE_REDIS_URL", None)
-    env.pop("INFERBASE_ENGINE_PORT_BASE", None)
+    env.pop("MLFLOW_REGISTRY_URI", None)  # (tests/conftest.py drops the user's INFERBASE_*)
     s = Stack(home, env, "", catalog, "", "e2e@example.com")
     s.cli("engines", "up", "--catalog", str(catalog), "--timeout", "400")
     gw = None

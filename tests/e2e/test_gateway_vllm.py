@@ -12,7 +12,6 @@ import os
 import shutil
 import signal
 import subprocess
-from pathlib import Path
 
 import httpx
 import openai
@@ -168,14 +167,14 @@ def test_replica_killed_mid_stream_bills_delivered_tokens_and_other_replica_serv
     }
     frames: list[str] = []
     rd = local.run_dir(stack.home)
+    models = _models(stack)
     pids = {
         info["url"]: int(info["pid"])
-        for info in local.status(rd, _models(stack))
+        for info in local.status(rd, models)
         if info.get("model") == "local/tiny-a" and info.get("pid")
     }
     assert len(pids) == 2
-    logs = sorted(stack.home.glob("gateway-*.log"))
-    seen = sum(len(replica_lines(p)) for p in logs)
+    replicas = next(m.replicas for m in models if m.id == "local/tiny-a")
     with httpx.stream(
         "POST",
         stack.base_url + API + "/chat/completions",
@@ -184,17 +183,15 @@ def test_replica_killed_mid_stream_bills_delivered_tokens_and_other_replica_serv
         timeout=60,
     ) as rv:
         assert rv.status_code == 200
+        # the gateway names the replica serving this stream (its index in the catalog)
+        url = replicas[int(rv.headers["X-Inferbase-Replica"])]
         lines = rv.iter_lines()
         for line in lines:
             if line.startswith("data: {") and '"content"' in line:
                 frames.append(line)
             if sum(1 for f in frames if has_text(f)) >= 5:
                 break
-        # the gateway's engine log names the replica it sent this stream to (the only request
-        # in flight); kill that engine while it is still generating
-        new = [ln for p in logs for ln in replica_lines(p)][seen:]
-        assert len(new) == 1, new
-        url = new[0].split("replica=")[1].split()[0]
+        # kill that engine while it is still generating
         os.killpg(pids[url], signal.SIGKILL)  # the whole engine: server, core and worker
         frames.extend(line for line in lines if line.startswith("data: "))
     assert frames[-1] == "data: [DONE]"
@@ -221,15 +218,6 @@ def has_text(frame: str) -> bool:
         return False
     choices = json.loads(frame[6:]).get("choices") or []
     return any((c.get("delta") or {}).get("content") for c in choices)
-
-
-def replica_lines(log: Path) -> list[str]:
-    text = log.read_text(errors="replace")
-    return [
-        ln
-        for ln in text.splitlines()
-        if "engine model=local/tiny-a replica=" in ln and "stream=True" in ln
-    ]
 
 
 def _models(stack: Stack):

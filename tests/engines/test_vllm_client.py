@@ -221,6 +221,18 @@ def test_stream_yields_chunks_then_usage(upstreams):
     eng.close()
 
 
+def test_a_stream_names_the_replica_that_serves_it(upstreams):
+    dead = f"http://127.0.0.1:{free_port()}"
+    eng = VLLMEngines([model("m", dead, upstreams[0].url)], monitor_interval_s=None)
+    s = eng.stream("m", STREAM)
+    assert s.replica is None  # nothing sent yet
+    next(s)
+    assert s.replica == 1  # index 0 refused the connection: the request went to index 1
+    s.close()
+    assert [r["outstanding"] for r in eng.replicas("m")] == [0, 0]
+    eng.close()
+
+
 def test_keepalive_ticks_while_engine_is_silent(upstreams):
     upstreams[0].first_delay_s = 0.5
     eng = VLLMEngines([model("m", upstreams[0].url)], monitor_interval_s=None, keepalive_s=0.1)

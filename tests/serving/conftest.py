@@ -1,8 +1,10 @@
 """Fixtures in the flaskr style: `app`, `client`, `runner` and an `ApiActions` helper.
 
-Storage fixtures are parametrized over SQLite and PostgreSQL. Each PostgreSQL test gets its own
-schema (dropped afterwards), so runs never collide. PostgreSQL is skipped when unreachable unless
-INFERBASE_REQUIRE_POSTGRES=1 (CI).
+The default `app` (and so `client`, `runner`, `api`, `live`) runs every test that uses it on SQLite
+and on PostgreSQL: the ledger, rate limits and API behave the same on both. Each PostgreSQL test
+gets its own schema (dropped afterwards), so runs never collide. PostgreSQL is skipped when
+unreachable unless INFERBASE_REQUIRE_POSTGRES=1 (CI). `sqlite_url` is for the tests that are about
+SQLite itself.
 """
 
 from __future__ import annotations
@@ -32,15 +34,10 @@ REQUIRE_PG = os.environ.get("INFERBASE_REQUIRE_POSTGRES") == "1"
 
 
 def free_port() -> int:
-    """A free port of this helper's range (18010-18099)."""
-    for port in range(18010, 18100):
-        with socket.socket() as sock:
-            try:
-                sock.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    raise RuntimeError("no free port in 18010-18099")
+    """A port the system says is free now (never a fixed one another run may hold)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 def _pg_available() -> bool:
@@ -117,10 +114,8 @@ def build_app(url: str, home: Path, engines: Any, router: Any, **extra: Any) -> 
 
 
 @pytest.fixture
-def app(
-    sqlite_url: str, tmp_path: Path, engines: FakeEngines, router: FakeRouter
-) -> Iterator[Flask]:
-    app = build_app(sqlite_url, tmp_path, engines, router)
+def app(db_url: str, tmp_path: Path, engines: FakeEngines, router: FakeRouter) -> Iterator[Flask]:
+    app = build_app(db_url, tmp_path, engines, router)
     yield app
     app.extensions["db"].dispose()
 

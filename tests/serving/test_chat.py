@@ -302,14 +302,15 @@ def test_rate_limit_tokens_per_minute(api):
     assert rv.status_code == 429 and "tokens" in rv.get_json()["error"]["message"]
 
 
-def test_rate_limit_storages_shared_by_workers(tmp_path, engines, router):
-    """The same limits seen by two app instances (two workers) over each shared storage."""
+def test_rate_limit_storages_shared_by_workers(db_url, tmp_path, engines, router):
+    """The same limits seen by two app instances (two workers) over each shared storage (in the
+    gateway's database, the ledger counts them in its own transactions)."""
     import os
 
     from tests.serving.conftest import ApiActions, build_app
 
     redis_url = os.environ.get("INFERBASE_TEST_REDIS_URL", "redis://127.0.0.1:6379/1")
-    url = f"sqlite:///{tmp_path / 'shared.db'}"
+    url = db_url
     for storage in ("file", "database", redis_url):
         if storage.startswith("redis"):
             import redis
@@ -320,6 +321,7 @@ def test_rate_limit_storages_shared_by_workers(tmp_path, engines, router):
                 continue
         a = build_app(url, tmp_path, engines, router, RATELIMIT_STORAGE=storage)
         b = build_app(url, tmp_path, engines, router, RATELIMIT_STORAGE=storage)
+        assert a.extensions["ratelimits"].fusable == (storage == "database")
         api_a, api_b = ApiActions(a, a.test_client()), ApiActions(b, b.test_client())
         t = api_a.tenant(rpm_limit=2)
         assert api_a.chat(t).status_code == 200

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import sys
 
 import sqlalchemy as sa
@@ -18,7 +17,7 @@ def run(env, *args):
     return result
 
 
-def test_operator_workflow(tmp_path):
+def test_operator_workflow(tmp_path, monkeypatch):
     env = {
         "INFERBASE_HOME": str(tmp_path),
         "INFERBASE_ENGINES_FACTORY": "tests.serving.fakes:make_engines",
@@ -67,12 +66,10 @@ def test_operator_workflow(tmp_path):
 
     from serving import create_app
 
-    os.environ.update(env)
-    try:
+    with monkeypatch.context() as m:  # (restores the session's INFERBASE_HOME afterwards)
+        for k, v in env.items():
+            m.setenv(k, v)
         app = create_app({"TESTING": True})
-    finally:
-        for k in env:
-            os.environ.pop(k)
     client = app.test_client()
     rv = client.get("/api/v1/inference/keys", headers={"Authorization": f"Bearer {raw}"})
     assert rv.status_code == 200

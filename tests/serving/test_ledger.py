@@ -164,10 +164,9 @@ def test_group_commit_runs_queued_writes_in_one_transaction_and_isolates_a_failu
     rolled back alone and its caller gets the error, the others commit."""
     from serving import fastsql
 
-    engine = sa.create_engine(f"sqlite:///{tmp_path / 'group.db'}")
+    engine = db.make_engine(f"sqlite:///{tmp_path / 'group.db'}")
     d = fastsql.for_engine(engine)
-    with d.write() as cur:
-        cur.execute("CREATE TABLE t (v INTEGER)")
+    d.transaction(lambda cur: cur.execute("CREATE TABLE t (v INTEGER)"))
     batches: list[int] = []
     run = d._run
     monkeypatch.setattr(d, "_run", lambda batch: (batches.append(len(batch)), run(batch)))
@@ -190,10 +189,10 @@ def test_group_commit_runs_queued_writes_in_one_transaction_and_isolates_a_failu
         raise ApiError(429, "refused inside the transaction")
 
     with ThreadPoolExecutor(8) as ex:
-        lead = ex.submit(d.grouped, first)
+        lead = ex.submit(d.transaction, first)
         time.sleep(0.2)
-        rest = [ex.submit(d.grouped, insert(v)) for v in (1, 2, 3)]
-        bad = ex.submit(d.grouped, failing)
+        rest = [ex.submit(d.transaction, insert(v)) for v in (1, 2, 3)]
+        bad = ex.submit(d.transaction, failing)
         time.sleep(0.2)
         gate.set()
         assert lead.result(5) == 0 and [f.result(5) for f in rest] == [1, 2, 3]
