@@ -217,8 +217,11 @@ class Pool:
             if conn is None:
                 break
             # an idle connection the server closed (or wrote to) is readable: drop it
-            readable, _, _ = select.select([conn.sock], [], [], 0)
-            if not readable:
+            # poll, not select: select() fails on a descriptor past 1023 (a busy gateway holds
+            # hundreds of streams and sockets)
+            probe = select.poll()
+            probe.register(conn.sock, select.POLLIN)
+            if not probe.poll(0):
                 conn.deadline_s = self.read_timeout_s
                 return conn, True
             conn.close()

@@ -156,3 +156,30 @@ def test_refused_connection_is_connect_failed():
     pool = Pool(f"http://127.0.0.1:{free_port()}", 0.5, 1.0)
     with pytest.raises(ConnectFailed):
         pool.post("/p", b"{}")
+
+
+def test_connection_reuse_works_past_descriptor_1023():
+    """A busy gateway holds more than 1,024 descriptors (streams, WebSockets, database files):
+    the pooled connection's liveness check must not use select(), which fails past fd 1023."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < 1200:
+        pytest.skip("the descriptor limit is below 1,200")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, 1200), hard))
+    filler = [socket.socket() for _ in range(1100)]  # push the pool's socket past 1023
+    body = b'{"ok": true}'
+    answer = b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\n\r\n%s" % (len(body), body)
+    srv = RawServer([[answer], [answer]])
+    pool = Pool(srv.url, 1.0, 5.0)
+    try:
+        for _ in range(2):
+            a = pool.post("/v1/chat/completions", b'{"x": 1}')
+            assert a.status == 200 and a.read() == body
+        assert srv.connections == 1
+    finally:
+        pool.close()
+        srv.close()
+        for s in filler:
+            s.close()
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
