@@ -155,15 +155,19 @@ def prompt_upper_bound(body: dict[str, Any]) -> int:
     return total
 
 
-def worst_case_micros(
+def worst_case_tokens(
     req: ChatCompletionRequest, body: dict[str, Any], model: CatalogModel, output_cap: int
-) -> int:
+) -> tuple[int, int]:
+    """(prompt, output) tokens a request can use at most: what it reserves, in credits and TPM."""
     ctx = model.context_length
     prompt = min(prompt_upper_bound(body), ctx)
     out = req.max_completion_tokens or req.max_tokens or output_cap
-    out = min(out, ctx) * req.n
+    return prompt, min(out, ctx) * req.n
+
+
+def worst_case_micros(model: CatalogModel, worst: tuple[int, int]) -> int:
     return ledger.cost_micros(
-        prompt, out, model.input_price_micros_per_mtok, model.output_price_micros_per_mtok
+        worst[0], worst[1], model.input_price_micros_per_mtok, model.output_price_micros_per_mtok
     )
 
 

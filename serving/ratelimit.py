@@ -43,6 +43,12 @@ _INCR = (
     "RETURNING count, expires_at"
 )
 _GET = "SELECT count, expires_at FROM rate_limits WHERE key = :k AND expires_at > :now"
+# a settled request gives back what it reserved beyond what it used (never below zero; a window
+# that has ended since is left alone: the new one never held the reservation)
+_GIVE_BACK = (
+    "UPDATE rate_limits SET count = CASE WHEN count > :a THEN count - :a ELSE 0 END "
+    "WHERE key = :k AND expires_at > :now"
+)
 
 
 class SQLStorage(Storage):
@@ -115,13 +121,17 @@ def _limited(amount: int, what: str, retry: int) -> ApiError:
 
 @dataclass(frozen=True, slots=True)
 class Fused:
-    """One key's counters, updated by the ledger inside its own transactions."""
+    """One key's counters, updated by the ledger inside its own transactions. `reserved`: the
+    request's worst-case tokens, counted against TPM when it is admitted and corrected to what it
+    used when it settles (as the ledger does for credits), so concurrent requests cannot all pass
+    a window that only their finished predecessors filled."""
 
     rpm_key: str
     rpm_limit: int
     tpm_key: str
     tpm_limit: int
     expiry: int
+    reserved: int = 0
 
     def check(self, tx: fastsql.TxExecutor, cur: Any) -> None:
         """Count the request (RPM) and check the token window still has room; 429 otherwise
@@ -136,13 +146,21 @@ class Fused:
         row = cur.fetchone()
         if row is not None and row[0] >= self.tpm_limit:
             raise _limited(self.tpm_limit, "tokens", _retry_after(float(row[1])))
-
-    def add_tokens(self, tx: fastsql.TxExecutor, cur: Any, tokens: int) -> None:
-        if tokens > 0:
-            now = time.time()
-            p = {"k": self.tpm_key, "a": tokens, "exp": now + self.expiry, "now": now}
+        if self.reserved > 0:
+            p = {"k": self.tpm_key, "a": self.reserved, "exp": now + self.expiry, "now": now}
             cur.execute(tx.sql(_INCR), p)
             cur.fetchone()
+
+    def add_tokens(self, tx: fastsql.TxExecutor, cur: Any, tokens: int) -> None:
+        """Correct the reservation to the `tokens` the request used."""
+        delta = tokens - self.reserved
+        now = time.time()
+        if delta > 0:
+            p = {"k": self.tpm_key, "a": delta, "exp": now + self.expiry, "now": now}
+            cur.execute(tx.sql(_INCR), p)
+            cur.fetchone()
+        elif delta < 0:
+            cur.execute(tx.sql(_GIVE_BACK), {"k": self.tpm_key, "a": -delta, "now": now})
 
 
 def file_engine(home: Path) -> sa.Engine:
@@ -199,20 +217,30 @@ class RateLimits:
         reset = self.limiter.get_window_stats(item, key_id).reset_time
         return _limited(item.amount, what, _retry_after(reset))
 
-    def check_request(self, key: KeyInfo) -> None:
-        """Count one request against RPM and check the TPM window still has room (429 if not)."""
+    def check_request(self, key: KeyInfo, reserved: int = 0) -> None:
+        """Count one request against RPM, check the TPM window still has room (429 if not) and
+        count the request's worst-case tokens (`reserved`) in it until `add_tokens` corrects
+        them."""
         rpm = self._item("rpm", key.rpm_limit or self.default_rpm)
         if not self.limiter.hit(rpm, key.id):
             raise self._refuse(rpm, key.id, "requests")
         tpm = self._item("tpm", key.tpm_limit or self.default_tpm)
         if not self.limiter.test(tpm, key.id):
             raise self._refuse(tpm, key.id, "tokens")
+        if reserved > 0:
+            self.limiter.hit(tpm, key.id, cost=reserved)
 
-    def add_tokens(self, key: KeyInfo, tokens: int) -> None:
-        if tokens > 0:
-            self.limiter.hit(
-                self._item("tpm", key.tpm_limit or self.default_tpm), key.id, cost=tokens
-            )
+    def add_tokens(self, key: KeyInfo, tokens: int, reserved: int = 0) -> None:
+        """Correct a request's reserved tokens to the `tokens` it used."""
+        tpm = self._item("tpm", key.tpm_limit or self.default_tpm)
+        delta = tokens - reserved
+        if delta > 0:
+            self.limiter.hit(tpm, key.id, cost=delta)
+        elif delta < 0:
+            k = tpm.key_for(key.id)
+            have = self.storage.get(k)
+            if have > 0:  # the window that holds the reservation is still open
+                self.storage.incr(k, tpm.get_expiry(), -min(-delta, have))
 
 
 class LoginThrottle:

@@ -11,6 +11,7 @@ import logging
 import secrets
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from itertools import chain
 from typing import Any
 
@@ -53,6 +54,7 @@ class Call:
         self.prompt_tokens = 0
         self.completion_tokens = 0
         self.settled = False
+        self.tokens = 0  # worst-case tokens counted against the key's TPM until settled
         self.limits = ratelimit.get().fused(principal.key)
 
     @property
@@ -97,7 +99,7 @@ class Call:
             self.id, self.principal.account_id, self.hold, cost, usage, limits=self.limits
         )
         if self.principal.key is not None and self.limits is None:
-            ratelimit.get().add_tokens(self.principal.key, usage["total_tokens"])
+            ratelimit.get().add_tokens(self.principal.key, usage["total_tokens"], self.tokens)
         logger.info(
             "chat request_id=%s usage_id=%s key=%s model=%s prompt=%d completion=%d cost=%d "
             "latency_ms=%.1f ttft_ms=%s status=%s",
@@ -150,20 +152,30 @@ def chat_completions(inc: Incoming) -> Reply:
         int(app.config["MICROS_PER_CREDIT"]),
     )
     call = Call(principal, req, resolved, 0)
-    if principal.key is not None and call.limits is None:
-        ratelimit.get().check_request(principal.key)
-    _maybe_sweep()
-    call.hold = chat.worst_case_micros(
+    worst = chat.worst_case_tokens(
         req, body, resolved.model, int(app.config["MAX_OUTPUT_TOKENS_RESERVE"])
     )
-    ledger.reserve(
-        principal.account_id,
-        principal.key_id,
-        call.id,
-        call.hold,
-        app.config["RESERVATION_TTL_S"],
-        limits=call.limits,
-    )
+    call.hold = chat.worst_case_micros(resolved.model, worst)
+    if principal.key is not None:
+        call.tokens = sum(worst)
+        if call.limits is not None:  # counted by the ledger, inside the reservation
+            call.limits = replace(call.limits, reserved=call.tokens)
+        else:
+            ratelimit.get().check_request(principal.key, call.tokens)
+    _maybe_sweep()
+    try:
+        ledger.reserve(
+            principal.account_id,
+            principal.key_id,
+            call.id,
+            call.hold,
+            app.config["RESERVATION_TTL_S"],
+            limits=call.limits,
+        )
+    except BaseException:
+        if principal.key is not None and call.limits is None:  # give the TPM reservation back
+            ratelimit.get().add_tokens(principal.key, 0, call.tokens)
+        raise
     upstream = chat.upstream_body(body, resolved.model, req.stream)
     if req.stream:
         return _stream(call, engines, upstream)

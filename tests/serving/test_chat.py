@@ -302,6 +302,54 @@ def test_rate_limit_tokens_per_minute(api):
     assert rv.status_code == 429 and "tokens" in rv.get_json()["error"]["message"]
 
 
+def _burst(app, t, n: int, **body):  # type: ignore[no-untyped-def]
+    """`n` streamed requests released at once, each read to its end; their statuses."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    barrier = threading.Barrier(n)
+    payload = {"model": "local/tiny-a", "messages": [{"role": "user", "content": "hi there"}]}
+
+    def one(_: int) -> int:
+        client = app.test_client()
+        barrier.wait()
+        rv = client.post(URL, json={**payload, **body}, headers=t.headers)
+        rv.get_data()
+        rv.close()
+        return rv.status_code
+
+    with ThreadPoolExecutor(n) as pool:
+        return list(pool.map(one, range(n)))
+
+
+def test_tokens_per_minute_hold_under_concurrency(api, app):
+    """A key with tpm_limit 100 and 30 simultaneous requests: each request counts its worst case
+    (prompt bound + max_tokens) when it is admitted and is corrected to what it used when it
+    settles, so the minute's tokens stay within the limit plus at most one request's worst case
+    (counting tokens only at the end let all 30 through: 18x the limit)."""
+    from serving import chat as routing_chat
+    from serving.protocol import ChatCompletionRequest
+
+    app.extensions["engines"].delay_s = 0.01  # the streams overlap
+    t = api.tenant(tpm_limit=100)
+    body = {"max_tokens": 16, "stream": True}
+    codes = _burst(app, t, 30, **body)
+    rows = [r for r in usage_rows(app, t.account_id) if r["status"] == "success"]
+    used = sum(r["total_tokens"] for r in rows)
+    payload = {"model": "local/tiny-a", "messages": [{"role": "user", "content": "hi there"}]}
+    payload.update(body)
+    req = ChatCompletionRequest.model_validate(payload)
+    with app.app_context():
+        model = app.extensions["engines"].get("local/tiny-a")
+        worst = sum(routing_chat.worst_case_tokens(req, payload, model, 4096))
+    assert codes.count(200) == len(rows) >= 1 and codes.count(429) >= 1
+    assert set(codes) == {200, 429}
+    assert used <= 100 + worst, (used, worst, codes.count(200))
+    # the reservations were given back: the window holds what was used, not the worst cases
+    rv = api.chat(api.tenant(tpm_limit=100))
+    assert rv.status_code == 200
+
+
 def test_rate_limit_storages_shared_by_workers(db_url, tmp_path, engines, router):
     """The same limits seen by two app instances (two workers) over each shared storage (in the
     gateway's database, the ledger counts them in its own transactions)."""
