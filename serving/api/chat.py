@@ -17,7 +17,7 @@ from typing import Any
 import orjson
 from flask import Response, current_app, g, request, stream_with_context
 
-from serving import chat, db, ledger, ratelimit
+from serving import db, ledger, ratelimit, routing
 from serving.api import bp
 from serving.api.openapi import doc
 from serving.auth import Principal, authenticate
@@ -49,7 +49,11 @@ class Call:
     """One billed request: its reservation and what it has cost so far."""
 
     def __init__(
-        self, principal: Principal, req: ChatCompletionRequest, resolved: chat.Resolved, hold: int
+        self,
+        principal: Principal,
+        req: ChatCompletionRequest,
+        resolved: routing.Resolved,
+        hold: int,
     ) -> None:
         self.id = "req_" + secrets.token_hex(12)
         self.principal = principal
@@ -154,7 +158,7 @@ def handle(inc: Incoming) -> Reply:
         raise ApiError(400, "The request body must be a JSON object.", code="invalid_json")
     req = ChatCompletionRequest.model_validate(body)
     engines = app.extensions["engines"]
-    resolved = chat.resolve(
+    resolved = routing.resolve(
         req,
         body["messages"],
         principal,
@@ -166,7 +170,7 @@ def handle(inc: Incoming) -> Reply:
     if principal.key is not None and call.limits is None:
         ratelimit.get().check_request(principal.key)
     _maybe_sweep()
-    call.hold = chat.worst_case_micros(
+    call.hold = routing.worst_case_micros(
         req, body, resolved.model, int(app.config["MAX_OUTPUT_TOKENS_RESERVE"])
     )
     ledger.reserve(
@@ -177,7 +181,7 @@ def handle(inc: Incoming) -> Reply:
         app.config["RESERVATION_TTL_S"],
         limits=call.limits,
     )
-    upstream = chat.upstream_body(body, resolved.model, req.stream)
+    upstream = routing.upstream_body(body, resolved.model, req.stream)
     if req.stream:
         return _stream(call, engines, upstream)
     try:
@@ -196,9 +200,9 @@ def handle(inc: Incoming) -> Reply:
         call.completion_tokens = req.max_tokens or 0
     call.settle("success")
     out["model"] = resolved.model.id
-    routing = resolved.routing()
-    if routing is not None:
-        out["routing"] = routing
+    info = resolved.routing()
+    if info is not None:
+        out["routing"] = info
     return Reply(200, {**JSON_HEADERS, **resolved.headers()}, orjson.dumps(out))
 
 
@@ -223,9 +227,9 @@ def _frames(call: Call, it: Iterator[dict[str, Any] | None], first: Any) -> Iter
     model_id = call.model.id
     status, error_type = "cancelled", None
     try:
-        routing = call.resolved.routing()
-        if routing is not None:
-            yield _routing_frame(call, routing)
+        info = call.resolved.routing()
+        if info is not None:
+            yield _routing_frame(call, info)
         pending = [first]
         while True:
             chunk = pending.pop() if pending else next(it, StopIteration)
