@@ -46,7 +46,7 @@ def main() -> None:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
     import inferroute
-    from evals import ours, runner
+    from evals import experiments, ours
     from evals.harness import run_eval
     from evals.suite import SuiteConfig, load_suite, train_frame
     from inferroute.features import StaticEmbedder
@@ -54,7 +54,7 @@ def main() -> None:
     cfg = SuiteConfig.load()
     df, _ = load_suite(cfg)
     train = train_frame(df, cfg)
-    labels = runner.labels_split(cfg, "train")
+    labels = experiments.labels_split(cfg, "train")
     rc = ours.router_config()
     scored = train[train["score"].notna()].drop_duplicates("prompt_id")
     texts = scored["prompt"].astype(str).tolist() + labels["prompt"].astype(str).tolist()

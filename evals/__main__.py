@@ -1,6 +1,6 @@
 """`python -m evals train | evaluate | tune | promote | rollback | report | bootstrap`.
 
-A thin CLI over library functions (evals.runner, evals.tuning, evals.promote, evals.report).
+A thin CLI over library functions (evals.experiments, evals.tuning, evals.promote, evals.report).
 """
 
 from __future__ import annotations
@@ -39,9 +39,9 @@ def _suite(args: argparse.Namespace) -> Any:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from evals import promote, runner
+    from evals import experiments, promote
 
-    out = runner.train(_suite(args), _overrides(args.set), register=not args.no_register)
+    out = experiments.train(_suite(args), _overrides(args.set), register=not args.no_register)
     print(json.dumps(out, indent=2))
     if args.promote and "version" in out:
         d = promote.promote(out["version"])
@@ -50,11 +50,11 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from evals import runner
+    from evals import experiments
     from evals.baselines import LEARNED
 
     names = args.baselines.split(",") if args.baselines else list(LEARNED)
-    payload = runner.evaluate(
+    payload = experiments.evaluate(
         _suite(args), baselines=names, router_uri=args.router, split=args.split
     )
     if args.report:
@@ -65,7 +65,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_tune(args: argparse.Namespace) -> int:
-    from evals import runner, tuning
+    from evals import experiments, tuning
     from evals.suite import load_suite, train_frame
 
     cfg = _suite(args)
@@ -77,7 +77,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
         df=df,
         train_df=train_frame(df, cfg),
         specs=cfg.on_split("val"),
-        labels=runner.labels_split(cfg, "train") if args.target == "router" else None,
+        labels=experiments.labels_split(cfg, "train") if args.target == "router" else None,
         base_overrides=_overrides(args.set),
     )
     name = args.study or f"inferroute-tune-{args.target}"

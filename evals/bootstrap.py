@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from evals import ours, promote, runner
+from evals import experiments, ours, promote
 from evals.suite import SuiteConfig
 
 logger = logging.getLogger(__name__)
@@ -87,7 +87,7 @@ def bootstrap(
         return BootstrapOutcome(
             True, f"--force, but no data directory; champion v{champ} is kept", champ
         )
-    out = runner.train(suite, router_overrides, promotion=cfg)
+    out = experiments.train(suite, router_overrides, promotion=cfg)
     version = out["version"]
     if broken is not None:
         decision = promote.replace_champion(version, broken, cfg)

@@ -21,7 +21,7 @@ from typing import Any
 
 import pandas as pd
 
-from evals import ours, runner
+from evals import experiments, ours
 from evals.suite import SuiteConfig, load_suite, train_frame
 
 logger = logging.getLogger(__name__)
@@ -38,7 +38,9 @@ class SuiteData:
 
 def suite_data(cfg: SuiteConfig) -> SuiteData:
     df, versions = load_suite(cfg)
-    return SuiteData(cfg, df, versions, train_frame(df, cfg), runner.labels_split(cfg, "train"))
+    return SuiteData(
+        cfg, df, versions, train_frame(df, cfg), experiments.labels_split(cfg, "train")
+    )
 
 
 def cache_dir() -> Path:
@@ -103,7 +105,7 @@ def register(
     promotion: Any | None = None,
     run_name: str = "notebook",
 ) -> dict[str, Any]:
-    """What `evals.runner.train` logs and registers, for a router already trained (or cached).
+    """What `evals.experiments.train` logs and registers, for a router already trained (or cached).
 
     Judges it on the validation split, logs config + metrics to the training experiment, registers
     it with its gate metrics; returns run id, version and the gate metrics.
@@ -120,9 +122,9 @@ def register(
     }
     tags = {"evals.kind": "train", "evals.source": run_name}
     with tracking.run(
-        runner.TRAIN_EXPERIMENT, run_name, params, dataset_versions=data.versions, tags=tags
+        experiments.TRAIN_EXPERIMENT, run_name, params, dataset_versions=data.versions, tags=tags
     ) as active:
-        res, gate_metrics = runner.validate_router(router, data.df, data.cfg.on_split("val"))
+        res, gate_metrics = experiments.validate_router(router, data.df, data.cfg.on_split("val"))
         tracking.log_metrics({**res.flat_metrics(), **gate_metrics})
         version = promote.register_router(
             router,

@@ -9,7 +9,7 @@ import sys
 
 import yaml
 
-from evals import promote, report, runner
+from evals import experiments, promote, report
 from evals.__main__ import main
 from evals.bootstrap import champion_uri, load_error
 from evals.suite import CONFIG_DIR, SuiteConfig
@@ -21,7 +21,7 @@ def test_evaluate_then_report_from_logged_run(mlflow_store, data_root):
         .only(["routerbench"])
         .capped(60)
     )
-    payload = runner.evaluate(
+    payload = experiments.evaluate(
         cfg, baselines=["random", "knn"], router_uri=None, embedder="static-input"
     )
     assert set(payload["results"]) >= {"random", "knn", "oracle", "zero_router"}

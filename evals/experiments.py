@@ -1,4 +1,4 @@
-"""Library entry points behind the CLI (and the notebooks): train, evaluate, bootstrap."""
+"""The tracked experiments behind the CLI and the notebooks: train, evaluate (MLflow runs)."""
 
 from __future__ import annotations
 
