@@ -88,7 +88,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
 
 def _tune_policy(args: argparse.Namespace, cfg: Any, df: Any) -> int:
     """Multi-objective (quality up, cost down) study of one optimize mode on a costed benchmark."""
-    from evals import ours, promote, tuning
+    from evals import our_router, promote, tuning
     from evals.suite import train_frame
 
     mode = args.target.split(":", 1)[1]
@@ -98,7 +98,9 @@ def _tune_policy(args: argparse.Namespace, cfg: Any, df: Any) -> int:
     )
     ctx = tuning.TuneContext(target=args.target, df=df, train_df=train_frame(df, cfg), specs=[spec])
     name = args.study or f"inferroute-policy-{mode}"
-    study = tuning.tune_policy(ctx, ours.load(uri), mode, spec, args.trials, name, args.storage)
+    study = tuning.tune_policy(
+        ctx, our_router.load(uri), mode, spec, args.trials, name, args.storage
+    )
     front = [{"values": t.values, "params": t.params} for t in study.best_trials]
     print(json.dumps({"study": name, "pareto_front": front}, indent=2))
     return 0

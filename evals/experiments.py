@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from evals import anchors, embeddings, ours, plots, promote, tracking
+from evals import anchors, embeddings, our_router, plots, promote, tracking
 from evals import datasets as D
 from evals import metrics as M
 from evals.baselines import LEARNED, Baseline, get_baseline
@@ -82,7 +82,7 @@ def route_p50(router: Any, prompts: Sequence[str], pool: Sequence[str], n: int =
 def validate_router(
     router: Any, df: pd.DataFrame, specs: Sequence[BenchmarkSpec], name: str = "inferroute"
 ) -> tuple[EvalResult, dict[str, float]]:
-    res = run_eval(ours.QualityView(router), df, specs, name=name)
+    res = run_eval(our_router.QualityView(router), df, specs, name=name)
     first = next(iter(res.benchmarks.values()), None)
     p50 = res.routing_ms.get("p50", float("nan"))
     if first is not None and hasattr(router, "route"):
@@ -105,7 +105,7 @@ def train(
     df, versions = load_suite(cfg)
     train_df = train_frame(df, cfg)
     labels = labels_split(cfg, "train")
-    router_cfg = ours.router_config(router_overrides)
+    router_cfg = our_router.router_config(router_overrides)
     params = {
         **_suite_params(cfg),
         **{f"router.{k}": v for k, v in router_cfg.to_flat_dict().items()},
@@ -114,7 +114,7 @@ def train(
         TRAIN_EXPERIMENT, "train", params, dataset_versions=versions, tags={"evals.kind": "train"}
     ) as active:
         t0 = time.perf_counter()
-        router = ours.train(train_df, labels, router_overrides)
+        router = our_router.train(train_df, labels, router_overrides)
         train_s = time.perf_counter() - t0
         res, gate_metrics = validate_router(router, df, cfg.on_split("val"))
         tracking.log_metrics(
@@ -153,10 +153,10 @@ def evaluate(
     specs = cfg.on_split(split)
     train_df = train_frame(df, cfg)
     router = None
-    if router_uri is None and ours.available() and promote.alias_version("champion"):
+    if router_uri is None and our_router.available() and promote.alias_version("champion"):
         router_uri = f"models:/{promote.PromotionConfig().model_name}@champion"
-    if router_uri and ours.available():
-        router = ours.load(router_uri)
+    if router_uri and our_router.available():
+        router = our_router.load(router_uri)
     if embedder == "router" and router is not None and hasattr(router, "embedder"):
         embeddings.use_encoder(router.embedder)  # the same features as the router under test
     elif embedder.startswith("static") or embedder == "router":
@@ -171,8 +171,8 @@ def evaluate(
     clf_cv: dict[str, Any] = {}
     if router is not None:
         results["inferroute"], _ = validate_router(router, df, specs)
-        clf = ours.classifier_metrics(router, labels_split(cfg, split))
-        clf_cv = ours.classifier_cv(router, D.load_task_labels(mapped_only=True))
+        clf = our_router.classifier_metrics(router, labels_split(cfg, split))
+        clf_cv = our_router.classifier_cv(router, D.load_task_labels(mapped_only=True))
     add_aiq_intervals(results)
     payload = {
         "split": split,

@@ -21,7 +21,7 @@ from typing import Any
 
 import pandas as pd
 
-from evals import experiments, ours
+from evals import experiments, our_router
 from evals.suite import SuiteConfig, load_suite, train_frame
 
 logger = logging.getLogger(__name__)
@@ -75,7 +75,7 @@ def router_key(data: SuiteData, overrides: Mapping[str, Any] | None) -> str:
 
 def train(data: SuiteData, overrides: Mapping[str, Any] | None = None) -> Any:
     """Train InferRoute on the suite's train split (no cache)."""
-    return ours.train(data.train_df, data.labels, overrides)
+    return our_router.train(data.train_df, data.labels, overrides)
 
 
 def trained_router(
@@ -87,7 +87,7 @@ def trained_router(
     path = cache_dir() / router_key(data, overrides)
     if (path / ".complete").exists():
         try:
-            return ours.load(str(path))
+            return our_router.load(str(path))
         except Exception as exc:  # noqa: BLE001 - a stale or broken cache entry is retrained
             logger.warning("cached router at %s unreadable (%s); training again", path, exc)
     router = train(data, overrides)
@@ -112,7 +112,7 @@ def register(
     """
     from evals import promote, tracking
 
-    router_cfg = ours.router_config(overrides)
+    router_cfg = our_router.router_config(overrides)
     params = {
         "suite.benchmarks": ",".join(data.cfg.names()),
         "suite.train_datasets": ",".join(data.cfg.train_datasets),

@@ -24,7 +24,7 @@ import numpy as np
 import optuna
 import pandas as pd
 
-from evals import ours, tracking
+from evals import our_router, tracking
 from evals.baselines import get_baseline
 from evals.harness import BenchData, BenchmarkResult, BenchmarkSpec, evaluate_on
 
@@ -110,7 +110,9 @@ def primary(br: BenchmarkResult) -> float:
 def _build(ctx: TuneContext, params: Mapping[str, Any]) -> Any:
     if ctx.target == "router":
         labels = ctx.labels if ctx.labels is not None else pd.DataFrame()
-        return ours.QualityView(ours.train(ctx.train_df, labels, {**ctx.base_overrides, **params}))
+        return our_router.QualityView(
+            our_router.train(ctx.train_df, labels, {**ctx.base_overrides, **params})
+        )
     return get_baseline(ctx.target, **{**ctx.base_overrides, **params}).fit(ctx.train_df)
 
 
