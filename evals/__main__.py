@@ -133,8 +133,8 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_bootstrap(args: argparse.Namespace) -> int:
-    """Train and promote a router unless a champion that loads exists (evals.bootstrap)."""
-    from evals.bootstrap import bootstrap
+    """Train and promote a router unless a champion that loads exists (evals.champion)."""
+    from evals.champion import bootstrap
 
     args.max_train = args.max_train or 1500
     outcome = bootstrap(

@@ -11,7 +11,7 @@ import yaml
 
 from evals import experiments, promote, report
 from evals.__main__ import main
-from evals.bootstrap import champion_uri, load_error
+from evals.champion import champion_uri, load_error
 from evals.suite import CONFIG_DIR, SuiteConfig
 
 

@@ -1,4 +1,4 @@
-"""`bootstrap`: make sure serving has a champion it can load (the README's main command).
+"""Make sure serving has a champion it can load (`python -m evals bootstrap`, README's first step).
 
 With a champion whose router loads, nothing happens. With none, a router is trained on the suite's
 train split and promoted through the usual gate. With a champion that exists but does not load (its
