@@ -26,7 +26,7 @@ from evals.harness import EvalResult
 
 logger = logging.getLogger(__name__)
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 FAST_ENV = "INFERBASE_NB_FAST"
 
 
