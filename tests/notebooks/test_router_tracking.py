@@ -1,11 +1,11 @@
-"""evals.notebook_router (cache key, search space) and evals.notebook_tracking (read views)."""
+"""evals.notebook.router (cache key, search space) and evals.notebook_tracking (read views)."""
 
 from __future__ import annotations
 
 import optuna
 import pandas as pd
 
-from evals import notebook_router as R
+from evals.notebook import router as R
 from evals import notebook_tracking as T
 from evals import tracking
 from evals.suite import SuiteConfig
