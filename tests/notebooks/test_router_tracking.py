@@ -1,4 +1,4 @@
-"""evals.notebook.router (cache key, search space) and evals.notebook_tracking (read views)."""
+"""evals.notebook.router (cache key, search space) and evals.notebook.tracking_views (read views)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import optuna
 import pandas as pd
 
 from evals.notebook import router as R
-from evals import notebook_tracking as T
+from evals.notebook import tracking_views as T
 from evals import tracking
 from evals.suite import SuiteConfig
 
