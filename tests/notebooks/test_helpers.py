@@ -11,7 +11,7 @@ from matplotlib.figure import Figure
 
 from evals import metrics as M
 from evals.notebook import helpers as H
-from evals import notebook_plots as P
+from evals import figures as P
 from evals.harness import BenchmarkResult, EvalResult
 
 
