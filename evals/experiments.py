@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from evals import anchors, embeddings, our_router, plots, promote, tracking
+from evals import anchors, embeddings, figures, our_router, promote, tracking
 from evals import datasets as D
 from evals import metrics as M
 from evals.baselines import LEARNED, Baseline, get_baseline
@@ -256,8 +256,8 @@ def _log_eval(
         tracking.log_metrics(flat)
         tracking.log_json(payload, "results.json")
         for spec in cfg.benchmarks:
-            fig = plots.benchmark_figure(results, spec.name, spec.kind)
+            fig = figures.benchmark_figure(results, spec.name, spec.kind)
             tracking.log_figure(fig, f"plots/{spec.name}.png")
         if clf.get("confusion"):
-            fig = plots.confusion_figure(np.array(clf["confusion"]), clf["labels"])
+            fig = figures.confusion_figure(np.array(clf["confusion"]), clf["labels"])
             tracking.log_figure(fig, "plots/task_confusion.png")

@@ -1,4 +1,4 @@
-"""evals.notebook.helpers / notebook_plots: the numbers and figures the notebooks show."""
+"""evals.notebook.helpers / evals.figures: the numbers and figures the notebooks show."""
 
 from __future__ import annotations
 
