@@ -55,7 +55,7 @@ def prepare(home: Path, users: dict[str, int]) -> str:
             "DATABASE_URL": db_url,
             "HOME": str(home),
             "AUTO_MIGRATE": True,
-            "ENGINES_FACTORY": "tests.serving.fakes:make_engines",
+            "ENGINES_FACTORY": "serving.testing.fakes:make_engines",
             "DASHBOARD": False,
         }
     )
@@ -81,7 +81,7 @@ def start(
         "INFERBASE_DATABASE_URL": db_url,
         "INFERBASE_HOME": str(home),
         "INFERBASE_SECRET_KEY": "dashboard-test-secret-" + "x" * 32,
-        "INFERBASE_ENGINES_FACTORY": "tests.serving.fakes:make_engines",
+        "INFERBASE_ENGINES_FACTORY": "serving.testing.fakes:make_engines",
         "INFERBASE_EVENTS_POLL_S": "0.3",
         **(extra_env or {}),
     }

@@ -8,7 +8,7 @@ import sqlalchemy as sa
 
 from serving import db, ledger
 from serving.schema import transactions, usage_logs
-from tests.serving.fakes import MODELS, prompt_tokens
+from serving.testing.fakes import MODELS, prompt_tokens
 
 URL = "/api/v1/inference/chat/completions"
 TINY_A = MODELS[0]
