@@ -1,4 +1,4 @@
-"""A real gunicorn server of the gateway for the dashboard tests (temp SQLite, fake engines)."""
+"""A real gunicorn server of the gateway (temp SQLite, fake engines) for tests and benchmarks."""
 
 from __future__ import annotations
 
@@ -89,7 +89,7 @@ def start(
     argv = [sys.executable, "-m", "gunicorn", "--worker-class", worker_class,
             "--workers", str(workers), "--bind", f"127.0.0.1:{port}", "--timeout", "60",
             "--graceful-timeout", "5", "--no-control-socket",
-            "tests.dashboard.serverapp:app"]  # fmt: skip
+            "serving.testing.app:app"]  # fmt: skip
     if worker_class != "gevent":
         argv[5:5] = ["--threads", str(threads)]
     with open(log, "wb") as out:
