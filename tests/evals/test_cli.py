@@ -10,8 +10,8 @@ import sys
 import yaml
 
 from evals import experiments, promote, report
-from evals.__main__ import main
 from evals.champion import champion_uri, load_error
+from evals.cli import main
 from evals.suite import CONFIG_DIR, SuiteConfig
 
 
