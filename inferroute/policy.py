@@ -15,10 +15,12 @@ constraint.
 
 from __future__ import annotations
 
+import json
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -32,6 +34,7 @@ from inferroute.taxonomy import TASK_NAMES
 from inferroute.types import OPTIMIZE_MODES, CandidateScore, LiveStats, ModelCard, RouteDecision
 
 FloatArray = npt.NDArray[np.float64]
+SAVE_FORMAT = 2  # router.json's "format"; 2: the joint latent quality model (lat_* arrays)
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,8 +136,33 @@ class Router(ABC):
         cards: Mapping[str, ModelCard] | None = None,
     ) -> FloatArray: ...
 
+    def save(self, path: str | Path) -> None:
+        """Save to a directory that `inferroute.load_router` reads back: `router.json` (kind,
+        format, version, config, cards and what the kind's `save_state` adds) and the kind's own
+        files (`save_state` writes them; no pickle)."""
+        out = Path(path)
+        out.mkdir(parents=True, exist_ok=True)
+        meta: dict[str, Any] = {
+            "format": SAVE_FORMAT,
+            "kind": self.name,
+            "version": self.version,
+            "config": self.config.to_flat_dict(),
+            "cards": self.book.to_dict(),
+        }
+        meta.update(self.save_state(out))
+        (out / "router.json").write_text(json.dumps(meta, indent=1), encoding="utf-8")
+
+    def save_state(self, path: Path) -> dict[str, Any]:
+        """What this kind adds to router.json (its own files go under `path`). Default: nothing
+        beyond the config and the cards."""
+        return {}
+
+    @classmethod
     @abstractmethod
-    def save(self, path: str) -> None: ...
+    def from_saved(
+        cls, path: Path, meta: Mapping[str, Any], config: RouterConfig, book: CardBook
+    ) -> Router:
+        """The router `save` wrote to `path` (`meta`: its router.json, config and cards decoded)."""
 
     def known_models(self) -> list[str]:
         return sorted(self.book.cards)
