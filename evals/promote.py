@@ -112,10 +112,10 @@ def tag_version(
 def register_router(
     router: Any, metrics: Mapping[str, float], cfg: PromotionConfig, **tags: str
 ) -> str:
-    """Log the router in the active run (`inferroute.packaging`), register it, tag its metrics."""
-    from inferroute import packaging
+    """Log the router in the active run (an MLflow pyfunc model), register it, tag its metrics."""
+    from evals import our_router
 
-    info = packaging.log_router(router, name="router", registered_model_name=cfg.model_name)
+    info = our_router.log_router(router, cfg.model_name)
     version = getattr(info, "registered_model_version", None)
     if version is None:  # older MLflow: find the version created from this run
         runs = client().search_model_versions(f"name='{cfg.model_name}'")

@@ -50,15 +50,6 @@ def cache_dir() -> Path:
     return Path.home() / ".cache" / "inferbase" / "notebook-routers"
 
 
-def _code_version() -> str:
-    import inferroute
-
-    h = hashlib.sha1()
-    for path in sorted(Path(inferroute.__file__).parent.rglob("*.py")):
-        h.update(path.read_bytes())
-    return h.hexdigest()[:12]
-
-
 def router_key(data: SuiteData, overrides: Mapping[str, Any] | None) -> str:
     cfg = data.cfg
     blob = {
@@ -68,7 +59,7 @@ def router_key(data: SuiteData, overrides: Mapping[str, Any] | None) -> str:
         "cap": cfg.max_train_prompts_per_dataset,
         "seed": cfg.split_seed,
         "overrides": dict(sorted((overrides or {}).items())),
-        "code": _code_version(),
+        "code": our_router.source_digest(),
     }
     return hashlib.sha1(json.dumps(blob, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
