@@ -30,7 +30,7 @@ def suite_score(result: EvalResult) -> float:
     for br in result.benchmarks.values():
         key = "apgr" if br.kind == "pair" else ("aiq" if "aiq" in br.metrics else "best_quality")
         vals.append(br.metrics[key])
-    return float(np.mean(vals)) if vals else float("nan")
+    return M.suite_score(vals)
 
 
 def _suite_params(cfg: SuiteConfig) -> dict[str, Any]:
@@ -76,7 +76,7 @@ def route_p50(router: Any, prompts: Sequence[str], pool: Sequence[str], n: int =
         t0 = time.perf_counter()
         router.route([{"role": "user", "content": p}], list(pool))
         times.append((time.perf_counter() - t0) * 1000.0)
-    return float(np.median(times)) if times else float("nan")
+    return M.routing_p50_ms(times)
 
 
 def validate_router(

@@ -314,3 +314,25 @@ def routing_time_percentiles(
 ) -> dict[str, float]:
     t = _f(times_ms)
     return {f"p{int(p)}": float(np.percentile(t, p)) for p in percentiles}
+
+
+@register_metric(
+    "routing_p50_ms", higher_is_better=False, description="median routing time per request (ms)"
+)
+def routing_p50_ms(times_ms: ArrayLike) -> float:
+    t = _f(times_ms)
+    return float(np.median(t)) if t.size else float("nan")
+
+
+# --------------------------------------------------------------------------- promotion
+
+
+@register_metric(
+    "suite_score",
+    higher_is_better=True,
+    description="the promotion number: mean over a suite's benchmarks of each one's headline "
+    "metric (APGR for pair, AIQ or top-1 quality for multi)",
+)
+def suite_score(headlines: ArrayLike) -> float:
+    v = _f(headlines)
+    return float(v.mean()) if v.size else float("nan")
