@@ -12,10 +12,13 @@ from typing import TYPE_CHECKING, Any
 from inferroute.config import RouterConfig
 from inferroute.errors import ConfigError, InferrouteError, RoutingError, UnknownRouterError
 from inferroute.types import (
+    OPTIMIZE,
     OPTIMIZE_MODES,
     CandidateScore,
     LiveStats,
     ModelCard,
+    OptimizeMode,
+    OptimizeModeInfo,
     RouteDecision,
 )
 
@@ -26,6 +29,7 @@ if TYPE_CHECKING:
     from inferroute.registry import ROUTERS
 
 __all__ = [
+    "OPTIMIZE",
     "OPTIMIZE_MODES",
     "ROUTERS",
     "CandidateScore",
@@ -34,6 +38,8 @@ __all__ = [
     "LearnedRouter",
     "LiveStats",
     "ModelCard",
+    "OptimizeMode",
+    "OptimizeModeInfo",
     "PriorRouter",
     "RouteDecision",
     "Router",

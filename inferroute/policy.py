@@ -31,7 +31,14 @@ from inferroute.config import RouterConfig
 from inferroute.costs import count_tokens, expected_cost, expected_latency_ms
 from inferroute.errors import RoutingError
 from inferroute.taxonomy import TASK_NAMES
-from inferroute.types import OPTIMIZE_MODES, CandidateScore, LiveStats, ModelCard, RouteDecision
+from inferroute.types import (
+    OPTIMIZE,
+    OPTIMIZE_MODES,
+    CandidateScore,
+    LiveStats,
+    ModelCard,
+    RouteDecision,
+)
 
 FloatArray = npt.NDArray[np.float64]
 SAVE_FORMAT = 2  # router.json's "format"; 2: the joint latent quality model (lat_* arrays)
@@ -67,17 +74,14 @@ def messages_to_text(messages: Sequence[Mapping[str, Any]]) -> tuple[str, int]:
 
 
 def policy_params(config: RouterConfig, mode: str) -> tuple[float, float, float, float]:
-    if mode not in OPTIMIZE_MODES:
+    """The mode's (w_quality, w_cost, w_latency, epsilon) from `config` (names: `OPTIMIZE`)."""
+    info = OPTIMIZE.get(mode)
+    if info is None:
         raise RoutingError(
             f"unknown optimize mode {mode!r}; expected one of: {', '.join(OPTIMIZE_MODES)}"
         )
-    get = config.to_flat_dict()
-    return (
-        float(get[f"policy_{mode}_w_quality"]),
-        float(get[f"policy_{mode}_w_cost"]),
-        float(get[f"policy_{mode}_w_latency"]),
-        float(get[f"policy_{mode}_epsilon"]),
-    )
+    wq, wc, wl, eps = (float(getattr(config, name)) for name in info.policy_params)
+    return wq, wc, wl, eps
 
 
 def _rel(values: FloatArray) -> FloatArray:

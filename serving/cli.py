@@ -11,6 +11,7 @@ from flask import Flask, current_app
 from flask.cli import FlaskGroup, with_appcontext
 
 from serving import create_app
+from serving.router_client import OPTIMIZE_MODES
 
 
 def _config_app() -> Flask:
@@ -129,9 +130,7 @@ def keys_group() -> None:
 @click.option("--account", "email", required=True)
 @click.option("--name", required=True)
 @click.option("--pool", default="", help="Comma-separated model ids for smart routing.")
-@click.option(
-    "--optimize", default="balanced", type=click.Choice(["balanced", "quality", "cost", "latency"])
-)
+@click.option("--optimize", default="balanced", type=click.Choice(OPTIMIZE_MODES))
 @click.option("--rpm", type=int, default=None)
 @click.option("--tpm", type=int, default=None)
 @with_appcontext

@@ -11,7 +11,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-OptimizeMode = Literal["balanced", "quality", "cost", "latency"]
+from serving.router_client import OptimizeMode  # InferRoute's one definition of the modes
 
 
 class OpenModel(BaseModel):

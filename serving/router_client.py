@@ -1,4 +1,6 @@
-"""The only module of `serving` that imports `inferroute`: loads the promoted router and polls it.
+"""The only module of `serving` that imports `inferroute` (an import-linter contract keeps it so,
+the fake router in `serving.testing` aside): loads the promoted router and polls it, and passes
+the library's types and the optimize modes (`OPTIMIZE`) on to the rest of serving.
 
 `build_router(app)` returns a `RouterClient`: it routes with the router the MLflow registry's alias
 points at (`models:/inferroute@champion` by default) and polls that alias in a background thread.
@@ -17,20 +19,60 @@ import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from flask import Flask
 
-from inferroute import LiveStats, ModelCard, PriorRouter, RouteDecision, load_router
+from inferroute import (
+    OPTIMIZE,
+    OPTIMIZE_MODES,
+    LiveStats,
+    ModelCard,
+    OptimizeMode,
+    PriorRouter,
+    RouteDecision,
+    Router,
+    load_router,
+)
 from serving.config import REPO_ROOT
 from serving.engines.base import CatalogModel, Engines
+
+__all__ = [
+    "OPTIMIZE",
+    "OPTIMIZE_MODES",
+    "ChatRouter",
+    "LiveStats",
+    "LoadedRouter",
+    "ModelCard",
+    "OptimizeMode",
+    "RouteDecision",
+    "RouterClient",
+    "build_router",
+    "live_stats",
+    "to_card",
+]
 
 logger = logging.getLogger(__name__)
 
 
+class ChatRouter(Protocol):
+    """What the chat path asks of a router: `RouterClient` in serving, a fake one in tests."""
+
+    def route(
+        self,
+        messages: Sequence[Mapping[str, Any]],
+        pool: Sequence[str],
+        *,
+        optimize: str = "balanced",
+        task: str | None = None,
+        cards: Sequence[ModelCard] | Mapping[str, ModelCard] | None = None,
+        live: Mapping[str, LiveStats] | None = None,
+    ) -> RouteDecision: ...
+
+
 @dataclass(frozen=True, slots=True)
 class LoadedRouter:
-    router: Any
+    router: Router
     version: str | None  # registry version; None for the prior router
     uri: str | None
     loaded_at: float
@@ -96,7 +138,7 @@ class RouterClient:
             "alias": self.alias,
             "version": cur.version,
             "trained": cur.trained,
-            "router_version": getattr(cur.router, "version", None),
+            "router_version": cur.router.version,
         }
 
     # -- champion tracking --------------------------------------------------------------------
@@ -136,7 +178,7 @@ class RouterClient:
             )
             return True
 
-    def _load(self, uri: str) -> Any:
+    def _load(self, uri: str) -> Router:
         import mlflow
 
         mlflow.set_tracking_uri(self.tracking_uri)
