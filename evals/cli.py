@@ -1,6 +1,7 @@
 """`python -m evals train | evaluate | tune | promote | rollback | report | bootstrap`.
 
-A thin CLI over library functions (evals.experiments, evals.tuning, evals.promote, evals.report).
+A thin CLI over library functions (evals.experiments, evals.tuning, evals.promote, evals.report,
+evals.champion): `build_parser()` is the whole command line, each `cmd_*` one call into the library.
 """
 
 from __future__ import annotations
@@ -54,7 +55,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     names = args.baselines.split(",") if args.baselines else list(LEARNED)
     payload = experiments.evaluate(
-        _suite(args), baselines=names, router_uri=args.router, split=args.split
+        _suite(args),
+        baselines=names,
+        router_uri=args.router,
+        split=args.split,
+        embedder=args.embedder,
     )
     if args.report:
         from evals import report
@@ -67,6 +72,8 @@ def cmd_tune(args: argparse.Namespace) -> int:
     from evals import experiments, tuning
     from evals.suite import load_suite, train_frame
 
+    if args.storage is None:
+        args.storage = tuning.DEFAULT_STORAGE
     cfg = _suite(args)
     df, _ = load_suite(cfg)
     if args.target.startswith("policy:"):
@@ -108,7 +115,9 @@ def _tune_policy(args: argparse.Namespace, cfg: Any, df: Any) -> int:
 def cmd_promote(args: argparse.Namespace) -> int:
     from evals import promote
 
-    cfg = promote.PromotionConfig(margin=args.margin, max_p50_slowdown=args.max_slowdown)
+    cfg = promote.PromotionConfig(
+        metric=args.metric, margin=args.margin, max_p50_slowdown=args.max_slowdown
+    )
     d = promote.promote(args.version, cfg)
     print(
         f"v{d.candidate} vs champion v{d.champion}: "
@@ -146,7 +155,7 @@ def cmd_bootstrap(args: argparse.Namespace) -> int:
     return 0 if outcome.ok else 1
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m evals", description=__doc__)
     p.add_argument("-v", "--verbose", action="store_true")
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -196,6 +205,9 @@ def main(argv: list[str] | None = None) -> int:
 
     sp = sub.add_parser("promote", help="gate a registered version against the champion")
     sp.add_argument("--version", help="default: the latest registered version")
+    sp.add_argument(
+        "--metric", default="suite_score", help="registered metric to beat the champion on"
+    )
     sp.add_argument("--margin", type=float, default=0.002)
     sp.add_argument("--max-slowdown", type=float, default=1.5)
     sp.set_defaults(fn=cmd_promote)
@@ -212,13 +224,13 @@ def main(argv: list[str] | None = None) -> int:
     sp.add_argument("--force", action="store_true")
     sp.set_defaults(fn=cmd_bootstrap)
 
-    args = p.parse_args(argv)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    if getattr(args, "storage", None) is None and args.cmd == "tune":
-        from evals.tuning import DEFAULT_STORAGE
-
-        args.storage = DEFAULT_STORAGE
     return int(args.fn(args))

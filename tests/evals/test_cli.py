@@ -94,3 +94,19 @@ def test_module_entry_point_help():
     assert out.returncode == 0
     for cmd in ("train", "evaluate", "tune", "promote", "rollback", "report", "bootstrap"):
         assert cmd in out.stdout
+
+
+def test_options_reach_the_library(monkeypatch):
+    """`evaluate --embedder` and `promote --metric` are passed on (the first was once dropped)."""
+    seen = {}
+    monkeypatch.setattr(experiments, "evaluate", lambda cfg, **kw: seen.update(kw) or {})
+    assert main(["evaluate", "--benchmarks", "routerbench", "--embedder", "static-input"]) == 0
+    assert seen["embedder"] == "static-input" and seen["split"] == "test"
+
+    def fake_promote(version, cfg):
+        seen["cfg"] = cfg
+        return promote.GateDecision(False, "kept", "2", "1")
+
+    monkeypatch.setattr(promote, "promote", fake_promote)
+    assert main(["promote", "--version", "2", "--metric", "ece", "--margin", "0.01"]) == 0
+    assert (seen["cfg"].metric, seen["cfg"].margin) == ("ece", 0.01)
