@@ -144,7 +144,7 @@ def reliability_figure(bins: pd.DataFrame, title: str = "task classifier calibra
     ax, hist = fig.subplots(1, 2, gridspec_kw={"width_ratios": [3, 2]})
     ax.plot([0, 1], [0, 1], ":", color="grey", label="perfectly calibrated")
     ax.plot(bins["confidence"], bins["accuracy"], "-o", label="classifier")
-    sizes = 20 + 200 * bins["n"] / max(int(bins["n"].max()), 1) if len(bins) else []
+    sizes: Any = 20 + 200 * bins["n"] / max(int(bins["n"].max()), 1) if len(bins) else []
     ax.scatter(bins["confidence"], bins["accuracy"], s=sizes, alpha=0.3)
     ax.set_xlim(0, 1)
     ax.set_ylim(0, 1)

@@ -18,7 +18,7 @@ import dataclasses
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import optuna
@@ -174,7 +174,7 @@ def _log_trial(
 def make_study(
     name: str,
     storage: str | None = DEFAULT_STORAGE,
-    directions: Sequence[str] = ("maximize",),
+    directions: Sequence[Literal["maximize", "minimize"]] = ("maximize",),
     seed: int = 0,
 ) -> optuna.Study:
     pruner = optuna.pruners.MedianPruner(n_startup_trials=3) if len(directions) == 1 else None

@@ -173,14 +173,14 @@ class LearnedRouter(Router):
     # --- persistence (Router.save writes router.json; inferroute.persist reads it) --------------
     def save_state(self, path: Path) -> dict[str, Any]:
         clf = self.classifier
-        np.savez(
-            path / "arrays.npz",
-            clf_coef=clf.coef,
-            clf_intercept=clf.intercept,
-            complexity_coef=self.complexity_coef,
+        arrays: dict[str, npt.NDArray[Any]] = {
+            "clf_coef": clf.coef,
+            "clf_intercept": clf.intercept,
+            "complexity_coef": self.complexity_coef,
             **self.quality.arrays(),
             **self.latent.arrays(),
-        )
+        }
+        np.savez(path / "arrays.npz", allow_pickle=False, **arrays)
         return {
             "embedder": self.embedder.save(path),
             "stats": {"mu": self.stats_mu.tolist(), "sd": self.stats_sd.tolist()},

@@ -225,12 +225,9 @@ def gunicorn_argv(
     return [*argv, app]
 
 
-try:
-    from serving.engines.cli import engines_cli  # type: ignore[import-not-found]
-except ImportError:
-    engines_cli = None
-if engines_cli is not None:
-    cli.add_command(engines_cli, "engines")
+from serving.engines.cli import engines_cli  # noqa: E402
+
+cli.add_command(engines_cli, "engines")
 
 
 from serving.quickstart import up as _up  # noqa: E402

@@ -140,7 +140,7 @@ def create(
         "created_at": utcnow(),
     }
     conn.execute(api_keys.insert().values(**values))
-    return get(conn, account_id, values["id"]), raw
+    return get(conn, account_id, str(values["id"])), raw
 
 
 def to_public(row: Any) -> dict[str, Any]:

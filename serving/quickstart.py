@@ -8,6 +8,7 @@ only the key printed last works), prints how to call the API with the OpenAI SDK
 from __future__ import annotations
 
 import secrets
+from typing import cast
 
 import click
 from flask import Flask
@@ -71,9 +72,9 @@ def up(
 
     app = current_app._get_current_object()  # type: ignore[attr-defined]
     db.upgrade(app.extensions["db"])
-    group = ctx.find_root().command
+    group = cast(click.Group, ctx.find_root().command)  # the `inferbase` group
     if engines and "engines" in getattr(group, "commands", {}):
-        ctx.invoke(group.commands["engines"].commands["up"])
+        ctx.invoke(cast(click.Group, group.commands["engines"]).commands["up"])
     raw, password = issue_demo_key(
         app, DEMO_EMAIL, demo_credits * int(app.config["MICROS_PER_CREDIT"])
     )

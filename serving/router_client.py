@@ -181,8 +181,9 @@ class RouterClient:
     def _load(self, uri: str) -> Router:
         import mlflow
 
-        mlflow.set_tracking_uri(self.tracking_uri)
-        mlflow.set_registry_uri(self.tracking_uri)
+        if self.tracking_uri:  # set whenever there is a champion to load
+            mlflow.set_tracking_uri(self.tracking_uri)
+            mlflow.set_registry_uri(self.tracking_uri)
         return load_router(uri)
 
     def _ensure_polling(self) -> None:

@@ -34,6 +34,7 @@ SSE_HEADERS = {
     "X-Accel-Buffering": "no",
 }
 JSON_HEADERS = {"Content-Type": "application/json"}
+_END: dict[str, Any] = {}  # the end of an engine stream (compared by identity)
 
 
 @dataclass(slots=True)
@@ -148,7 +149,7 @@ def chat_completions() -> Response:
 
 def handle(inc: Incoming) -> Reply:
     """One chat completion request (in an app context with `g.t0` and `g.request_id` set)."""
-    app = current_app._get_current_object()  # type: ignore[attr-defined]  (one proxy lookup)
+    app = current_app._get_current_object()  # type: ignore[attr-defined]  # one proxy lookup
     principal = g.principal = authenticate(cached=True, inc=inc)
     try:
         body = orjson.loads(inc.body(app.config.get("MAX_CONTENT_LENGTH")))
@@ -232,8 +233,8 @@ def _frames(call: Call, it: Iterator[dict[str, Any] | None], first: Any) -> Iter
             yield _routing_frame(call, info)
         pending = [first]
         while True:
-            chunk = pending.pop() if pending else next(it, StopIteration)
-            if chunk is StopIteration:
+            chunk = pending.pop() if pending else next(it, _END)
+            if chunk is _END:
                 break
             if chunk is None:
                 yield b": keep-alive\n\n"

@@ -29,7 +29,7 @@ def list_models() -> Any:
         for m in engines.models()
     ]
     router = current_app.extensions.get("router")
-    info = router.info() if hasattr(router, "info") else None
+    info = router.info() if router is not None and hasattr(router, "info") else None
     return ModelList(data=data, router=info).model_dump()
 
 

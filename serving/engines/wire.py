@@ -18,7 +18,7 @@ import select
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from urllib.parse import urlsplit
 
 _MAX_HEAD = 64 * 1024
@@ -49,7 +49,7 @@ class Answer:
         self.done = False
 
     def read(self) -> bytes:
-        return b"".join(self.iter_raw())
+        return b"".join(part for part in self.iter_raw() if part is not None)  # no idle ticks
 
     def iter_raw(self, idle_s: float | None = None) -> Iterator[bytes | None]:
         """The body's bytes as they arrive; `None` whenever nothing came for `idle_s` seconds
@@ -143,7 +143,7 @@ class Conn:
             n -= len(part)
             yield part
 
-    def line(self, idle_s: float | None) -> Iterator[None | bytes]:
+    def line(self, idle_s: float | None) -> Generator[None, None, bytes]:
         """A generator returning one CRLF-terminated line (without it), yielding None while idle."""
         while True:
             end = self.buf.find(b"\r\n")
