@@ -19,7 +19,7 @@ import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 from flask import Flask
 
@@ -40,7 +40,6 @@ from serving.engines.base import CatalogModel, Engines
 __all__ = [
     "OPTIMIZE",
     "OPTIMIZE_MODES",
-    "ChatRouter",
     "LiveStats",
     "LoadedRouter",
     "ModelCard",
@@ -53,21 +52,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
-
-
-class ChatRouter(Protocol):
-    """What the chat path asks of a router: `RouterClient` in serving, a fake one in tests."""
-
-    def route(
-        self,
-        messages: Sequence[Mapping[str, Any]],
-        pool: Sequence[str],
-        *,
-        optimize: str = "balanced",
-        task: str | None = None,
-        cards: Sequence[ModelCard] | Mapping[str, ModelCard] | None = None,
-        live: Mapping[str, LiveStats] | None = None,
-    ) -> RouteDecision: ...
 
 
 @dataclass(frozen=True, slots=True)

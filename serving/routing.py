@@ -13,7 +13,7 @@ from serving.auth import Principal
 from serving.engines.base import CatalogModel, Engines
 from serving.errors import ApiError
 from serving.protocol import ChatCompletionRequest
-from serving.router_client import ChatRouter, RouteDecision, live_stats, to_card
+from serving.router_client import RouteDecision, RouterClient, live_stats, to_card
 
 logger = logging.getLogger(__name__)
 
@@ -78,7 +78,7 @@ def resolve(
     messages: list[dict[str, Any]],
     principal: Principal,
     engines: Engines,
-    router: ChatRouter | None,
+    router: RouterClient | None,  # or a fake with the same route() in tests
     micros_per_credit: int,
 ) -> Resolved:
     if req.model != "auto":
