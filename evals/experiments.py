@@ -42,6 +42,13 @@ def _suite_params(cfg: SuiteConfig) -> dict[str, Any]:
     }
 
 
+def train_params(cfg: SuiteConfig, router_overrides: Mapping[str, Any] | None) -> dict[str, Any]:
+    """What a training run logs as parameters: the suite's and the router config's (flat)."""
+    router_cfg = our_router.router_config(router_overrides)
+    flat = {f"router.{k}": v for k, v in router_cfg.to_flat_dict().items()}
+    return {**_suite_params(cfg), **flat}
+
+
 def labels_split(cfg: SuiteConfig, split: str) -> pd.DataFrame:
     """Task-labelled prompts of one split. The train split leaves out every prompt of a benchmark
     held out of training entirely (MT-Bench: its category labels would otherwise teach the task
@@ -105,11 +112,7 @@ def train(
     df, versions = load_suite(cfg)
     train_df = train_frame(df, cfg)
     labels = labels_split(cfg, "train")
-    router_cfg = our_router.router_config(router_overrides)
-    params = {
-        **_suite_params(cfg),
-        **{f"router.{k}": v for k, v in router_cfg.to_flat_dict().items()},
-    }
+    params = train_params(cfg, router_overrides)
     with tracking.run(
         TRAIN_EXPERIMENT, "train", params, dataset_versions=versions, tags={"evals.kind": "train"}
     ) as active:

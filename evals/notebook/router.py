@@ -103,14 +103,7 @@ def register(
     """
     from evals import promote, tracking
 
-    router_cfg = our_router.router_config(overrides)
-    params = {
-        "suite.benchmarks": ",".join(data.cfg.names()),
-        "suite.train_datasets": ",".join(data.cfg.train_datasets),
-        "suite.max_train_prompts_per_dataset": data.cfg.max_train_prompts_per_dataset,
-        "suite.split_seed": data.cfg.split_seed,
-        **{f"router.{k}": v for k, v in router_cfg.to_flat_dict().items()},
-    }
+    params = experiments.train_params(data.cfg, overrides)
     tags = {"evals.kind": "train", "evals.source": run_name}
     with tracking.run(
         experiments.TRAIN_EXPERIMENT, run_name, params, dataset_versions=data.versions, tags=tags

@@ -110,3 +110,11 @@ def test_options_reach_the_library(monkeypatch):
     monkeypatch.setattr(promote, "promote", fake_promote)
     assert main(["promote", "--version", "2", "--metric", "ece", "--margin", "0.01"]) == 0
     assert (seen["cfg"].metric, seen["cfg"].margin) == ("ece", 0.01)
+
+
+def test_train_params_are_the_suite_and_the_flat_router_config():
+    cfg = SuiteConfig.load(max_train_prompts_per_dataset=120).only(["routerbench"])
+    params = experiments.train_params(cfg, {"knn_k": 10})
+    assert params["suite.benchmarks"] == "routerbench"
+    assert params["suite.max_train_prompts_per_dataset"] == 120
+    assert params["router.knn_k"] == 10 and "router.policy_balanced_w_cost" in params
