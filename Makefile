@@ -46,7 +46,9 @@ browser:
 ## The test suite (what CI runs).
 test: install browser
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/lint-imports
+	$(VENV)/bin/mypy
 	$(VENV)/bin/pytest
 	# the notebooks' conftest gives them a throw-away MLflow store; the project's must not leak in
 	env -u MLFLOW_TRACKING_URI $(VENV)/bin/pytest --nbmake notebooks/ --nbmake-timeout=600
@@ -57,7 +59,7 @@ lint: install
 	$(VENV)/bin/lint-imports
 
 typecheck: install
-	$(VENV)/bin/mypy inferroute evals
+	$(VENV)/bin/mypy
 
 nbtest: install
 	# the notebooks' conftest gives them a throw-away MLflow store; the project's must not leak in

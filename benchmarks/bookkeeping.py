@@ -24,7 +24,7 @@ import sqlalchemy as sa
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from serving import accounts, auth, create_app, db, keys, ledger, ratelimit  # noqa: E402
-from tests.serving.fakes import FakeEngines  # noqa: E402
+from serving.testing.fakes import FakeEngines  # noqa: E402
 
 PG_DEFAULT = os.environ.get(
     "INFERBASE_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/core_test"

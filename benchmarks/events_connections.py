@@ -24,7 +24,7 @@ import websockets
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.dashboard import server as srv  # noqa: E402
+from serving.testing import server as srv  # noqa: E402
 
 CONFIGS = [
     ("gthread", {"workers": 2, "threads": 64}),

@@ -30,10 +30,9 @@ import httpx
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from serving import accounts, db  # noqa: E402
+from serving import accounts, create_app, db, keys  # noqa: E402
 from serving.cli import gunicorn_argv  # noqa: E402
-from tests.serving.conftest import ApiActions, build_app  # noqa: E402
-from tests.serving.fakes import FakeEngines, FakeRouter  # noqa: E402
+from serving.testing.fakes import FakeEngines, FakeRouter  # noqa: E402
 
 CHAT = "/api/v1/inference/chat/completions"
 SECRET = "login-flood-" + "s" * 32
@@ -62,10 +61,29 @@ def _flood(base: str, stop_at: float, out: Any) -> None:
 def _fresh() -> tuple[Path, str, str]:
     home = Path(tempfile.mkdtemp(prefix="login-flood-"))
     url = f"sqlite:///{home / 'gateway.db'}"
-    app = build_app(url, home, FakeEngines(), FakeRouter(), SECRET_KEY=SECRET)
+    app = create_app(
+        {
+            "HOME": str(home),
+            "DATABASE_URL": url,
+            "SECRET_KEY": SECRET,
+            "ENGINES": FakeEngines(),
+            "ROUTER": FakeRouter(),
+            "AUTO_MIGRATE": True,
+            "REDIS_URL": None,
+        }
+    )
     with app.app_context(), db.write() as conn:
         accounts.create_account(conn, "victim@example.com", "the-right-password")
-    key = ApiActions(app, app.test_client()).tenant(rpm_limit=1_000_000).key
+        tenant = accounts.create_account(conn, "tenant@example.com", None, 10_000_000)
+        _, key = keys.create(
+            conn,
+            app.extensions["auth"].secret,
+            tenant,
+            "bench",
+            [],
+            "balanced",
+            rpm_limit=1_000_000,
+        )
     app.extensions["db"].dispose()
     return home, url, key
 
@@ -79,7 +97,7 @@ def run(name: str, seconds: float, loops: int, port: int) -> None:
         "INFERBASE_DATABASE_URL": url,
         "INFERBASE_HOME": str(home),
         "INFERBASE_SECRET_KEY": SECRET,
-        "INFERBASE_ENGINES_FACTORY": "tests.serving.fakes:make_engines",
+        "INFERBASE_ENGINES_FACTORY": "serving.testing.fakes:make_engines",
         **extra,
     }
     env.pop("INFERBASE_REDIS_URL", None)

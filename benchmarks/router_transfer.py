@@ -46,7 +46,7 @@ def main() -> None:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
     import inferroute
-    from evals import ours, runner
+    from evals import experiments, our_router
     from evals.harness import run_eval
     from evals.suite import SuiteConfig, load_suite, train_frame
     from inferroute.features import StaticEmbedder
@@ -54,8 +54,8 @@ def main() -> None:
     cfg = SuiteConfig.load()
     df, _ = load_suite(cfg)
     train = train_frame(df, cfg)
-    labels = runner.labels_split(cfg, "train")
-    rc = ours.router_config()
+    labels = experiments.labels_split(cfg, "train")
+    rc = our_router.router_config()
     scored = train[train["score"].notna()].drop_duplicates("prompt_id")
     texts = scored["prompt"].astype(str).tolist() + labels["prompt"].astype(str).tolist()
     embedder = StaticEmbedder.distill(
@@ -66,7 +66,9 @@ def main() -> None:
     router = None
     for seed in [int(s) for s in args.seeds.split(",") if s]:
         r = inferroute.train(train, labels, rc.with_overrides(seed=seed), embedder=embedder)
-        out["seeds"][seed] = _headline(run_eval(ours.QualityView(r), df, specs, timing_prompts=0))
+        out["seeds"][seed] = _headline(
+            run_eval(our_router.QualityView(r), df, specs, timing_prompts=0)
+        )
         router = router or r
     for held in [d for d in args.lodo.split(",") if d]:
         held_text = set(df.loc[df["dataset"] == held, "prompt"])
@@ -74,7 +76,7 @@ def main() -> None:
         r = inferroute.train(sub, labels, rc, embedder=embedder)
         names = {s.name for s in specs if held in s.datasets} | {"mt_bench"}
         res = run_eval(
-            ours.QualityView(r), df, [s for s in specs if s.name in names], timing_prompts=0
+            our_router.QualityView(r), df, [s for s in specs if s.name in names], timing_prompts=0
         )
         out["lodo"][held] = _headline(res)
     if router is not None:

@@ -140,7 +140,7 @@ def use_static(corpus: Sequence[str], dim: int = 256, source: str = "distill") -
     thousands of prompts feasible on two shared cores; `use_contextual()` switches back.
     """
     global _static
-    from inferroute.features import StaticEmbedder
+    from evals.our_router import StaticEmbedder
 
     h = hashlib.sha1(f"{dim}:{source}:".encode())
     for t in sorted(set(corpus)):

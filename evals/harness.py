@@ -66,7 +66,7 @@ class BenchmarkResult:
     metrics: dict[str, float]
     curve: dict[str, list[float]] = field(default_factory=dict)  # x, y (pct or cost, quality)
     # multi with costs: each prompt's realised (cost, quality) per willingness and the AIQ range,
-    # for paired bootstrap intervals (`evals.runner.add_aiq_intervals`); not logged
+    # for paired bootstrap intervals (`evals.experiments.add_aiq_intervals`); not logged
     routed: tuple[NDArray[np.float64], NDArray[np.float64], float] | None = None
 
 

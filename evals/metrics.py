@@ -180,7 +180,7 @@ def routed_outcomes(
     """Route each prompt to argmax_m pred[i, m] - expected_cost[m] / w, for each willingness w.
 
     Returns the realised (cost, quality) of every prompt's choice, two (len(willingness), n)
-    arrays; their means over prompts are the curve's points (`cost_quality_curve`).
+    arrays; their means over prompts (`curve_means`) are the cost-quality curve AIQ integrates.
     """
     pq, tq, tc = _f(pred_quality), _f(true_quality), _f(true_cost)
     ec = _f(expected_cost)
@@ -202,23 +202,6 @@ def curve_means(
     n = known.sum(axis=1)
     c = np.where(n > 0, np.where(known, cost, 0.0).sum(axis=1) / np.maximum(n, 1), np.nan)
     return c.astype(np.float64), np.nanmean(quality, axis=1).astype(np.float64)
-
-
-def cost_quality_curve(
-    pred_quality: ArrayLike,
-    true_quality: ArrayLike,
-    true_cost: ArrayLike,
-    expected_cost: ArrayLike,
-    willingness: Sequence[float],
-) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
-    """Route each prompt to argmax_m pred[i, m] - expected_cost[m] / w, for each willingness w.
-
-    Returns (mean realised cost, mean realised quality) per w, the points AIQ integrates.
-    """
-    cost, quality = routed_outcomes(
-        pred_quality, true_quality, true_cost, expected_cost, willingness
-    )
-    return curve_means(cost, quality)
 
 
 def aiq_bootstrap(
@@ -314,3 +297,25 @@ def routing_time_percentiles(
 ) -> dict[str, float]:
     t = _f(times_ms)
     return {f"p{int(p)}": float(np.percentile(t, p)) for p in percentiles}
+
+
+@register_metric(
+    "routing_p50_ms", higher_is_better=False, description="median routing time per request (ms)"
+)
+def routing_p50_ms(times_ms: ArrayLike) -> float:
+    t = _f(times_ms)
+    return float(np.median(t)) if t.size else float("nan")
+
+
+# --------------------------------------------------------------------------- promotion
+
+
+@register_metric(
+    "suite_score",
+    higher_is_better=True,
+    description="the promotion number: mean over a suite's benchmarks of each one's headline "
+    "metric (APGR for pair, AIQ or top-1 quality for multi)",
+)
+def suite_score(headlines: ArrayLike) -> float:
+    v = _f(headlines)
+    return float(v.mean()) if v.size else float("nan")

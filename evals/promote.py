@@ -1,10 +1,12 @@
 """Registry promotion: register the router as `inferroute`, move alias `champion` through a gate.
 
-A registered version carries its validation-suite numbers as tags (`metric.suite_score`,
-`metric.routing_p50_ms`, `dataset_version`). Promotion moves `champion` to the candidate only when
-  candidate.suite_score >= champion.suite_score + margin   and
-  candidate.routing_p50_ms <= champion.routing_p50_ms * max_p50_slowdown;
-with no champion yet, any candidate is promoted. The version that loses `champion` gets alias
+A registered version carries its validation-suite numbers as tags (`metric.<name>`: `suite_score`,
+`routing_p50_ms`; and `dataset_version`). Promotion moves `champion` to the candidate only when
+  the candidate beats the champion on `cfg.metric` (default `suite_score`) by `cfg.margin`, and
+  its routing p50 is at most `cfg.max_p50_slowdown` times the champion's;
+"beats" and "slower" read each metric's direction (`higher_is_better`) from the `evals.metrics`
+registry, so a lower-is-better metric (an error, a cost, a time) gates the right way round. With no
+champion yet, any candidate is promoted. The version that loses `champion` gets alias
 `previous`, and the new champion records it in tag `previous_champion` (a chain, so rollbacks can go
 back more than once). `rollback()` moves `champion` to that previous version.
 Serving loads `models:/inferroute@champion`; a promotion or rollback is only an alias move.
@@ -17,12 +19,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from evals import metrics as M
 from evals import tracking
 
 logger = logging.getLogger(__name__)
 
 CHAMPION, PREVIOUS = "champion", "previous"
-SCORE_TAG, P50_TAG = "metric.suite_score", "metric.routing_p50_ms"
+TAG_PREFIX = "metric."
+SCORE_TAG, P50_TAG = TAG_PREFIX + "suite_score", TAG_PREFIX + "routing_p50_ms"
 
 
 class PromotionError(Exception):
@@ -32,8 +36,10 @@ class PromotionError(Exception):
 @dataclass(frozen=True, slots=True)
 class PromotionConfig:
     model_name: str = "inferroute"
-    margin: float = 0.002  # suite score the candidate must add over the champion
-    max_p50_slowdown: float = 1.5  # candidate routing p50 may be at most this times the champion's
+    metric: str = "suite_score"  # the registered metric the candidate must beat the champion on
+    margin: float = 0.002  # ... by at least this much (in the metric's better direction)
+    speed_metric: str = "routing_p50_ms"  # the registered metric the candidate must not lose on
+    max_p50_slowdown: float = 1.5  # ... by more than this factor
 
     @classmethod
     def from_mapping(cls, d: Mapping[str, Any] | None) -> PromotionConfig:
@@ -48,24 +54,41 @@ class GateDecision:
     champion: str | None
 
 
+def gain(name: str, candidate: float, champion: float) -> float:
+    """How much better `candidate` is than `champion` on metric `name` (negative: worse), in the
+    direction the metrics registry declares for it."""
+    sign = 1.0 if M.get_metric(name).higher_is_better else -1.0
+    return sign * (candidate - champion)
+
+
+def worse_factor(name: str, candidate: float, champion: float) -> float:
+    """How many times worse `candidate` is than `champion` on a positive metric (< 1: better)."""
+    if M.get_metric(name).higher_is_better:
+        return champion / max(candidate, 1e-12)
+    return candidate / max(champion, 1e-12)
+
+
 def gate(
     candidate: Mapping[str, float], champion: Mapping[str, float] | None, cfg: PromotionConfig
 ) -> tuple[bool, str]:
-    """Pure gate over {suite_score, routing_p50_ms} of candidate and champion."""
+    """Pure gate over candidate and champion metrics (`cfg.metric`, `cfg.speed_metric`)."""
+    name = cfg.metric
+    better = "higher" if M.get_metric(name).higher_is_better else "lower"
     if champion is None:
         return True, "no champion yet"
-    need = champion["suite_score"] + cfg.margin
-    if candidate["suite_score"] < need:
+    cand, champ = candidate[name], champion[name]
+    if gain(name, cand, champ) < cfg.margin:
         return False, (
-            f"suite score {candidate['suite_score']:.4f} < champion "
-            f"{champion['suite_score']:.4f} + margin {cfg.margin}"
+            f"{name} {cand:.4f} does not beat champion {champ:.4f} by the margin {cfg.margin} "
+            f"({better} is better)"
         )
-    cp50, hp50 = candidate.get("routing_p50_ms"), champion.get("routing_p50_ms")
-    if cp50 is not None and hp50 is not None and cp50 > hp50 * cfg.max_p50_slowdown:
-        return False, f"routing p50 {cp50:.2f} ms > {cfg.max_p50_slowdown} x champion {hp50:.2f} ms"
-    return True, (
-        f"suite score {candidate['suite_score']:.4f} >= champion {champion['suite_score']:.4f}"
-        f" + {cfg.margin}"
+    speed = cfg.speed_metric
+    cs, hs = candidate.get(speed), champion.get(speed)
+    if cs is not None and hs is not None and worse_factor(speed, cs, hs) > cfg.max_p50_slowdown:
+        return False, f"{speed} {cs:.2f} is over {cfg.max_p50_slowdown} x champion's {hs:.2f}"
+    return (
+        True,
+        f"{name} {cand:.4f} beats champion {champ:.4f} by >= {cfg.margin} ({better} is better)",
     )
 
 
@@ -77,12 +100,7 @@ def client() -> Any:
 
 
 def _version_metrics(mv: Any) -> dict[str, float]:
-    out: dict[str, float] = {}
-    if SCORE_TAG in mv.tags:
-        out["suite_score"] = float(mv.tags[SCORE_TAG])
-    if P50_TAG in mv.tags:
-        out["routing_p50_ms"] = float(mv.tags[P50_TAG])
-    return out
+    return {k[len(TAG_PREFIX) :]: float(v) for k, v in mv.tags.items() if k.startswith(TAG_PREFIX)}
 
 
 def alias_version(alias: str, cfg: PromotionConfig | None = None) -> str | None:
@@ -98,13 +116,10 @@ def alias_version(alias: str, cfg: PromotionConfig | None = None) -> str | None:
 def tag_version(
     version: str, metrics: Mapping[str, float], cfg: PromotionConfig, **tags: str
 ) -> None:
+    """Tag the version with its metrics (`metric.<name>`) and any other `tags`."""
     c = client()
-    if "suite_score" in metrics:
-        c.set_model_version_tag(cfg.model_name, version, SCORE_TAG, f"{metrics['suite_score']:.6f}")
-    if "routing_p50_ms" in metrics:
-        c.set_model_version_tag(
-            cfg.model_name, version, P50_TAG, f"{metrics['routing_p50_ms']:.4f}"
-        )
+    for name, value in metrics.items():
+        c.set_model_version_tag(cfg.model_name, version, TAG_PREFIX + name, f"{float(value):.6g}")
     for k, v in tags.items():
         c.set_model_version_tag(cfg.model_name, version, k, v)
 
@@ -112,10 +127,10 @@ def tag_version(
 def register_router(
     router: Any, metrics: Mapping[str, float], cfg: PromotionConfig, **tags: str
 ) -> str:
-    """Log the router in the active run (`inferroute.packaging`), register it, tag its metrics."""
-    from inferroute import packaging
+    """Log the router in the active run (an MLflow pyfunc model), register it, tag its metrics."""
+    from evals import our_router
 
-    info = packaging.log_router(router, name="router", registered_model_name=cfg.model_name)
+    info = our_router.log_router(router, cfg.model_name)
     version = getattr(info, "registered_model_version", None)
     if version is None:  # older MLflow: find the version created from this run
         runs = client().search_model_versions(f"name='{cfg.model_name}'")
@@ -135,8 +150,10 @@ def promote(version: str | None = None, cfg: PromotionConfig | None = None) -> G
         version = str(max(int(v.version) for v in versions))
     cand = c.get_model_version(cfg.model_name, version)
     cand_metrics = _version_metrics(cand)
-    if "suite_score" not in cand_metrics:
-        raise PromotionError(f"version {version} has no {SCORE_TAG} tag: evaluate it first")
+    if cfg.metric not in cand_metrics:
+        raise PromotionError(
+            f"version {version} has no {TAG_PREFIX + cfg.metric} tag: evaluate it first"
+        )
     champ = alias_version(CHAMPION, cfg)
     if champ == version:
         return GateDecision(False, "already champion", version, champ)

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from evals import tracking
-from evals.runner import EVAL_EXPERIMENT
+from evals.experiments import EVAL_EXPERIMENT
 
 LEARNED_ORDER = ("inferroute", "knn", "mf", "sw_ranking", "bert_head", "random")
 LABELS = {

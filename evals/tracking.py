@@ -25,7 +25,10 @@ import subprocess
 import tempfile
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 logger = logging.getLogger(__name__)
 
@@ -126,12 +129,9 @@ def log_metrics(metrics: Mapping[str, float], step: int | None = None) -> None:
     mlflow.log_metrics(clean, step=step)
 
 
-def log_figure(fig: Any, artifact_file: str) -> None:
-    mlflow = setup()
-    mlflow.log_figure(fig, artifact_file)
-    import matplotlib.pyplot as plt
-
-    plt.close(fig)
+def log_figure(fig: Figure, artifact_file: str) -> None:
+    """Log an `evals.figures` figure (pyplot-free: nothing to close)."""
+    setup().log_figure(fig, artifact_file)
 
 
 def log_json(obj: Any, artifact_file: str) -> None:

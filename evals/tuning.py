@@ -18,13 +18,13 @@ import dataclasses
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import optuna
 import pandas as pd
 
-from evals import ours, tracking
+from evals import our_router, tracking
 from evals.baselines import get_baseline
 from evals.harness import BenchData, BenchmarkResult, BenchmarkSpec, evaluate_on
 
@@ -110,7 +110,9 @@ def primary(br: BenchmarkResult) -> float:
 def _build(ctx: TuneContext, params: Mapping[str, Any]) -> Any:
     if ctx.target == "router":
         labels = ctx.labels if ctx.labels is not None else pd.DataFrame()
-        return ours.QualityView(ours.train(ctx.train_df, labels, {**ctx.base_overrides, **params}))
+        return our_router.QualityView(
+            our_router.train(ctx.train_df, labels, {**ctx.base_overrides, **params})
+        )
     return get_baseline(ctx.target, **{**ctx.base_overrides, **params}).fit(ctx.train_df)
 
 
@@ -172,7 +174,7 @@ def _log_trial(
 def make_study(
     name: str,
     storage: str | None = DEFAULT_STORAGE,
-    directions: Sequence[str] = ("maximize",),
+    directions: Sequence[Literal["maximize", "minimize"]] = ("maximize",),
     seed: int = 0,
 ) -> optuna.Study:
     pruner = optuna.pruners.MedianPruner(n_startup_trials=3) if len(directions) == 1 else None

@@ -6,15 +6,19 @@ No Flask, no I/O and no model loading at import time (heavy modules load lazily 
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from inferroute.config import RouterConfig
 from inferroute.errors import ConfigError, InferrouteError, RoutingError, UnknownRouterError
 from inferroute.types import (
+    OPTIMIZE,
     OPTIMIZE_MODES,
     CandidateScore,
     LiveStats,
     ModelCard,
+    OptimizeMode,
+    OptimizeModeInfo,
     RouteDecision,
 )
 
@@ -25,6 +29,7 @@ if TYPE_CHECKING:
     from inferroute.registry import ROUTERS
 
 __all__ = [
+    "OPTIMIZE",
     "OPTIMIZE_MODES",
     "ROUTERS",
     "CandidateScore",
@@ -33,6 +38,8 @@ __all__ = [
     "LearnedRouter",
     "LiveStats",
     "ModelCard",
+    "OptimizeMode",
+    "OptimizeModeInfo",
     "PriorRouter",
     "RouteDecision",
     "Router",
@@ -59,11 +66,17 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module 'inferroute' has no attribute {name!r}")
 
 
-def load_router(uri: str) -> Router:
-    """A router from a saved directory or an MLflow model URI (`models:/inferroute@champion`)."""
-    from inferroute.persist import load_router as _load
+def load_router(uri: str | Path) -> Router:
+    """A router from a saved directory (`Router.save`) or an MLflow model URI
+    (`models:/inferroute@champion`, `runs:/...`; mlflow is imported only then)."""
+    text = str(uri)
+    if "://" not in text and not text.startswith(("models:/", "runs:/")):
+        from inferroute.persist import load_router_dir
 
-    return _load(uri)
+        return load_router_dir(Path(text))
+    from inferroute.packaging import load_mlflow_router
+
+    return load_mlflow_router(text)
 
 
 def train(

@@ -144,8 +144,8 @@ class RouterConfig:
         import yaml
 
         with open(path or DEFAULT_CONFIG_PATH, encoding="utf-8") as fh:
-            data = yaml.safe_load(fh) or {}
-        router_part = data.get("router", data)
+            data: dict[str, Any] = yaml.safe_load(fh) or {}
+        router_part: Mapping[str, Any] = data.get("router", data)
         return cls.from_mapping(router_part)
 
 

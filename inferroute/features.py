@@ -117,7 +117,8 @@ class StaticEmbedder:
             if ids:
                 out[i] = self.table[ids].mean(axis=0)
         norms = np.linalg.norm(out, axis=1, keepdims=True)
-        return out / np.maximum(norms, 1e-8)
+        unit: npt.NDArray[np.float32] = out / np.maximum(norms, 1e-8)
+        return unit
 
     def save(self, directory: Path) -> dict[str, Any]:
         np.save(directory / "static_table.npy", self.table)

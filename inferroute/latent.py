@@ -138,7 +138,8 @@ class LatentQualityModel:
         def logit_of_mean(sel: npt.NDArray[np.bool_], axis: int | None) -> npt.NDArray[Any]:
             mean = (y[sel] * mask[sel]).sum(axis) / np.maximum(mask[sel].sum(axis), 1e-9)
             clipped = np.clip(mean, 0.02, 0.98)
-            return np.log(clipped / (1 - clipped))
+            logit: npt.NDArray[Any] = np.log(clipped / (1 - clipped))
+            return logit
 
         everything = np.ones(n, bool)
         overall = float(logit_of_mean(everything, None))

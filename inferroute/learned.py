@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -19,7 +20,7 @@ from inferroute.catalog import CardBook
 from inferroute.classifier import TaskClassifier
 from inferroute.config import RouterConfig
 from inferroute.costs import OutputLengths
-from inferroute.features import Embedder, text_stats
+from inferroute.features import Embedder, load_embedder, text_stats
 from inferroute.latent import LatentQualityModel, inputs
 from inferroute.policy import Analysis, FloatArray, Router
 from inferroute.scoring import QualityModel
@@ -169,7 +170,63 @@ class LearnedRouter(Router):
         probs = self.classifier.predict_proba(dense, prompts)
         return self._quality(emb, dense, probs, models, cards or {})
 
-    def save(self, path: str) -> None:
-        from inferroute.persist import save_router
+    # --- persistence (Router.save writes router.json; inferroute.persist reads it) --------------
+    def save_state(self, path: Path) -> dict[str, Any]:
+        clf = self.classifier
+        arrays: dict[str, npt.NDArray[Any]] = {
+            "clf_coef": clf.coef,
+            "clf_intercept": clf.intercept,
+            "complexity_coef": self.complexity_coef,
+            **self.quality.arrays(),
+            **self.latent.arrays(),
+        }
+        np.savez(path / "arrays.npz", allow_pickle=False, **arrays)
+        return {
+            "embedder": self.embedder.save(path),
+            "stats": {"mu": self.stats_mu.tolist(), "sd": self.stats_sd.tolist()},
+            "classifier": {
+                "classes": list(clf.classes),
+                "n_dense": clf.n_dense,
+                "n_hash": clf.n_hash,
+                "temperature": clf.temperature,
+                "n_char": clf.n_char,
+            },
+            "quality": self.quality.params(),
+            "complexity": {
+                "intercept": self.complexity_intercept,
+                "cuts": list(self.complexity_cuts),
+            },
+            "lengths": self.lengths.to_dict(),
+        }
 
-        save_router(self, Path(path))
+    @classmethod
+    def from_saved(
+        cls, path: Path, meta: Mapping[str, Any], config: RouterConfig, book: CardBook
+    ) -> LearnedRouter:
+        arr = np.load(path / "arrays.npz")
+        c = meta["classifier"]
+        clf = TaskClassifier(
+            tuple(c["classes"]),
+            arr["clf_coef"],
+            arr["clf_intercept"],
+            int(c["n_dense"]),
+            int(c["n_hash"]),
+            float(c["temperature"]),
+            int(c.get("n_char", 0)),
+        )
+        cuts = meta["complexity"]["cuts"]
+        return cls(
+            config,
+            book,
+            meta["version"],
+            load_embedder(path, meta["embedder"]),
+            np.asarray(meta["stats"]["mu"], dtype=np.float32),
+            np.asarray(meta["stats"]["sd"], dtype=np.float32),
+            clf,
+            QualityModel.from_saved(meta["quality"], arr),
+            LatentQualityModel.from_saved(meta["quality"]["models"], arr),
+            arr["complexity_coef"],
+            float(meta["complexity"]["intercept"]),
+            (float(cuts[0]), float(cuts[1])),
+            OutputLengths.from_dict(meta["lengths"]),
+        )

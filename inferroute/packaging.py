@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import mlflow.pyfunc
+from mlflow.pyfunc.model import PythonModel
 
 from inferroute.errors import InferrouteError
 from inferroute.persist import load_router_dir
@@ -44,7 +45,7 @@ def _input_example() -> Any:
     )
 
 
-class RouterModel(mlflow.pyfunc.PythonModel):  # type: ignore[misc]
+class RouterModel(PythonModel):
     """pyfunc wrapper: the router is loaded in `load_context`, never in `predict`."""
 
     def __init__(self, router: Router | None = None) -> None:

@@ -15,10 +15,12 @@ constraint.
 
 from __future__ import annotations
 
+import json
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -29,9 +31,17 @@ from inferroute.config import RouterConfig
 from inferroute.costs import count_tokens, expected_cost, expected_latency_ms
 from inferroute.errors import RoutingError
 from inferroute.taxonomy import TASK_NAMES
-from inferroute.types import OPTIMIZE_MODES, CandidateScore, LiveStats, ModelCard, RouteDecision
+from inferroute.types import (
+    OPTIMIZE,
+    OPTIMIZE_MODES,
+    CandidateScore,
+    LiveStats,
+    ModelCard,
+    RouteDecision,
+)
 
 FloatArray = npt.NDArray[np.float64]
+SAVE_FORMAT = 2  # router.json's "format"; 2: the joint latent quality model (lat_* arrays)
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,17 +74,14 @@ def messages_to_text(messages: Sequence[Mapping[str, Any]]) -> tuple[str, int]:
 
 
 def policy_params(config: RouterConfig, mode: str) -> tuple[float, float, float, float]:
-    if mode not in OPTIMIZE_MODES:
+    """The mode's (w_quality, w_cost, w_latency, epsilon) from `config` (names: `OPTIMIZE`)."""
+    info = OPTIMIZE.get(mode)
+    if info is None:
         raise RoutingError(
             f"unknown optimize mode {mode!r}; expected one of: {', '.join(OPTIMIZE_MODES)}"
         )
-    get = config.to_flat_dict()
-    return (
-        float(get[f"policy_{mode}_w_quality"]),
-        float(get[f"policy_{mode}_w_cost"]),
-        float(get[f"policy_{mode}_w_latency"]),
-        float(get[f"policy_{mode}_epsilon"]),
-    )
+    wq, wc, wl, eps = (float(getattr(config, name)) for name in info.policy_params)
+    return wq, wc, wl, eps
 
 
 def _rel(values: FloatArray) -> FloatArray:
@@ -133,8 +140,33 @@ class Router(ABC):
         cards: Mapping[str, ModelCard] | None = None,
     ) -> FloatArray: ...
 
+    def save(self, path: str | Path) -> None:
+        """Save to a directory that `inferroute.load_router` reads back: `router.json` (kind,
+        format, version, config, cards and what the kind's `save_state` adds) and the kind's own
+        files (`save_state` writes them; no pickle)."""
+        out = Path(path)
+        out.mkdir(parents=True, exist_ok=True)
+        meta: dict[str, Any] = {
+            "format": SAVE_FORMAT,
+            "kind": self.name,
+            "version": self.version,
+            "config": self.config.to_flat_dict(),
+            "cards": self.book.to_dict(),
+        }
+        meta.update(self.save_state(out))
+        (out / "router.json").write_text(json.dumps(meta, indent=1), encoding="utf-8")
+
+    def save_state(self, path: Path) -> dict[str, Any]:
+        """What this kind adds to router.json (its own files go under `path`). Default: nothing
+        beyond the config and the cards."""
+        return {}
+
+    @classmethod
     @abstractmethod
-    def save(self, path: str) -> None: ...
+    def from_saved(
+        cls, path: Path, meta: Mapping[str, Any], config: RouterConfig, book: CardBook
+    ) -> Router:
+        """The router `save` wrote to `path` (`meta`: its router.json, config and cards decoded)."""
 
     def known_models(self) -> list[str]:
         return sorted(self.book.cards)

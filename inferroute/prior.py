@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -88,7 +89,8 @@ class PriorRouter(Router):
         row = self._quality(models, cards or {})
         return np.tile(row, (len(prompts), 1))
 
-    def save(self, path: str) -> None:
-        from inferroute.persist import save_router
-
-        save_router(self, Path(path))
+    @classmethod
+    def from_saved(
+        cls, path: Path, meta: Mapping[str, Any], config: RouterConfig, book: CardBook
+    ) -> PriorRouter:
+        return cls(book, config)

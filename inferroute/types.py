@@ -10,9 +10,42 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
-OptimizeMode = Literal["balanced", "quality", "cost", "latency"]
-OPTIMIZE_MODES: tuple[str, ...] = ("balanced", "quality", "cost", "latency")
 Complexity = Literal["simple", "medium", "complex"]
+
+# The optimize modes: this is their one definition. Serving's wire schema, CLI and dashboard, the
+# router's policy (`policy.policy_params`) and the evals all read it. A new mode: its name in the
+# Literal (the static type) and a line in OPTIMIZE, plus its four `policy_<mode>_*` RouterConfig
+# fields; tests/inferroute/test_config_registry.py checks that the three agree.
+OptimizeMode = Literal["balanced", "quality", "cost", "latency"]
+POLICY_PARAMS = ("w_quality", "w_cost", "w_latency", "epsilon")  # RouterConfig.policy_<mode>_<p>
+
+
+@dataclass(frozen=True, slots=True)
+class OptimizeModeInfo:
+    name: OptimizeMode
+    label: str  # what a person picks in a form
+    description: str  # what the policy does (its parameters are tuned, so no numbers here)
+
+    @property
+    def policy_params(self) -> tuple[str, ...]:
+        """Its policy's RouterConfig fields: weights of quality, cost, latency; quality slack."""
+        return tuple(f"policy_{self.name}_{p}" for p in POLICY_PARAMS)
+
+
+OPTIMIZE: Mapping[str, OptimizeModeInfo] = {
+    m.name: m
+    for m in (
+        OptimizeModeInfo(
+            "balanced", "Balanced", "the best weighted trade-off of quality, cost and latency"
+        ),
+        OptimizeModeInfo(
+            "quality", "Best quality", "the best predicted quality (the cheaper one of near ties)"
+        ),
+        OptimizeModeInfo("cost", "Cheapest", "the cheapest model close to the best quality"),
+        OptimizeModeInfo("latency", "Fastest", "the fastest model close to the best quality"),
+    )
+}
+OPTIMIZE_MODES: tuple[str, ...] = tuple(OPTIMIZE)
 
 
 @dataclass(frozen=True, slots=True)

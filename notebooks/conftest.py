@@ -42,7 +42,7 @@ def pytest_configure(config):
 
 def pytest_unconfigure(config):
     """Stop a gateway / engines notebook 5 left behind (a timed-out kernel never runs atexit)."""
-    from evals.gateway import LocalGateway
+    from evals.notebook.gateway import LocalGateway
 
     home = Path(os.environ["INFERBASE_NB_HOME"]) / "gateway"
     if home.is_dir():

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import atexit
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from flask import Flask
 from flask.sessions import SessionInterface
+
+if TYPE_CHECKING:
+    from serving.router_client import RouterClient
 
 logger = logging.getLogger(__name__)
 
@@ -59,9 +62,11 @@ class _NoFlaskSession(SessionInterface):
         return None
 
 
-def _build_router(app: Flask) -> Any | None:
+def _build_router(app: Flask) -> RouterClient | None:
+    """The router behind `model: "auto"` (`ROUTER` in a test config: a fake with its `route`)."""
     if "ROUTER" in app.config:
-        return app.config["ROUTER"]
+        router: RouterClient | None = app.config["ROUTER"]
+        return router
     try:
         from serving.router_client import build_router
     except ImportError:

@@ -84,7 +84,7 @@ def create_account(
     email = normalize_email(email)
     if conn.execute(sa.select(accounts.c.id).where(accounts.c.email == email)).first():
         raise ApiError(409, f"Account {email} already exists.", param="email", code="exists")
-    account_id = conn.execute(
+    inserted = conn.execute(
         accounts.insert().values(
             email=email,
             password_hash=hash_password(password) if password else None,
@@ -93,7 +93,9 @@ def create_account(
             reserved_micros=0,
             created_at=utcnow(),
         )
-    ).inserted_primary_key[0]
+    ).inserted_primary_key
+    assert inserted is not None  # an INSERT of one row always returns its key
+    account_id = int(inserted[0])
     if credits_micros:
         ledger.deposit(conn, account_id, credits_micros, "initial credits")
     logger.info("account created id=%s", account_id)

@@ -54,7 +54,8 @@ class AuthState:
 
 
 def _state() -> AuthState:
-    return current_app.extensions["auth"]
+    state: AuthState = current_app.extensions["auth"]
+    return state
 
 
 def _from_key(token: str, cached: bool) -> Principal:

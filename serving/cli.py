@@ -12,6 +12,7 @@ from flask.cli import FlaskGroup, with_appcontext
 
 from serving import create_app
 from serving.protocol import INT32_MAX, INT64_MAX
+from serving.router_client import OPTIMIZE_MODES
 
 
 def _config_app() -> Flask:
@@ -165,9 +166,7 @@ def keys_group() -> None:
 @click.option("--account", "email", required=True)
 @click.option("--name", required=True)
 @click.option("--pool", default="", help="Comma-separated model ids for smart routing.")
-@click.option(
-    "--optimize", default="balanced", type=click.Choice(["balanced", "quality", "cost", "latency"])
-)
+@click.option("--optimize", default="balanced", type=click.Choice(OPTIMIZE_MODES))
 @click.option("--rpm", type=LIMIT, default=None, help="requests per minute")
 @click.option("--tpm", type=LIMIT, default=None, help="tokens per minute")
 @with_appcontext
@@ -264,12 +263,9 @@ def gunicorn_argv(
     return [*argv, app]
 
 
-try:
-    from serving.engines.cli import engines_cli  # type: ignore[import-not-found]
-except ImportError:
-    engines_cli = None
-if engines_cli is not None:
-    cli.add_command(engines_cli, "engines")
+from serving.engines.cli import engines_cli  # noqa: E402
+
+cli.add_command(engines_cli, "engines")
 
 
 from serving.quickstart import up as _up  # noqa: E402

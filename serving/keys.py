@@ -214,7 +214,7 @@ def create(
         "parent_key_id": parent_key_id,
     }
     conn.execute(api_keys.insert().values(**values))
-    return get(conn, account_id, values["id"]), raw
+    return get(conn, account_id, str(values["id"])), raw
 
 
 def to_public(row: Any) -> dict[str, Any]:

@@ -11,7 +11,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-OptimizeMode = Literal["balanced", "quality", "cost", "latency"]
+from serving.router_client import OptimizeMode  # InferRoute's one definition of the modes
+
 INT32_MAX = 2**31 - 1  # an Integer column (PostgreSQL int4): per-key limits
 INT64_MAX = 2**63 - 1  # a BigInteger column (and any SQLite integer): ids, cursors, micro-credits
 

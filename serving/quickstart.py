@@ -15,6 +15,7 @@ import os
 import secrets
 import sys
 from pathlib import Path
+from typing import cast
 
 import click
 from flask import Flask
@@ -103,9 +104,9 @@ def up(
 
     app = current_app._get_current_object()  # type: ignore[attr-defined]
     db.upgrade(app.extensions["db"])
-    group = ctx.find_root().command
+    group = cast(click.Group, ctx.find_root().command)  # the `inferbase` group
     if engines and "engines" in getattr(group, "commands", {}):
-        ctx.invoke(group.commands["engines"].commands["up"])
+        ctx.invoke(cast(click.Group, group.commands["engines"]).commands["up"])
     raw, password = issue_demo_key(
         app, DEMO_EMAIL, demo_credits * int(app.config["MICROS_PER_CREDIT"])
     )

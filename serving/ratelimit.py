@@ -181,7 +181,10 @@ def make_storage(app: Flask) -> Storage:
         return SQLStorage(file_engine(Path(app.config["HOME"])))
     if choice == "database":
         return SQLStorage(app.extensions["db"])
-    return storage_from_string(choice)
+    storage = storage_from_string(choice)
+    if not isinstance(storage, Storage):
+        raise ValueError(f"INFERBASE_RATELIMIT_STORAGE={choice!r} names an async storage")
+    return storage
 
 
 class RateLimits:

@@ -1,4 +1,6 @@
-"""The only module of `serving` that imports `inferroute`: loads the promoted router and polls it.
+"""The only module of `serving` that imports `inferroute` (an import-linter contract keeps it so,
+the fake router in `serving.testing` aside): loads the promoted router and polls it, and passes
+the library's types and the optimize modes (`OPTIMIZE`) on to the rest of serving.
 
 `build_router(app)` returns a `RouterClient`: it routes with the router the MLflow registry's alias
 points at (`models:/inferroute@champion` by default) and polls that alias in a background thread.
@@ -21,16 +23,40 @@ from typing import Any
 
 from flask import Flask
 
-from inferroute import LiveStats, ModelCard, PriorRouter, RouteDecision, load_router
+from inferroute import (
+    OPTIMIZE,
+    OPTIMIZE_MODES,
+    LiveStats,
+    ModelCard,
+    OptimizeMode,
+    PriorRouter,
+    RouteDecision,
+    Router,
+    load_router,
+)
 from serving.config import REPO_ROOT
 from serving.engines.base import CatalogModel, Engines
+
+__all__ = [
+    "OPTIMIZE",
+    "OPTIMIZE_MODES",
+    "LiveStats",
+    "LoadedRouter",
+    "ModelCard",
+    "OptimizeMode",
+    "RouteDecision",
+    "RouterClient",
+    "build_router",
+    "live_stats",
+    "to_card",
+]
 
 logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
 class LoadedRouter:
-    router: Any
+    router: Router
     version: str | None  # registry version; None for the prior router
     uri: str | None
     loaded_at: float
@@ -96,7 +122,7 @@ class RouterClient:
             "alias": self.alias,
             "version": cur.version,
             "trained": cur.trained,
-            "router_version": getattr(cur.router, "version", None),
+            "router_version": cur.router.version,
         }
 
     # -- champion tracking --------------------------------------------------------------------
@@ -136,11 +162,12 @@ class RouterClient:
             )
             return True
 
-    def _load(self, uri: str) -> Any:
+    def _load(self, uri: str) -> Router:
         import mlflow
 
-        mlflow.set_tracking_uri(self.tracking_uri)
-        mlflow.set_registry_uri(self.tracking_uri)
+        if self.tracking_uri:  # set whenever there is a champion to load
+            mlflow.set_tracking_uri(self.tracking_uri)
+            mlflow.set_registry_uri(self.tracking_uri)
         return load_router(uri)
 
     def _ensure_polling(self) -> None:

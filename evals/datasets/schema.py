@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from inferroute.taxonomy import TASK_NAMES
+from evals.our_router import TASK_NAMES
 
 from .source import REPO_ROOT, DatasetError
 

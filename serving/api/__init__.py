@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from flask import Blueprint
+from flask import Blueprint, Flask
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1/inference")
 auth_bp = Blueprint("session", __name__, url_prefix="/api/v1/auth")
 
 
-def register(app):  # type: ignore[no-untyped-def]
+def register(app: Flask) -> None:
     from serving.api import (  # noqa: F401  (routes register on import)
         account,
         chat,

@@ -18,7 +18,7 @@ from typing import Any
 import orjson
 from flask import current_app, g
 
-from serving import chat, db, ledger, ratelimit
+from serving import db, ledger, ratelimit, routing
 from serving.api import bp
 from serving.api.openapi import doc
 from serving.auth import Principal, authenticate
@@ -41,7 +41,11 @@ class Call:
     """One billed request: its reservation and what it has cost so far."""
 
     def __init__(
-        self, principal: Principal, req: ChatCompletionRequest, resolved: chat.Resolved, hold: int
+        self,
+        principal: Principal,
+        req: ChatCompletionRequest,
+        resolved: routing.Resolved,
+        hold: int,
     ) -> None:
         self.id = "req_" + secrets.token_hex(12)
         self.principal = principal
@@ -143,7 +147,7 @@ def chat_completions(inc: Incoming) -> Reply:
         raise ApiError(400, "The request body must be a JSON object.", code="invalid_json")
     req = ChatCompletionRequest.model_validate(body)
     engines = app.extensions["engines"]
-    resolved = chat.resolve(
+    resolved = routing.resolve(
         req,
         body["messages"],
         principal,
@@ -152,10 +156,10 @@ def chat_completions(inc: Incoming) -> Reply:
         int(app.config["MICROS_PER_CREDIT"]),
     )
     call = Call(principal, req, resolved, 0)
-    worst = chat.worst_case_tokens(
+    worst = routing.worst_case_tokens(
         req, body, resolved.model, int(app.config["MAX_OUTPUT_TOKENS_RESERVE"])
     )
-    call.hold = chat.worst_case_micros(resolved.model, worst)
+    call.hold = routing.worst_case_micros(resolved.model, worst)
     if principal.key is not None:
         call.tokens = sum(worst)
         if call.limits is not None:  # counted by the ledger, inside the reservation
@@ -176,7 +180,7 @@ def chat_completions(inc: Incoming) -> Reply:
         if principal.key is not None and call.limits is None:  # give the TPM reservation back
             ratelimit.get().add_tokens(principal.key, 0, call.tokens)
         raise
-    upstream = chat.upstream_body(body, resolved.model, req.stream)
+    upstream = routing.upstream_body(body, resolved.model, req.stream)
     if req.stream:
         return _stream(call, engines, upstream)
     try:
@@ -195,9 +199,9 @@ def chat_completions(inc: Incoming) -> Reply:
         call.completion_tokens = req.max_tokens or 0
     call.settle("success")
     out["model"] = resolved.model.id
-    routing = resolved.routing()
-    if routing is not None:
-        out["routing"] = routing
+    info = resolved.routing()
+    if info is not None:
+        out["routing"] = info
     return Reply(200, {**JSON_HEADERS, **resolved.headers()}, orjson.dumps(out))
 
 
@@ -226,9 +230,9 @@ def _frames(call: Call, it: Iterator[dict[str, Any] | None], first: Any) -> Iter
     model_id = call.model.id
     status, error_type = "cancelled", None
     try:
-        routing = call.resolved.routing()
-        if routing is not None:
-            yield _routing_frame(call, routing)
+        info = call.resolved.routing()
+        if info is not None:
+            yield _routing_frame(call, info)
         for chunk in chain((first,), it):
             if chunk is None:
                 yield b": keep-alive\n\n"

@@ -42,7 +42,7 @@ def list_models() -> Any:
     engines = current_app.extensions["engines"]
     data = [_info(m) for m in engines.models()]
     router = current_app.extensions.get("router")
-    info = router.info() if hasattr(router, "info") else None
+    info = router.info() if router is not None and hasattr(router, "info") else None
     return ModelList(data=data, router=info).model_dump()
 
 

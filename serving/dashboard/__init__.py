@@ -18,6 +18,7 @@ from werkzeug.wrappers import Response
 
 from serving import auth, db
 from serving.errors import ApiError
+from serving.router_client import OPTIMIZE
 from serving.schema import accounts
 
 bp = Blueprint(
@@ -36,6 +37,12 @@ PAGES = {
     "models": "Models",
     "playground": "Playground",
 }
+
+
+@bp.context_processor
+def _optimize_modes() -> dict[str, Any]:
+    """The optimize modes the forms offer: InferRoute's own list (`inferroute.OPTIMIZE`)."""
+    return {"optimize_modes": list(OPTIMIZE.values())}
 
 
 def _signed_in() -> tuple[int, str] | None:

@@ -28,7 +28,6 @@ import socket
 import threading
 import time
 from collections.abc import Generator, Iterator
-from typing import cast
 from urllib.parse import urlsplit
 
 _MAX_HEAD = 64 * 1024
@@ -59,7 +58,7 @@ class Answer:
         self.done = False
 
     def read(self) -> bytes:
-        return b"".join(cast(Iterator[bytes], self.iter_raw()))  # no idle_s: never None
+        return b"".join(part for part in self.iter_raw() if part is not None)  # no idle ticks
 
     def iter_raw(self, idle_s: float | None = None) -> Iterator[bytes | None]:
         """The body's bytes as they arrive; `None` whenever nothing came for `idle_s` seconds

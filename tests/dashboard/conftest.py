@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from tests.dashboard import server as srv
+from serving.testing import server as srv
 from tests.serving import conftest as serving_conftest
 from tests.serving.conftest import make_db_url
 

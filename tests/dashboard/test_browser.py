@@ -16,7 +16,7 @@ from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support import expected_conditions as EC
 from selenium.webdriver.support.ui import WebDriverWait
 
-from tests.dashboard.server import PASSWORD, Server
+from serving.testing.server import PASSWORD, Server
 
 EMAIL = "ada@example.com"
 

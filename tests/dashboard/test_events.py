@@ -16,7 +16,7 @@ from websocket import (
 )
 
 from serving import accounts, db, ledger
-from tests.dashboard.server import PASSWORD, Server
+from serving.testing.server import PASSWORD, Server
 
 BOB, CY = "bob@example.com", "cy@example.com"
 

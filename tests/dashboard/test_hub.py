@@ -6,7 +6,7 @@ from pathlib import Path
 
 from serving import accounts, create_app, db, ledger
 from serving.dashboard.hub import LOOKBACK, _Cursor, get_hub
-from tests.serving.fakes import FakeEngines
+from serving.testing.fakes import FakeEngines
 
 
 def test_cursor_delivers_late_commits_once() -> None:

@@ -72,9 +72,9 @@ def test_learned_baselines_beat_random_on_aiq(results):
 
 
 def test_aiq_intervals_and_the_lead_column(results):
-    from evals import report, runner
+    from evals import experiments, report
 
-    runner.add_aiq_intervals(results, ours_name="oracle", n_boot=200)
+    experiments.add_aiq_intervals(results, ours_name="oracle", n_boot=200)
     m = results["random"].benchmarks["routerbench"].metrics
     assert m["aiq_lo"] < m["aiq"] < m["aiq_hi"]
     assert 0 < m["aiq_lead_lo"] < m["aiq_lead_hi"] and m["aiq_lead_p"] == 0.0

@@ -9,9 +9,9 @@ import sys
 
 import yaml
 
-from evals import promote, report, runner
-from evals.__main__ import main
-from evals.bootstrap import champion_uri, load_error
+from evals import experiments, promote, report
+from evals.champion import champion_uri, load_error
+from evals.cli import main
 from evals.suite import CONFIG_DIR, SuiteConfig
 
 
@@ -21,7 +21,7 @@ def test_evaluate_then_report_from_logged_run(mlflow_store, data_root):
         .only(["routerbench"])
         .capped(60)
     )
-    payload = runner.evaluate(
+    payload = experiments.evaluate(
         cfg, baselines=["random", "knn"], router_uri=None, embedder="static-input"
     )
     assert set(payload["results"]) >= {"random", "knn", "oracle", "zero_router"}
@@ -94,3 +94,27 @@ def test_module_entry_point_help():
     assert out.returncode == 0
     for cmd in ("train", "evaluate", "tune", "promote", "rollback", "report", "bootstrap"):
         assert cmd in out.stdout
+
+
+def test_options_reach_the_library(monkeypatch):
+    """`evaluate --embedder` and `promote --metric` are passed on (the first was once dropped)."""
+    seen = {}
+    monkeypatch.setattr(experiments, "evaluate", lambda cfg, **kw: seen.update(kw) or {})
+    assert main(["evaluate", "--benchmarks", "routerbench", "--embedder", "static-input"]) == 0
+    assert seen["embedder"] == "static-input" and seen["split"] == "test"
+
+    def fake_promote(version, cfg):
+        seen["cfg"] = cfg
+        return promote.GateDecision(False, "kept", "2", "1")
+
+    monkeypatch.setattr(promote, "promote", fake_promote)
+    assert main(["promote", "--version", "2", "--metric", "ece", "--margin", "0.01"]) == 0
+    assert (seen["cfg"].metric, seen["cfg"].margin) == ("ece", 0.01)
+
+
+def test_train_params_are_the_suite_and_the_flat_router_config():
+    cfg = SuiteConfig.load(max_train_prompts_per_dataset=120).only(["routerbench"])
+    params = experiments.train_params(cfg, {"knn_k": 10})
+    assert params["suite.benchmarks"] == "routerbench"
+    assert params["suite.max_train_prompts_per_dataset"] == 120
+    assert params["router.knn_k"] == 10 and "router.policy_balanced_w_cost" in params

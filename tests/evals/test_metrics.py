@@ -74,7 +74,7 @@ def test_cost_quality_curve_extremes():
     pred = np.array([[0.2, 0.9], [0.8, 0.9]])
     true = np.array([[0.0, 1.0], [1.0, 1.0]])
     cost = np.array([[1.0, 10.0], [1.0, 10.0]])
-    c, q = M.cost_quality_curve(pred, true, cost, [1.0, 10.0], [1e-6, 1e6])
+    c, q = M.curve_means(*M.routed_outcomes(pred, true, cost, [1.0, 10.0], [1e-6, 1e6]))
     assert (c[0], q[0]) == (1.0, 0.5)  # unwilling to pay: always the cheap model
     assert (c[1], q[1]) == (10.0, 1.0)  # pays anything: best predicted
 
@@ -86,7 +86,7 @@ def test_routed_outcomes_are_the_curve_per_prompt():
     c, q = M.routed_outcomes(pred, true, cost, [1.0, 10.0], [1e-6, 1e6])
     assert c.tolist() == [[1.0, 1.0, 1.0], [10.0, 10.0, 1.0]]
     assert q.tolist() == [[0.0, 1.0, 1.0], [1.0, 1.0, 1.0]]
-    mc, mq = M.cost_quality_curve(pred, true, cost, [1.0, 10.0], [1e-6, 1e6])
+    mc, mq = M.curve_means(c, q)
     np.testing.assert_allclose(mc, [1.0, 7.0])
     np.testing.assert_allclose(mq, [2 / 3, 1.0])
     with warnings.catch_warnings():  # no costs known (AlpacaEval 2): NaN cost, quietly

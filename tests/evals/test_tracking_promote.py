@@ -5,6 +5,7 @@ from __future__ import annotations
 import mlflow
 import pytest
 
+from evals import metrics as M
 from evals import promote, tracking
 from evals.harness import BenchmarkResult, EvalResult
 
@@ -51,6 +52,38 @@ def test_gate_is_pure_and_checks_margin_and_speed():
     assert promote.gate({"suite_score": 0.62, "routing_p50_ms": 2.9}, champ, cfg)[0]
     ok, why = promote.gate({"suite_score": 0.70, "routing_p50_ms": 3.5}, champ, cfg)
     assert not ok and "p50" in why
+
+
+def test_gate_reads_each_metric_direction_from_the_registry():
+    assert not M.get_metric("ece").higher_is_better  # calibration error: lower is better
+    cfg = promote.PromotionConfig(metric="ece", margin=0.01)
+    champ = {"ece": 0.08, "routing_p50_ms": 2.0}
+    ok, why = promote.gate({"ece": 0.05, "routing_p50_ms": 2.0}, champ, cfg)
+    assert ok and "lower is better" in why
+    ok, why = promote.gate({"ece": 0.075, "routing_p50_ms": 2.0}, champ, cfg)  # not by the margin
+    assert not ok and "margin" in why
+    assert not promote.gate({"ece": 0.20, "routing_p50_ms": 2.0}, champ, cfg)[0]  # worse
+    # the same numbers under a higher-is-better metric gate the other way round
+    hi = promote.PromotionConfig(metric="macro_f1", margin=0.01)
+    assert M.get_metric("macro_f1").higher_is_better
+    assert promote.gate({"macro_f1": 0.20}, {"macro_f1": 0.08}, hi)[0]
+    assert not promote.gate({"macro_f1": 0.05}, {"macro_f1": 0.08}, hi)[0]
+    with pytest.raises(KeyError, match="Supported metrics"):
+        promote.gate({"x": 1.0}, {"x": 0.0}, promote.PromotionConfig(metric="no_such_metric"))
+
+
+def test_promotion_on_a_lower_is_better_metric_moves_the_alias(mlflow_store):
+    cfg = promote.PromotionConfig(model_name="inferroute-ece", metric="ece", margin=0.01)
+    versions = []
+    for ece in (0.10, 0.05, 0.045, 0.20):
+        v = _register(0.5, 2.0, cfg)
+        promote.tag_version(v, {"ece": ece}, cfg)
+        versions.append(v)
+    assert promote.promote(versions[0], cfg).promote  # no champion yet
+    assert promote.promote(versions[1], cfg).promote  # 0.05 < 0.10 - margin: better
+    assert not promote.promote(versions[2], cfg).promote  # better, but not by the margin
+    assert not promote.promote(versions[3], cfg).promote  # worse
+    assert promote.alias_version("champion", cfg) == versions[1]
 
 
 def test_promote_and_rollback_move_aliases(mlflow_store):

@@ -80,12 +80,23 @@ def prior_router():
     return PriorRouter(cards)
 
 
-@pytest.fixture(params=["prior", "learned"])
-def any_router(request, prior_router):
-    """One instance of every registered router (the contract test runs on each)."""
+# An example of each registered router kind (a fixture name): the contract and persistence tests
+# run over `inferroute.registry.ROUTERS`, and a kind registered without an example here fails them.
+EXAMPLE_ROUTERS = {"prior": "prior_router", "learned": "tiny_router"}
+
+
+def _registered_kinds() -> list[str]:
     from inferroute.registry import ROUTERS
 
-    assert set(ROUTERS) == {"prior", "learned"}, "add a fixture branch for the new router"
-    if request.param == "prior":
-        return prior_router
-    return request.getfixturevalue("tiny_router")
+    return sorted(ROUTERS)
+
+
+@pytest.fixture(params=_registered_kinds())
+def any_router(request):
+    """One instance of every registered router kind (the contract test runs on each)."""
+    fixture = EXAMPLE_ROUTERS.get(request.param)
+    if fixture is None:
+        pytest.fail(f"router kind {request.param!r} has no example in EXAMPLE_ROUTERS")
+    router = request.getfixturevalue(fixture)
+    assert router.name == request.param
+    return router

@@ -38,3 +38,20 @@ def test_import_loads_no_heavy_modules():
         "print(bad); sys.exit(1 if bad else 0)"
     )
     assert subprocess.run([sys.executable, "-c", code], capture_output=True).returncode == 0
+
+
+def test_optimize_modes_have_one_definition_that_the_config_and_policy_follow():
+    import dataclasses
+    import typing
+
+    from inferroute import OPTIMIZE, OPTIMIZE_MODES, OptimizeMode
+    from inferroute.policy import policy_params
+
+    assert typing.get_args(OptimizeMode) == OPTIMIZE_MODES == tuple(OPTIMIZE)
+    fields = {f.name for f in dataclasses.fields(RouterConfig)}
+    cfg = RouterConfig()
+    for name, info in OPTIMIZE.items():
+        assert info.name == name and info.label and info.description
+        assert set(info.policy_params) <= fields, f"RouterConfig lacks {name}'s policy fields"
+        tuned = cfg.with_overrides(**{info.policy_params[1]: 0.123})
+        assert policy_params(tuned, name)[1] == 0.123  # the policy reads exactly these fields

@@ -73,12 +73,12 @@ def test_training_is_deterministic_for_a_fixed_seed(small_data):
 
 
 def test_classifier_cross_validation_predicts_every_labelled_prompt_once(tiny_router, small_data):
-    from evals import ours
+    from evals import our_router
 
     _, labels, _ = small_data
     labels = labels[labels["task"].notna()]
     sample = labels.groupby("task").head(12)  # rare and frequent task types alike
-    out = ours.classifier_cv(tiny_router, sample, folds=3, max_per_class=12)
+    out = our_router.classifier_cv(tiny_router, sample, folds=3, max_per_class=12)
     assert out["n"] == len(sample)
     supports = {t: m["support"] for t, m in out["per_class"].items()}
     assert supports == sample["task"].value_counts().astype(float).to_dict()

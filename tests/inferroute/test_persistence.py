@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
+import numpy as np
 import pytest
 
 import inferroute
-from inferroute import OPTIMIZE_MODES
+from inferroute import OPTIMIZE_MODES, PriorRouter, UnknownRouterError
 from tests.inferroute.conftest import MESSAGES, POOL
 
 
@@ -29,9 +33,8 @@ def _decisions(router):
     return out
 
 
-@pytest.mark.parametrize("name", ["prior", "learned"])
-def test_save_load_round_trip(name, prior_router, request, tmp_path):
-    router = prior_router if name == "prior" else request.getfixturevalue("tiny_router")
+def test_save_load_round_trip(any_router, tmp_path):
+    router = any_router
     router.save(str(tmp_path / "r"))
     loaded = inferroute.load_router(str(tmp_path / "r"))
     assert type(loaded) is type(router)
@@ -72,3 +75,46 @@ def test_mlflow_round_trip_through_the_registry(tiny_router, tmp_path, monkeypat
         assert row["model"] == tiny_router.route(MESSAGES[0], POOL, optimize="quality").model
     finally:
         mlflow.set_tracking_uri(None)
+
+
+class ConstantRouter(PriorRouter):
+    """A kind the package does not know: the prior router with one quality for every model, kept
+    in a file of its own."""
+
+    name = "constant-test"
+
+    def __init__(self, cards, config=None, quality: float = 0.5):  # type: ignore[no-untyped-def]
+        super().__init__(cards, config)
+        self.quality = quality
+
+    def _quality(self, models, cards):  # type: ignore[no-untyped-def]
+        return np.full(len(models), self.quality)
+
+    def save_state(self, path: Path) -> dict[str, object]:
+        (path / "constant.json").write_text(json.dumps({"quality": self.quality}))
+        return {"constant_file": "constant.json"}
+
+    @classmethod
+    def from_saved(cls, path, meta, config, book):  # type: ignore[no-untyped-def]
+        quality = json.loads((path / meta["constant_file"]).read_text())["quality"]
+        return cls(book, config, quality)
+
+
+def test_a_newly_registered_kind_saves_and_loads_itself(prior_router, tmp_path, monkeypatch):
+    from inferroute import registry
+
+    monkeypatch.setattr(registry, "ROUTERS", dict(registry.ROUTERS))
+    router = ConstantRouter(prior_router.book, prior_router.config, quality=0.42)
+    router.save(tmp_path / "r")
+    with pytest.raises(UnknownRouterError, match="'constant-test'.*learned, prior"):
+        inferroute.load_router(tmp_path / "r")  # not registered yet: the error names the kinds
+
+    registry.register_router(ConstantRouter)
+    loaded = inferroute.load_router(tmp_path / "r")
+    assert type(loaded) is ConstantRouter and loaded.quality == 0.42
+    assert _decisions(loaded) == _decisions(router)
+    assert {c.quality for c in loaded.route(MESSAGES[0], POOL).candidates.values()} == {0.42}
+    with pytest.raises(ValueError, match="already registered"):
+        registry.register_router(type("Other", (ConstantRouter,), {}))
+    with pytest.raises(TypeError, match="not a Router"):
+        registry.register_router(dict)  # type: ignore[arg-type]

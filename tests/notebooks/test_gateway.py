@@ -1,4 +1,4 @@
-"""evals.gateway: the CLI-driven local gateway (real gunicorn and database) and stream summaries."""
+"""evals.notebook.gateway: the CLI-driven local gateway (real gunicorn and database) and stream summaries."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import httpx
 import pytest
 from openai.types.chat import ChatCompletionChunk
 
-from evals.gateway import GatewayError, LocalGateway, read_stream
+from evals.notebook.gateway import GatewayError, LocalGateway, read_stream
 
 PORT = 18590
 

@@ -1,4 +1,4 @@
-"""evals.notebook_helpers / notebook_plots: the numbers and figures the notebooks show."""
+"""evals.notebook.helpers / evals.figures: the numbers and figures the notebooks show."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import pytest
 from matplotlib.figure import Figure
 
 from evals import metrics as M
-from evals import notebook_helpers as H
-from evals import notebook_plots as P
+from evals.notebook import helpers as H
+from evals import figures as P
 from evals.harness import BenchmarkResult, EvalResult
 
 

@@ -1,12 +1,12 @@
-"""evals.notebook_router (cache key, search space) and evals.notebook_tracking (read views)."""
+"""evals.notebook.router (cache key, search space) and evals.notebook.tracking_views (read views)."""
 
 from __future__ import annotations
 
 import optuna
 import pandas as pd
 
-from evals import notebook_router as R
-from evals import notebook_tracking as T
+from evals.notebook import router as R
+from evals.notebook import tracking_views as T
 from evals import tracking
 from evals.suite import SuiteConfig
 
@@ -45,14 +45,14 @@ def test_best_params_and_links(tmp_path, monkeypatch):
 
 
 def test_router_space_names_router_config_keys():
-    from evals import ours
+    from evals import our_router
 
     params = R.router_space(optuna.trial.FixedTrial(
         {"knn_k": 30, "knn_power": 2.0, "knn_kappa": 0.1, "prior_shrink": 5.0,
          "lat_hidden": 32, "lat_epochs": 10, "lat_lr": 0.003, "lat_weight_decay": 1e-4,
          "lat_weight_power": 0.5, "quality_blend": 0.7, "clf_c": 2.0}
     ))  # fmt: skip
-    cfg = ours.router_config(params)
+    cfg = our_router.router_config(params)
     assert (cfg.knn_k, cfg.knn_power, cfg.prior_shrink) == (30, 2.0, 5.0)
     assert (cfg.lat_hidden, cfg.quality_blend, cfg.clf_c) == (32, 0.7, 2.0)
 

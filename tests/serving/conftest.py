@@ -25,7 +25,7 @@ from flask.testing import FlaskClient
 from werkzeug.serving import make_server
 
 from serving import accounts, create_app, db, keys
-from tests.serving.fakes import FakeEngines, FakeRouter
+from serving.testing.fakes import FakeEngines, FakeRouter
 
 PG_URL = os.environ.get(
     "INFERBASE_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/core_test"

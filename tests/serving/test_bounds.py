@@ -8,8 +8,8 @@ from click.testing import CliRunner
 
 from serving import db, ledger
 from serving.cli import cli
+from serving.testing.fakes import FakeEngines, FakeRouter
 from tests.serving.conftest import build_app
-from tests.serving.fakes import FakeEngines, FakeRouter
 
 BASE = "/api/v1/inference"
 HUGE = "99999999999999999999"
@@ -45,7 +45,7 @@ def test_cli_refuses_amounts_and_limits_the_database_cannot_hold(db_url, tmp_pat
     env = {
         "INFERBASE_HOME": str(tmp_path),
         "INFERBASE_DATABASE_URL": db_url,
-        "INFERBASE_ENGINES_FACTORY": "tests.serving.fakes:make_engines",
+        "INFERBASE_ENGINES_FACTORY": "serving.testing.fakes:make_engines",
         "INFERBASE_SECRET_KEY": "cli-secret-" + "k" * 32,
     }
 

@@ -8,7 +8,7 @@ import sqlalchemy as sa
 
 from serving import db, ledger
 from serving.schema import transactions, usage_logs
-from tests.serving.fakes import MODELS, prompt_tokens
+from serving.testing.fakes import MODELS, prompt_tokens
 
 URL = "/api/v1/inference/chat/completions"
 TINY_A = MODELS[0]
@@ -327,7 +327,7 @@ def test_tokens_per_minute_hold_under_concurrency(api, app):
     (prompt bound + max_tokens) when it is admitted and is corrected to what it used when it
     settles, so the minute's tokens stay within the limit plus at most one request's worst case
     (counting tokens only at the end let all 30 through: 18x the limit)."""
-    from serving import chat as routing_chat
+    from serving import routing as routing_chat
     from serving.protocol import ChatCompletionRequest
 
     app.extensions["engines"].delay_s = 0.01  # the streams overlap

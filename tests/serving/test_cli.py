@@ -20,7 +20,7 @@ def run(env, *args):
 def test_operator_workflow(tmp_path, monkeypatch):
     env = {
         "INFERBASE_HOME": str(tmp_path),
-        "INFERBASE_ENGINES_FACTORY": "tests.serving.fakes:make_engines",
+        "INFERBASE_ENGINES_FACTORY": "serving.testing.fakes:make_engines",
         "INFERBASE_SECRET_KEY": "cli-secret-" + "k" * 32,
     }
     r = run(env, "db", "upgrade")

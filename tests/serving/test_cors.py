@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
+from serving.testing.fakes import FakeEngines, FakeRouter
 from tests.serving.conftest import ApiActions, build_app
-from tests.serving.fakes import FakeEngines, FakeRouter
 
 BASE = "/api/v1/inference"
 APP_ORIGIN = "https://app.example.com"

@@ -13,8 +13,8 @@ import pytest
 from websocket import ABNF, WebSocket, create_connection
 from werkzeug.serving import make_server
 
+from serving.testing.fakes import FakeEngines, FakeRouter
 from tests.serving.conftest import ApiActions, Tenant, build_app
-from tests.serving.fakes import FakeEngines, FakeRouter
 
 
 @pytest.fixture

@@ -19,9 +19,9 @@ import sqlalchemy as sa
 from serving import db, ledger
 from serving.cli import gunicorn_argv
 from serving.schema import usage_logs
+from serving.testing.fakes import MODELS, FakeEngines, FakeRouter
 from tests.serving import invariants
 from tests.serving.conftest import ApiActions, build_app, free_port
-from tests.serving.fakes import MODELS, FakeEngines, FakeRouter
 
 REPO = Path(__file__).resolve().parents[2]
 SECRET = "gunicorn-test-secret-" + "y" * 32
@@ -38,7 +38,7 @@ class Gunicorn:
             "INFERBASE_DATABASE_URL": db_url,
             "INFERBASE_HOME": str(home),
             "INFERBASE_SECRET_KEY": SECRET,
-            "INFERBASE_ENGINES_FACTORY": "tests.serving.fakes:make_engines",
+            "INFERBASE_ENGINES_FACTORY": "serving.testing.fakes:make_engines",
             **env,
         }
         full_env.pop("INFERBASE_REDIS_URL", None)

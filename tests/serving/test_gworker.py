@@ -126,7 +126,7 @@ def test_serve_refuses_a_port_another_server_listens_on(tmp_path):
         text=True,
         env={"PATH": "/usr/bin:/bin", "INFERBASE_HOME": str(tmp_path),
              "INFERBASE_DATABASE_URL": f"sqlite:///{tmp_path / 'x.db'}",
-             "INFERBASE_ENGINES_FACTORY": "tests.serving.fakes:make_engines",
+             "INFERBASE_ENGINES_FACTORY": "serving.testing.fakes:make_engines",
              "PYTHONPATH": str(REPO)},
         timeout=60,
     )  # fmt: skip

@@ -57,7 +57,7 @@ def test_an_account_has_at_most_the_cap_of_active_keys(store_api, db_url, tmp_pa
     env = {
         "INFERBASE_HOME": str(tmp_path),
         "INFERBASE_DATABASE_URL": db_url,
-        "INFERBASE_ENGINES_FACTORY": "tests.serving.fakes:make_engines",
+        "INFERBASE_ENGINES_FACTORY": "serving.testing.fakes:make_engines",
         "INFERBASE_SECRET_KEY": store_api.app.config["SECRET_KEY"],
         "INFERBASE_KEYS_MAX_PER_ACCOUNT": "7",
     }

@@ -13,9 +13,9 @@ from serving import accounts, db, keys, ledger
 from serving.errors import ApiError
 from serving.ratelimit import SQLStorage
 from serving.schema import reservations
+from serving.testing.fakes import FakeEngines, FakeRouter
 from tests.serving import invariants
 from tests.serving.conftest import build_app
-from tests.serving.fakes import FakeEngines, FakeRouter
 
 
 @pytest.fixture

@@ -10,8 +10,8 @@ import pytest
 from flask import Flask
 
 from serving import accounts, db
+from serving.testing.fakes import FakeEngines, FakeRouter
 from tests.serving.conftest import build_app
-from tests.serving.fakes import FakeEngines, FakeRouter
 
 LOGIN = "/api/v1/auth/login"
 

@@ -94,7 +94,7 @@ def test_cli_set_password_ends_every_session(store_api, db_url, tmp_path):
     env = {
         "INFERBASE_HOME": str(tmp_path),
         "INFERBASE_DATABASE_URL": db_url,
-        "INFERBASE_ENGINES_FACTORY": "tests.serving.fakes:make_engines",
+        "INFERBASE_ENGINES_FACTORY": "serving.testing.fakes:make_engines",
         "INFERBASE_SECRET_KEY": app.config["SECRET_KEY"],
     }
     r = CliRunner().invoke(

@@ -9,8 +9,8 @@ import openai
 import pytest
 
 from serving import accounts, db
+from serving.testing.fakes import FakeEngines, FakeRouter
 from tests.serving.conftest import build_app
-from tests.serving.fakes import FakeEngines, FakeRouter
 
 BASE = "/api/v1/inference"
 

@@ -1,7 +1,8 @@
 import { API, api, apiAll, connectLive, flash, h, loadModels, setupChrome, showError, when, ApiError } from "./api.js";
 
 setupChrome();
-const MODES = { balanced: "Balanced", quality: "Best quality", cost: "Cheapest", latency: "Fastest" };
+// the page renders the optimize modes (InferRoute's list) into its form: their labels come from there
+const MODES = Object.fromEntries([...document.querySelectorAll("#key-mode option")].map((o) => [o.value, o.textContent]));
 let models = [];
 let keys = [];
 let editing = null;

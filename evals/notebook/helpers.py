@@ -26,7 +26,7 @@ from evals.harness import EvalResult
 
 logger = logging.getLogger(__name__)
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 FAST_ENV = "INFERBASE_NB_FAST"
 
 
@@ -71,7 +71,11 @@ def settings(fast: bool | None = None) -> NotebookSettings:
     tracking = os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{REPO_ROOT / 'mlflow.db'}"
     storage = os.environ.get("INFERBASE_OPTUNA_STORAGE") or f"sqlite:///{REPO_ROOT / 'optuna.db'}"
     port = int(os.environ.get("INFERBASE_NB_PORT", "18500"))
-    common = {"tracking_uri": tracking, "optuna_storage": storage, "gateway_port": port}
+    common: dict[str, Any] = {
+        "tracking_uri": tracking,
+        "optuna_storage": storage,
+        "gateway_port": port,
+    }
     common["engine_port_base"] = int(os.environ.get("INFERBASE_NB_ENGINE_PORT_BASE", port + 10))
     if fast:
         return NotebookSettings(
@@ -233,7 +237,7 @@ def metrics_table(
                     data.setdefault(name, {})[(bench, k)] = float(br.metrics[k])
     table = pd.DataFrame.from_dict(data, orient="index")
     if not table.empty:
-        table.columns = pd.MultiIndex.from_tuples(table.columns)
+        table.columns = pd.MultiIndex.from_tuples([tuple(c) for c in table.columns])
         table = table.sort_index(axis=1)
     return table
 

@@ -13,7 +13,7 @@ from serving.auth import Principal
 from serving.engines.base import CatalogModel, Engines
 from serving.errors import ApiError
 from serving.protocol import ChatCompletionRequest
-from serving.router_client import live_stats, to_card
+from serving.router_client import RouteDecision, RouterClient, live_stats, to_card
 
 logger = logging.getLogger(__name__)
 
@@ -24,7 +24,7 @@ PER_REQUEST_OVERHEAD = 64
 @dataclass(frozen=True, slots=True)
 class Resolved:
     model: CatalogModel
-    decision: Any | None = None  # inferroute.RouteDecision when routed
+    decision: RouteDecision | None = None  # when routed
     fallback_from: str | None = None
 
     def routing(self) -> dict[str, Any] | None:
@@ -39,7 +39,7 @@ class Resolved:
             "optimize": d.optimize,
             "routing_time_ms": round(float(d.routing_time_ms), 3),
             "router_version": d.router_version,
-            "trained": bool(getattr(d, "trained", True)),
+            "trained": d.trained,
             "fallback_from": self.fallback_from,
             "complexity_score": round(float(d.complexity_score), 4),
             "candidates": {
@@ -78,7 +78,7 @@ def resolve(
     messages: list[dict[str, Any]],
     principal: Principal,
     engines: Engines,
-    router: Any | None,
+    router: RouterClient | None,  # or a fake with the same route() in tests
     micros_per_credit: int,
 ) -> Resolved:
     if req.model != "auto":
@@ -127,7 +127,9 @@ def resolve(
     return _with_fallback(decision, known, engines)
 
 
-def _with_fallback(decision: Any, known: dict[str, CatalogModel], engines: Engines) -> Resolved:
+def _with_fallback(
+    decision: RouteDecision, known: dict[str, CatalogModel], engines: Engines
+) -> Resolved:
     chosen = decision.model
     if engines.health(chosen) == "ready":
         return Resolved(known[chosen], decision)

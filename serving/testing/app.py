@@ -2,6 +2,6 @@
 INFERBASE_ENGINES_FACTORY) and the fake router so `model: "auto"` routes."""
 
 from serving import create_app
-from tests.serving.fakes import FakeRouter
+from serving.testing.fakes import FakeRouter
 
 app = create_app({"ROUTER": FakeRouter()})

@@ -27,7 +27,7 @@ import httpx
 
 logger = logging.getLogger(__name__)
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 API_PREFIX = "/api/v1/inference"
 PIDFILE = "gateway.pid"
 

@@ -1,4 +1,4 @@
-"""`bootstrap`: make sure serving has a champion it can load (the README's main command).
+"""Make sure serving has a champion it can load (`python -m evals bootstrap`, README's first step).
 
 With a champion whose router loads, nothing happens. With none, a router is trained on the suite's
 train split and promoted through the usual gate. With a champion that exists but does not load (its
@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from evals import ours, promote, runner
+from evals import experiments, our_router, promote
 from evals.suite import SuiteConfig
 
 logger = logging.getLogger(__name__)
@@ -37,7 +37,7 @@ def champion_uri(cfg: promote.PromotionConfig | None = None) -> str:
 def load_error(uri: str) -> str | None:
     """None when the router at `uri` loads, else why it does not (exception type and message)."""
     try:
-        ours.load(uri)
+        our_router.load(uri)
     except Exception as exc:  # any failure here is exactly what serving would hit at start-up
         return f"{type(exc).__name__}: {exc}"
     return None
@@ -54,7 +54,7 @@ def bootstrap(
     """Train and promote a router unless a loadable champion exists (`force`: train anyway and
     gate the new version against the champion)."""
     cfg = cfg or promote.PromotionConfig()
-    if not ours.available():
+    if not our_router.available():
         return BootstrapOutcome(
             True, "inferroute has no train/load_router yet; serving keeps the prior router"
         )
@@ -87,7 +87,7 @@ def bootstrap(
         return BootstrapOutcome(
             True, f"--force, but no data directory; champion v{champ} is kept", champ
         )
-    out = runner.train(suite, router_overrides, promotion=cfg)
+    out = experiments.train(suite, router_overrides, promotion=cfg)
     version = out["version"]
     if broken is not None:
         decision = promote.replace_champion(version, broken, cfg)

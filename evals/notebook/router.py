@@ -21,7 +21,7 @@ from typing import Any
 
 import pandas as pd
 
-from evals import ours, runner
+from evals import experiments, our_router
 from evals.suite import SuiteConfig, load_suite, train_frame
 
 logger = logging.getLogger(__name__)
@@ -38,7 +38,9 @@ class SuiteData:
 
 def suite_data(cfg: SuiteConfig) -> SuiteData:
     df, versions = load_suite(cfg)
-    return SuiteData(cfg, df, versions, train_frame(df, cfg), runner.labels_split(cfg, "train"))
+    return SuiteData(
+        cfg, df, versions, train_frame(df, cfg), experiments.labels_split(cfg, "train")
+    )
 
 
 def cache_dir() -> Path:
@@ -46,15 +48,6 @@ def cache_dir() -> Path:
     if home:
         return Path(home) / "routers"
     return Path.home() / ".cache" / "inferbase" / "notebook-routers"
-
-
-def _code_version() -> str:
-    import inferroute
-
-    h = hashlib.sha1()
-    for path in sorted(Path(inferroute.__file__).parent.rglob("*.py")):
-        h.update(path.read_bytes())
-    return h.hexdigest()[:12]
 
 
 def router_key(data: SuiteData, overrides: Mapping[str, Any] | None) -> str:
@@ -66,14 +59,14 @@ def router_key(data: SuiteData, overrides: Mapping[str, Any] | None) -> str:
         "cap": cfg.max_train_prompts_per_dataset,
         "seed": cfg.split_seed,
         "overrides": dict(sorted((overrides or {}).items())),
-        "code": _code_version(),
+        "code": our_router.source_digest(),
     }
     return hashlib.sha1(json.dumps(blob, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 def train(data: SuiteData, overrides: Mapping[str, Any] | None = None) -> Any:
     """Train InferRoute on the suite's train split (no cache)."""
-    return ours.train(data.train_df, data.labels, overrides)
+    return our_router.train(data.train_df, data.labels, overrides)
 
 
 def trained_router(
@@ -85,7 +78,7 @@ def trained_router(
     path = cache_dir() / router_key(data, overrides)
     if (path / ".complete").exists():
         try:
-            return ours.load(str(path))
+            return our_router.load(str(path))
         except Exception as exc:  # noqa: BLE001 - a stale or broken cache entry is retrained
             logger.warning("cached router at %s unreadable (%s); training again", path, exc)
     router = train(data, overrides)
@@ -103,26 +96,19 @@ def register(
     promotion: Any | None = None,
     run_name: str = "notebook",
 ) -> dict[str, Any]:
-    """What `evals.runner.train` logs and registers, for a router already trained (or cached).
+    """What `evals.experiments.train` logs and registers, for a router already trained (or cached).
 
     Judges it on the validation split, logs config + metrics to the training experiment, registers
     it with its gate metrics; returns run id, version and the gate metrics.
     """
     from evals import promote, tracking
 
-    router_cfg = ours.router_config(overrides)
-    params = {
-        "suite.benchmarks": ",".join(data.cfg.names()),
-        "suite.train_datasets": ",".join(data.cfg.train_datasets),
-        "suite.max_train_prompts_per_dataset": data.cfg.max_train_prompts_per_dataset,
-        "suite.split_seed": data.cfg.split_seed,
-        **{f"router.{k}": v for k, v in router_cfg.to_flat_dict().items()},
-    }
+    params = experiments.train_params(data.cfg, overrides)
     tags = {"evals.kind": "train", "evals.source": run_name}
     with tracking.run(
-        runner.TRAIN_EXPERIMENT, run_name, params, dataset_versions=data.versions, tags=tags
+        experiments.TRAIN_EXPERIMENT, run_name, params, dataset_versions=data.versions, tags=tags
     ) as active:
-        res, gate_metrics = runner.validate_router(router, data.df, data.cfg.on_split("val"))
+        res, gate_metrics = experiments.validate_router(router, data.df, data.cfg.on_split("val"))
         tracking.log_metrics({**res.flat_metrics(), **gate_metrics})
         version = promote.register_router(
             router,

@@ -1,15 +1,36 @@
-"""The only place evals calls InferRoute's own API (inferroute.train, load_router, config)."""
+"""InferRoute as evals sees it: the only module of `evals` that imports `inferroute` (an
+import-linter contract keeps it so). Training, loading, logging to MLflow, the config, the task
+taxonomy and the static embedder the baselines share all come through here, so a change to
+InferRoute's API has one place to land in evals."""
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from evals import metrics as M
+from inferroute.features import StaticEmbedder
+from inferroute.taxonomy import TASK_NAMES
+
+__all__ = [
+    "TASK_NAMES",
+    "QualityView",
+    "StaticEmbedder",
+    "available",
+    "classifier_cv",
+    "classifier_metrics",
+    "load",
+    "log_router",
+    "router_config",
+    "source_digest",
+    "train",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -24,7 +45,7 @@ def available() -> bool:
 
 def router_config(overrides: Mapping[str, Any] | None = None) -> Any:
     """InferRoute's RouterConfig (defaults from its YAML) with type-checked overrides."""
-    from inferroute.config import RouterConfig
+    from inferroute import RouterConfig
 
     base = RouterConfig.from_yaml() if hasattr(RouterConfig, "from_yaml") else RouterConfig()
     return base.with_overrides(**dict(overrides or {}))
@@ -40,6 +61,23 @@ def load(uri: str) -> Any:
     import inferroute
 
     return inferroute.load_router(uri)
+
+
+def log_router(router: Any, registered_model_name: str) -> Any:
+    """Log the router as an MLflow pyfunc model in the active run and register it (ModelInfo)."""
+    from inferroute import packaging
+
+    return packaging.log_router(router, name="router", registered_model_name=registered_model_name)
+
+
+def source_digest() -> str:
+    """A short hash of InferRoute's source: a saved router is reusable only with the same code."""
+    import inferroute
+
+    h = hashlib.sha1()
+    for path in sorted(Path(inferroute.__file__).parent.rglob("*.py")):
+        h.update(path.read_bytes())
+    return h.hexdigest()[:12]
 
 
 def classifier_metrics(router: Any, labels: pd.DataFrame) -> dict[str, Any]:
@@ -80,7 +118,6 @@ def classifier_cv(
     from sklearn.model_selection import StratifiedKFold
 
     from inferroute.classifier import TaskClassifier
-    from inferroute.taxonomy import TASK_NAMES
 
     labels = labels[labels["task"].notna()].sample(frac=1.0, random_state=seed)
     labels = labels[labels.groupby("task").cumcount() < max_per_class].reset_index(drop=True)

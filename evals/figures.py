@@ -1,17 +1,72 @@
-"""Figures for the research notebooks: each takes computed tables and returns a matplotlib Figure.
+"""Every figure evals draws, for the tracked runs (MLflow artifacts) and the notebooks: each takes
+computed results or tables and returns a matplotlib Figure.
 
 Figures are built without pyplot state (`matplotlib.figure.Figure`), so they work under any
-backend (Agg in CI) and a notebook shows one by ending a cell with it.
+backend (Agg in CI), nothing needs closing, and a notebook shows one by ending a cell with it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
+
+if TYPE_CHECKING:
+    from evals.harness import EvalResult
+
+
+def benchmark_figure(results: Mapping[str, EvalResult], benchmark: str, kind: str) -> Figure:
+    """Pair: score vs % strong calls (APGR curves). Multi: quality vs cost with single models."""
+    fig = Figure(figsize=(8, 5))
+    ax = fig.subplots()
+    for name, res in results.items():
+        br = res.benchmarks.get(benchmark)
+        if br is None:
+            continue
+        if name.startswith("single:"):
+            if kind == "multi" and "cost" in br.metrics:
+                ax.scatter(br.metrics["cost"], br.metrics["quality"], marker="x", color="grey")
+                ax.annotate(name[7:], (br.metrics["cost"], br.metrics["quality"]), fontsize=6)
+            elif kind == "pair":
+                ax.axhline(br.metrics["quality"], linestyle="--", color="grey", linewidth=0.8)
+            continue
+        if br.curve:
+            style = "-" if name != "zero_router" else ":"
+            ax.plot(br.curve["x"], br.curve["y"], style, marker=".", label=name, linewidth=1.2)
+    if kind == "pair":
+        ax.set_xlabel("calls to the strong model (%)")
+    else:
+        ax.set_xlabel("mean cost per prompt (USD)")
+        ax.set_xscale("symlog", linthresh=1e-6)
+    ax.set_ylabel("mean score")
+    ax.set_title(benchmark)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def confusion_figure(
+    cm: np.ndarray, labels: Sequence[str], title: str = "task classifier"
+) -> Figure:
+    """Row-normalised confusion matrix (colour) with the raw counts written in the cells."""
+    fig = Figure(figsize=(7, 6))
+    ax = fig.subplots()
+    rows = cm.sum(axis=1, keepdims=True)
+    ax.imshow(cm / np.maximum(rows, 1), cmap="Blues", vmin=0, vmax=1)
+    ax.set_xticks(range(len(labels)), labels, rotation=90, fontsize=7)
+    ax.set_yticks(range(len(labels)), labels, fontsize=7)
+    for i in range(cm.shape[0]):
+        for j in range(cm.shape[1]):
+            if cm[i, j]:
+                ax.text(j, i, str(cm[i, j]), ha="center", va="center", fontsize=6)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(title)
+    fig.tight_layout()
+    return fig
 
 
 def heatmap(
@@ -89,7 +144,7 @@ def reliability_figure(bins: pd.DataFrame, title: str = "task classifier calibra
     ax, hist = fig.subplots(1, 2, gridspec_kw={"width_ratios": [3, 2]})
     ax.plot([0, 1], [0, 1], ":", color="grey", label="perfectly calibrated")
     ax.plot(bins["confidence"], bins["accuracy"], "-o", label="classifier")
-    sizes = 20 + 200 * bins["n"] / max(int(bins["n"].max()), 1) if len(bins) else []
+    sizes: Any = 20 + 200 * bins["n"] / max(int(bins["n"].max()), 1) if len(bins) else []
     ax.scatter(bins["confidence"], bins["accuracy"], s=sizes, alpha=0.3)
     ax.set_xlim(0, 1)
     ax.set_ylim(0, 1)

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from inferroute.types import CandidateScore, RouteDecision
+from inferroute import CandidateScore, RouteDecision
 from serving.engines.base import CatalogModel, EngineError, EngineStats, Health
 
 MODELS = (

@@ -1,4 +1,4 @@
-"""Library entry points behind the CLI (and the notebooks): train, evaluate, bootstrap."""
+"""The tracked experiments behind the CLI and the notebooks: train, evaluate (MLflow runs)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from evals import anchors, embeddings, ours, plots, promote, tracking
+from evals import anchors, embeddings, figures, our_router, promote, tracking
 from evals import datasets as D
 from evals import metrics as M
 from evals.baselines import LEARNED, Baseline, get_baseline
@@ -30,7 +30,7 @@ def suite_score(result: EvalResult) -> float:
     for br in result.benchmarks.values():
         key = "apgr" if br.kind == "pair" else ("aiq" if "aiq" in br.metrics else "best_quality")
         vals.append(br.metrics[key])
-    return float(np.mean(vals)) if vals else float("nan")
+    return M.suite_score(vals)
 
 
 def _suite_params(cfg: SuiteConfig) -> dict[str, Any]:
@@ -40,6 +40,13 @@ def _suite_params(cfg: SuiteConfig) -> dict[str, Any]:
         "suite.max_train_prompts_per_dataset": cfg.max_train_prompts_per_dataset,
         "suite.split_seed": cfg.split_seed,
     }
+
+
+def train_params(cfg: SuiteConfig, router_overrides: Mapping[str, Any] | None) -> dict[str, Any]:
+    """What a training run logs as parameters: the suite's and the router config's (flat)."""
+    router_cfg = our_router.router_config(router_overrides)
+    flat = {f"router.{k}": v for k, v in router_cfg.to_flat_dict().items()}
+    return {**_suite_params(cfg), **flat}
 
 
 def labels_split(cfg: SuiteConfig, split: str) -> pd.DataFrame:
@@ -76,13 +83,13 @@ def route_p50(router: Any, prompts: Sequence[str], pool: Sequence[str], n: int =
         t0 = time.perf_counter()
         router.route([{"role": "user", "content": p}], list(pool))
         times.append((time.perf_counter() - t0) * 1000.0)
-    return float(np.median(times)) if times else float("nan")
+    return M.routing_p50_ms(times)
 
 
 def validate_router(
     router: Any, df: pd.DataFrame, specs: Sequence[BenchmarkSpec], name: str = "inferroute"
 ) -> tuple[EvalResult, dict[str, float]]:
-    res = run_eval(ours.QualityView(router), df, specs, name=name)
+    res = run_eval(our_router.QualityView(router), df, specs, name=name)
     first = next(iter(res.benchmarks.values()), None)
     p50 = res.routing_ms.get("p50", float("nan"))
     if first is not None and hasattr(router, "route"):
@@ -105,16 +112,12 @@ def train(
     df, versions = load_suite(cfg)
     train_df = train_frame(df, cfg)
     labels = labels_split(cfg, "train")
-    router_cfg = ours.router_config(router_overrides)
-    params = {
-        **_suite_params(cfg),
-        **{f"router.{k}": v for k, v in router_cfg.to_flat_dict().items()},
-    }
+    params = train_params(cfg, router_overrides)
     with tracking.run(
         TRAIN_EXPERIMENT, "train", params, dataset_versions=versions, tags={"evals.kind": "train"}
     ) as active:
         t0 = time.perf_counter()
-        router = ours.train(train_df, labels, router_overrides)
+        router = our_router.train(train_df, labels, router_overrides)
         train_s = time.perf_counter() - t0
         res, gate_metrics = validate_router(router, df, cfg.on_split("val"))
         tracking.log_metrics(
@@ -153,10 +156,10 @@ def evaluate(
     specs = cfg.on_split(split)
     train_df = train_frame(df, cfg)
     router = None
-    if router_uri is None and ours.available() and promote.alias_version("champion"):
+    if router_uri is None and our_router.available() and promote.alias_version("champion"):
         router_uri = f"models:/{promote.PromotionConfig().model_name}@champion"
-    if router_uri and ours.available():
-        router = ours.load(router_uri)
+    if router_uri and our_router.available():
+        router = our_router.load(router_uri)
     if embedder == "router" and router is not None and hasattr(router, "embedder"):
         embeddings.use_encoder(router.embedder)  # the same features as the router under test
     elif embedder.startswith("static") or embedder == "router":
@@ -171,8 +174,8 @@ def evaluate(
     clf_cv: dict[str, Any] = {}
     if router is not None:
         results["inferroute"], _ = validate_router(router, df, specs)
-        clf = ours.classifier_metrics(router, labels_split(cfg, split))
-        clf_cv = ours.classifier_cv(router, D.load_task_labels(mapped_only=True))
+        clf = our_router.classifier_metrics(router, labels_split(cfg, split))
+        clf_cv = our_router.classifier_cv(router, D.load_task_labels(mapped_only=True))
     add_aiq_intervals(results)
     payload = {
         "split": split,
@@ -256,8 +259,8 @@ def _log_eval(
         tracking.log_metrics(flat)
         tracking.log_json(payload, "results.json")
         for spec in cfg.benchmarks:
-            fig = plots.benchmark_figure(results, spec.name, spec.kind)
+            fig = figures.benchmark_figure(results, spec.name, spec.kind)
             tracking.log_figure(fig, f"plots/{spec.name}.png")
         if clf.get("confusion"):
-            fig = plots.confusion_figure(np.array(clf["confusion"]), clf["labels"])
+            fig = figures.confusion_figure(np.array(clf["confusion"]), clf["labels"])
             tracking.log_figure(fig, "plots/task_confusion.png")

@@ -1,4 +1,4 @@
-"""A real gunicorn server of the gateway for the dashboard tests (temp SQLite, fake engines)."""
+"""A real gunicorn server of the gateway (temp SQLite, fake engines) for tests and benchmarks."""
 
 from __future__ import annotations
 
@@ -55,7 +55,7 @@ def prepare(home: Path, users: dict[str, int]) -> str:
             "DATABASE_URL": db_url,
             "HOME": str(home),
             "AUTO_MIGRATE": True,
-            "ENGINES_FACTORY": "tests.serving.fakes:make_engines",
+            "ENGINES_FACTORY": "serving.testing.fakes:make_engines",
             "DASHBOARD": False,
         }
     )
@@ -81,7 +81,7 @@ def start(
         "INFERBASE_DATABASE_URL": db_url,
         "INFERBASE_HOME": str(home),
         "INFERBASE_SECRET_KEY": "dashboard-test-secret-" + "x" * 32,
-        "INFERBASE_ENGINES_FACTORY": "tests.serving.fakes:make_engines",
+        "INFERBASE_ENGINES_FACTORY": "serving.testing.fakes:make_engines",
         "INFERBASE_EVENTS_POLL_S": "0.3",
         **(extra_env or {}),
     }
@@ -89,7 +89,7 @@ def start(
     argv = [sys.executable, "-m", "gunicorn", "--worker-class", worker_class,
             "--workers", str(workers), "--bind", f"127.0.0.1:{port}", "--timeout", "60",
             "--graceful-timeout", "5", "--no-control-socket",
-            "tests.dashboard.serverapp:app"]  # fmt: skip
+            "serving.testing.app:app"]  # fmt: skip
     if worker_class != "gevent":
         argv[5:5] = ["--threads", str(threads)]
     with open(log, "wb") as out:

@@ -1,0 +1,236 @@
+"""`python -m evals train | evaluate | tune | promote | rollback | report | bootstrap`.
+
+A thin CLI over library functions (evals.experiments, evals.tuning, evals.promote, evals.report,
+evals.champion): `build_parser()` is the whole command line, each `cmd_*` one call into the library.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+logger = logging.getLogger("evals")
+
+
+def _overrides(pairs: list[str]) -> dict[str, Any]:
+    """`key=value` pairs, values parsed as YAML scalars (so types survive: 32, 0.01, true)."""
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise SystemExit(f"--set expects key=value, got {pair!r}")
+        out[key] = yaml.safe_load(value)
+    return out
+
+
+def _suite(args: argparse.Namespace) -> Any:
+    from evals.suite import SuiteConfig
+
+    extra = {"max_train_prompts_per_dataset": args.max_train} if args.max_train else {}
+    cfg = SuiteConfig.load(Path(args.config) if args.config else None, **extra)
+    cfg = cfg.only(args.benchmarks.split(",") if args.benchmarks else None)
+    return cfg.capped(args.max_eval) if args.max_eval else cfg
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from evals import experiments, promote
+
+    out = experiments.train(_suite(args), _overrides(args.set), register=not args.no_register)
+    print(json.dumps(out, indent=2))
+    if args.promote and "version" in out:
+        d = promote.promote(out["version"])
+        print(f"promote v{d.candidate}: {'yes' if d.promote else 'no'} ({d.reason})")
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from evals import experiments
+    from evals.baselines import LEARNED
+
+    names = args.baselines.split(",") if args.baselines else list(LEARNED)
+    payload = experiments.evaluate(
+        _suite(args),
+        baselines=names,
+        router_uri=args.router,
+        split=args.split,
+        embedder=args.embedder,
+    )
+    if args.report:
+        from evals import report
+
+        print(report.render(payload))
+    return 0
+
+
+def cmd_tune(args: argparse.Namespace) -> int:
+    from evals import experiments, tuning
+    from evals.suite import load_suite, train_frame
+
+    if args.storage is None:
+        args.storage = tuning.DEFAULT_STORAGE
+    cfg = _suite(args)
+    df, _ = load_suite(cfg)
+    if args.target.startswith("policy:"):
+        return _tune_policy(args, cfg, df)
+    ctx = tuning.TuneContext(
+        target=args.target,
+        df=df,
+        train_df=train_frame(df, cfg),
+        specs=cfg.on_split("val"),
+        labels=experiments.labels_split(cfg, "train") if args.target == "router" else None,
+        base_overrides=_overrides(args.set),
+    )
+    name = args.study or f"inferroute-tune-{args.target}"
+    study = tuning.tune(ctx, args.trials, name, storage=args.storage)
+    print(json.dumps({"study": name, "best_value": study.best_value, "best": study.best_params}))
+    return 0
+
+
+def _tune_policy(args: argparse.Namespace, cfg: Any, df: Any) -> int:
+    """Multi-objective (quality up, cost down) study of one optimize mode on a costed benchmark."""
+    from evals import our_router, promote, tuning
+    from evals.suite import train_frame
+
+    mode = args.target.split(":", 1)[1]
+    uri = args.router or f"models:/{promote.PromotionConfig().model_name}@champion"
+    spec = next(
+        s for s in cfg.on_split("val") if s.name == (args.policy_benchmark or "routerbench")
+    )
+    ctx = tuning.TuneContext(target=args.target, df=df, train_df=train_frame(df, cfg), specs=[spec])
+    name = args.study or f"inferroute-policy-{mode}"
+    study = tuning.tune_policy(
+        ctx, our_router.load(uri), mode, spec, args.trials, name, args.storage
+    )
+    front = [{"values": t.values, "params": t.params} for t in study.best_trials]
+    print(json.dumps({"study": name, "pareto_front": front}, indent=2))
+    return 0
+
+
+def cmd_promote(args: argparse.Namespace) -> int:
+    from evals import promote
+
+    cfg = promote.PromotionConfig(
+        metric=args.metric, margin=args.margin, max_p50_slowdown=args.max_slowdown
+    )
+    d = promote.promote(args.version, cfg)
+    print(
+        f"v{d.candidate} vs champion v{d.champion}: "
+        f"{'PROMOTED' if d.promote else 'kept'} - {d.reason}"
+    )
+    return 0
+
+
+def cmd_rollback(args: argparse.Namespace) -> int:
+    from evals import promote
+
+    print(f"champion is now v{promote.rollback()}")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from evals import report
+
+    print(report.report(Path(args.out)))
+    return 0
+
+
+def cmd_bootstrap(args: argparse.Namespace) -> int:
+    """Train and promote a router unless a champion that loads exists (evals.champion)."""
+    from evals.champion import bootstrap
+
+    args.max_train = args.max_train or 1500
+    outcome = bootstrap(
+        _suite(args),
+        _overrides(args.set),
+        data_dir=os.environ.get("INFERBASE_DATA_DIR"),
+        force=args.force,
+    )
+    print(f"bootstrap: {outcome.message}")
+    return 0 if outcome.ok else 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m evals", description=__doc__)
+    p.add_argument("-v", "--verbose", action="store_true")
+    sub = p.add_subparsers(dest="cmd", required=True)
+
+    def suite_args(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument("--config", help="suite YAML (default evals/configs/benchmarks.yaml)")
+        sp.add_argument("--benchmarks", help="comma-separated subset of the suite's benchmarks")
+        sp.add_argument("--max-train", type=int, default=0, help="cap on train prompts per dataset")
+        sp.add_argument(
+            "--max-eval", type=int, default=0, help="cap on judged prompts per benchmark"
+        )
+        sp.add_argument("--set", action="append", default=[], help="router config key=value")
+
+    sp = sub.add_parser("train", help="train InferRoute, validate, log and register it")
+    suite_args(sp)
+    sp.add_argument("--no-register", action="store_true")
+    sp.add_argument("--promote", action="store_true", help="then run the promotion gate")
+    sp.set_defaults(fn=cmd_train)
+
+    sp = sub.add_parser("evaluate", help="baselines + champion on held-out prompts, logged")
+    suite_args(sp)
+    sp.add_argument("--baselines", help="comma-separated (default: all learned baselines)")
+    sp.add_argument("--router", help="router URI (default: models:/inferroute@champion if any)")
+    sp.add_argument("--split", default="test", choices=["val", "test"])
+    sp.add_argument("--report", action="store_true", help="print the markdown table too")
+    sp.add_argument(
+        "--embedder",
+        default="router",
+        choices=["router", "static", "static-input", "minilm"],
+        help="baseline features (default: the evaluated router's own embedder)",
+    )
+    sp.set_defaults(fn=cmd_evaluate)
+
+    sp = sub.add_parser("tune", help="Optuna study over hyperparameters")
+    suite_args(sp)
+    sp.add_argument(
+        "--target",
+        default="router",
+        help="router, a baseline (knn, mf, bert_head) or policy:<mode> (balanced, quality, cost)",
+    )
+    sp.add_argument("--router", help="router URI for policy studies (default: the champion)")
+    sp.add_argument("--policy-benchmark", help="benchmark with costs for policy studies")
+    sp.add_argument("--trials", type=int, default=10)
+    sp.add_argument("--study", help="study = MLflow experiment name")
+    sp.add_argument("--storage", default=None, help="Optuna storage URL (default sqlite optuna.db)")
+    sp.set_defaults(fn=cmd_tune)
+
+    sp = sub.add_parser("promote", help="gate a registered version against the champion")
+    sp.add_argument("--version", help="default: the latest registered version")
+    sp.add_argument(
+        "--metric", default="suite_score", help="registered metric to beat the champion on"
+    )
+    sp.add_argument("--margin", type=float, default=0.002)
+    sp.add_argument("--max-slowdown", type=float, default=1.5)
+    sp.set_defaults(fn=cmd_promote)
+
+    sp = sub.add_parser("rollback", help="move champion back to the previous champion")
+    sp.set_defaults(fn=cmd_rollback)
+
+    sp = sub.add_parser("report", help="markdown results table from the latest evaluation run")
+    sp.add_argument("--out", default="reports/results.md")
+    sp.set_defaults(fn=cmd_report)
+
+    sp = sub.add_parser("bootstrap", help="train + promote unless a champion that loads exists")
+    suite_args(sp)
+    sp.add_argument("--force", action="store_true")
+    sp.set_defaults(fn=cmd_bootstrap)
+
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    return int(args.fn(args))
