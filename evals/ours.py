@@ -30,10 +30,16 @@ def router_config(overrides: Mapping[str, Any] | None = None) -> Any:
     return base.with_overrides(**dict(overrides or {}))
 
 
-def train(scores: pd.DataFrame, labels: pd.DataFrame, overrides: Mapping[str, Any] | None) -> Any:
+def train(
+    scores: pd.DataFrame,
+    labels: pd.DataFrame,
+    overrides: Mapping[str, Any] | None,
+    real: Mapping[str, pd.DataFrame] | None = None,
+) -> Any:
+    """`real`: the real-prompt tables (`difficulty`, `answers`) of `evals.runner.real_prompts`."""
     import inferroute
 
-    return inferroute.train(scores, labels, router_config(overrides))
+    return inferroute.train(scores, labels, router_config(overrides), **dict(real or {}))
 
 
 def load(uri: str) -> Any:

@@ -58,6 +58,17 @@ def labels_split(cfg: SuiteConfig, split: str) -> pd.DataFrame:
     return out.reset_index(drop=True)
 
 
+def real_prompts(cfg: SuiteConfig, split: str) -> dict[str, pd.DataFrame]:
+    """The real-prompt tables of one split (by prompt text, as the score table): `difficulty`
+    (FLASK levels, just-eval tags) and `answers` (per-model answer lengths); just-eval's MT-Bench
+    prompts are never in them (see evals.datasets.load_difficulty)."""
+    out = {}
+    for key, df in (("difficulty", D.load_difficulty()), ("answers", D.load_answer_lengths())):
+        s = D.split_by_prompt(df, seed=cfg.split_seed, group="text")
+        out[key] = df[df["prompt_id"].map(s) == split].reset_index(drop=True)
+    return out
+
+
 def fit_baselines(
     train_df: pd.DataFrame, names: Sequence[str], params: Mapping[str, Mapping[str, Any]] | None
 ) -> dict[str, Baseline]:
@@ -114,7 +125,7 @@ def train(
         TRAIN_EXPERIMENT, "train", params, dataset_versions=versions, tags={"evals.kind": "train"}
     ) as active:
         t0 = time.perf_counter()
-        router = ours.train(train_df, labels, router_overrides)
+        router = ours.train(train_df, labels, router_overrides, real_prompts(cfg, "train"))
         train_s = time.perf_counter() - t0
         res, gate_metrics = validate_router(router, df, cfg.on_split("val"))
         tracking.log_metrics(
