@@ -96,10 +96,21 @@ def _tune_policy(args: argparse.Namespace, cfg: Any, df: Any) -> int:
     spec = next(
         s for s in cfg.on_split("val") if s.name == (args.policy_benchmark or "routerbench")
     )
-    ctx = tuning.TuneContext(target=args.target, df=df, train_df=train_frame(df, cfg), specs=[spec])
+    from evals import traffic
+
+    ctx = tuning.TuneContext(
+        target=args.target,
+        df=df,
+        train_df=train_frame(df, cfg),
+        specs=[spec],
+        order_prompts=traffic.sharegpt_prompts(args.order_prompts) if args.order_prompts else (),
+    )
     name = args.study or f"inferroute-policy-{mode}"
     study = tuning.tune_policy(ctx, ours.load(uri), mode, spec, args.trials, name, args.storage)
-    front = [{"values": t.values, "params": t.params} for t in study.best_trials]
+    front = [
+        {"values": t.values, "params": t.params}
+        for t in tuning.pareto_front(study, bool(args.order_prompts))
+    ]
     print(json.dumps({"study": name, "pareto_front": front}, indent=2))
     return 0
 
@@ -184,10 +195,17 @@ def main(argv: list[str] | None = None) -> int:
     sp.add_argument(
         "--target",
         default="router",
-        help="router, a baseline (knn, mf, bert_head) or policy:<mode> (balanced, quality, cost)",
+        help="router, a baseline (knn, mf, bert_head) or policy:<mode> (balanced, quality, cost, "
+        "latency)",
     )
     sp.add_argument("--router", help="router URI for policy studies (default: the champion)")
     sp.add_argument("--policy-benchmark", help="benchmark with costs for policy studies")
+    sp.add_argument(
+        "--order-prompts",
+        type=int,
+        default=100,
+        help="ShareGPT prompts the mode orders are checked on in policy studies (0: no check)",
+    )
     sp.add_argument("--trials", type=int, default=10)
     sp.add_argument("--study", help="study = MLflow experiment name")
     sp.add_argument("--storage", default=None, help="Optuna storage URL (default sqlite optuna.db)")

@@ -73,7 +73,7 @@ class RouterConfig:
     policy_balanced_w_quality: float = 0.7
     policy_balanced_w_cost: float = 0.2
     policy_balanced_w_latency: float = 0.1
-    policy_balanced_epsilon: float = 1.0  # quality slack: 1.0 = no constraint
+    policy_balanced_epsilon: float = 0.3  # quality slack (1.0 = no constraint)
     policy_quality_w_quality: float = 0.9
     policy_quality_w_cost: float = 0.1
     policy_quality_w_latency: float = 0.0
@@ -81,11 +81,13 @@ class RouterConfig:
     policy_cost_w_quality: float = 0.2
     policy_cost_w_cost: float = 0.8
     policy_cost_w_latency: float = 0.0
-    policy_cost_epsilon: float = 0.10
-    policy_latency_w_quality: float = 0.2
+    policy_cost_epsilon: float = 0.3  # >= balanced's, so cost never spends more (inferroute.policy)
+    policy_latency_w_quality: float = 0.05
     policy_latency_w_cost: float = 0.0
-    policy_latency_w_latency: float = 0.8
-    policy_latency_epsilon: float = 0.10
+    policy_latency_w_latency: float = 0.95
+    policy_latency_epsilon: float = 0.3
+    # below this task confidence the policy decides on general (task-agnostic) quality
+    low_confidence_threshold: float = 0.4
 
     def classifier_kwargs(self) -> dict[str, Any]:
         """`TaskClassifier.fit`'s keyword arguments (training and the evals' cross-validation)."""
