@@ -105,6 +105,22 @@ def validate_router(
     return res, {"suite_score": suite_score(res), "routing_p50_ms": p50}
 
 
+def train_router(
+    cfg: SuiteConfig,
+    router_overrides: Mapping[str, Any] | None = None,
+    df: pd.DataFrame | None = None,
+) -> Any:
+    """The router `python -m evals train` trains (no validation, logging or registry): the suite's
+    train split, its task labels and the real-prompt tables of the train split."""
+    df = load_suite(cfg)[0] if df is None else df
+    return ours.train(
+        train_frame(df, cfg),
+        labels_split(cfg, "train"),
+        router_overrides,
+        real_prompts(cfg, "train"),
+    )
+
+
 def train(
     cfg: SuiteConfig,
     router_overrides: Mapping[str, Any] | None = None,
@@ -114,8 +130,6 @@ def train(
 ) -> dict[str, Any]:
     """Train InferRoute on the train split, judge it on the validation split, log, register."""
     df, versions = load_suite(cfg)
-    train_df = train_frame(df, cfg)
-    labels = labels_split(cfg, "train")
     router_cfg = ours.router_config(router_overrides)
     params = {
         **_suite_params(cfg),
@@ -125,7 +139,7 @@ def train(
         TRAIN_EXPERIMENT, "train", params, dataset_versions=versions, tags={"evals.kind": "train"}
     ) as active:
         t0 = time.perf_counter()
-        router = ours.train(train_df, labels, router_overrides, real_prompts(cfg, "train"))
+        router = train_router(cfg, router_overrides, df)
         train_s = time.perf_counter() - t0
         res, gate_metrics = validate_router(router, df, cfg.on_split("val"))
         tracking.log_metrics(

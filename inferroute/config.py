@@ -63,7 +63,7 @@ class RouterConfig:
     lat_members: int = 5  # ensemble of seeds
     # --- complexity ---
     complexity_alpha: float = 10.0  # ridge strength of the difficulty regressor
-    complexity_bench_weight: float = 0.3  # benchmark failure rates' total weight vs the labels'
+    complexity_bench_weight: float = 0.0  # benchmark failure rates' total weight vs the labels'
     complexity_simple_max_label: float = 0.0  # labels <= this are "simple" (FLASK level 1, easy)
     complexity_complex_min_label: float = 0.75  # labels >= this are "complex" (FLASK major+)
     # --- cost / latency ---
