@@ -53,6 +53,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from evals import runner
     from evals.baselines import LEARNED
 
+    if args.seeds:
+        seeds = [int(x) for x in args.seeds.split(",")]
+        out = runner.evaluate_seeds(_suite(args), seeds, router_overrides=_overrides(args.set))
+        print(json.dumps(out["spread"], indent=2))
+        return 0
     names = args.baselines.split(",") if args.baselines else list(LEARNED)
     payload = runner.evaluate(
         _suite(args), baselines=names, router_uri=args.router, split=args.split
@@ -182,6 +187,11 @@ def main(argv: list[str] | None = None) -> int:
     sp.add_argument("--router", help="router URI (default: models:/inferroute@champion if any)")
     sp.add_argument("--split", default="test", choices=["val", "test"])
     sp.add_argument("--report", action="store_true", help="print the markdown table too")
+    sp.add_argument(
+        "--seeds",
+        help="comma-separated training seeds: train one router per seed and report each number's "
+        "mean / min / max and bootstrap interval (no baselines)",
+    )
     sp.add_argument(
         "--embedder",
         default="router",

@@ -26,11 +26,13 @@ TRAIN_EXPERIMENT, EVAL_EXPERIMENT = "inferroute-train", "inferroute-eval"
 
 def suite_score(result: EvalResult) -> float:
     """The promotion number: mean over benchmarks of APGR (pair), AIQ or top-1 quality (multi)."""
-    vals = []
-    for br in result.benchmarks.values():
-        key = "apgr" if br.kind == "pair" else ("aiq" if "aiq" in br.metrics else "best_quality")
-        vals.append(br.metrics[key])
+    vals = [br.metrics[primary_key(br)] for br in result.benchmarks.values()]
     return float(np.mean(vals)) if vals else float("nan")
+
+
+def primary_key(br: Any) -> str:
+    """A benchmark result's headline metric: APGR (pair), AIQ or top-1 quality (multi)."""
+    return "apgr" if br.kind == "pair" else ("aiq" if "aiq" in br.metrics else "best_quality")
 
 
 def _suite_params(cfg: SuiteConfig) -> dict[str, Any]:
@@ -216,6 +218,88 @@ def evaluate(
     if log:
         _log_eval(cfg, results, payload, versions, clf, baseline_params)
     return payload
+
+
+def evaluate_seeds(
+    cfg: SuiteConfig,
+    seeds: Sequence[int],
+    *,
+    router_overrides: Mapping[str, Any] | None = None,
+    split: str = "test",
+    log: bool = True,
+    n_boot: int = 1000,
+) -> dict[str, Any]:
+    """Train the router once per training seed (`seed` override; the data split stays fixed) and
+    judge each on the same held-out prompts: per seed, every benchmark's primary metric (APGR for
+    pairs, AIQ or top-1 quality for multi) with a 95% bootstrap interval over the judged prompts,
+    and the real-prompt metrics (complexity Spearman, everyday simple share, task accuracy,
+    output-length error); across seeds, each number's mean, min and max (`spread`)."""
+    from evals import realprompts
+
+    df, versions = load_suite(cfg)
+    specs = cfg.on_split(split)
+    real = real_prompts(cfg, split)
+    per_seed: dict[str, dict[str, float]] = {}
+    for seed in seeds:
+        router = train_router(cfg, {**dict(router_overrides or {}), "seed": int(seed)}, df)
+        res = run_eval(ours.QualityView(router), df, specs, name="inferroute")
+        add_aiq_intervals({"inferroute": res}, n_boot=n_boot)
+        row: dict[str, float] = {}
+        for bench, br in res.benchmarks.items():
+            key = (
+                "apgr" if br.kind == "pair" else ("aiq" if "aiq" in br.metrics else "best_quality")
+            )
+            row[f"{bench}.{key}"] = br.metrics[key]
+            if br.pair is not None:
+                draws = M.apgr_bootstrap(*br.pair, n_boot=n_boot)
+                lo, hi = np.nanpercentile(draws, [2.5, 97.5])
+                row[f"{bench}.{key}_lo"], row[f"{bench}.{key}_hi"] = float(lo), float(hi)
+            elif "aiq_lo" in br.metrics:
+                row[f"{bench}.aiq_lo"] = br.metrics["aiq_lo"]
+                row[f"{bench}.aiq_hi"] = br.metrics["aiq_hi"]
+        cm = realprompts.complexity_metrics(router, real["difficulty"])
+        em = realprompts.everyday_metrics(router)
+        lm = realprompts.length_metrics(router, real["answers"])
+        row.update(
+            {
+                "complexity.spearman": cm.get("spearman", float("nan")),
+                "everyday.simple_called_simple": em["simple_called_simple"],
+                "everyday.task_accuracy": em["task_accuracy"],
+                "lengths.median_abs_log_ratio": lm.get("router.median_abs_log_ratio", float("nan")),
+            }
+        )
+        per_seed[str(seed)] = row
+    payload = {
+        "split": split,
+        "seeds": [int(s) for s in seeds],
+        "per_seed": per_seed,
+        "spread": seed_spread(per_seed),
+        "dataset_versions": versions,
+    }
+    if log:
+        with tracking.run(
+            EVAL_EXPERIMENT,
+            "evaluate-seeds",
+            {**_suite_params(cfg), "split": split, "seeds": ",".join(map(str, seeds))},
+            dataset_versions=versions,
+            tags={"evals.kind": "seeds"},
+        ):
+            tracking.log_metrics(
+                {f"{k}.{stat}": v[stat] for k, v in payload["spread"].items() for stat in v}
+            )
+            tracking.log_json(payload, "seeds.json")
+    return payload
+
+
+def seed_spread(per_seed: Mapping[str, Mapping[str, float]]) -> dict[str, dict[str, float]]:
+    """Per metric across seeds: mean, min, max; for an interval bound (`*_lo` / `*_hi`), the
+    mean bound (the typical bootstrap interval of one training run)."""
+    keys = sorted({k for row in per_seed.values() for k in row})
+    out = {}
+    for k in keys:
+        vals = np.array([row[k] for row in per_seed.values() if k in row], dtype=float)
+        out[k] = {"mean": float(vals.mean()), "min": float(vals.min()), "max": float(vals.max())}
+    return out
 
 
 def add_aiq_intervals(
