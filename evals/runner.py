@@ -196,10 +196,12 @@ def evaluate(
         results[name] = run_eval(model, df, specs, name=name)
     clf: dict[str, Any] = {}
     clf_cv: dict[str, Any] = {}
+    real: dict[str, Any] = {}
     if router is not None:
         results["inferroute"], _ = validate_router(router, df, specs)
         clf = ours.classifier_metrics(router, labels_split(cfg, split))
         clf_cv = ours.classifier_cv(router, D.load_task_labels(mapped_only=True))
+        real = real_prompt_metrics(router, cfg, split)
     add_aiq_intervals(results)
     payload = {
         "split": split,
@@ -214,10 +216,35 @@ def evaluate(
         "anchors": {"routellm_paper": anchors.paper_anchors(), "commercial": _commercial()},
         "classifier": {k: v for k, v in clf.items() if k != "confusion"},
         "classifier_cv": clf_cv,
+        **real,
     }
     if log:
         _log_eval(cfg, results, payload, versions, clf, baseline_params)
     return payload
+
+
+def real_prompt_metrics(
+    router: Any, cfg: SuiteConfig, split: str, traffic_prompts: int = 600
+) -> dict[str, Any]:
+    """`real_prompts` (complexity vs held-out difficulty labels, the everyday prompts fixture,
+    expected output tokens vs held-out answer lengths) and `traffic` (ShareGPT decisions per pool
+    and optimize mode) of one router, for the results payload."""
+    from evals import realprompts, traffic
+
+    held = real_prompts(cfg, split)
+    complexity = realprompts.complexity_metrics(router, held["difficulty"])
+    everyday = realprompts.everyday_metrics(router)
+    lengths = realprompts.length_metrics(
+        router, held["answers"], {"constant 300": realprompts.constant_lengths(300.0)}
+    )
+    return {
+        "real_prompts": {
+            "complexity": complexity,
+            "everyday": {k: v for k, v in everyday.items() if k != "rows"},
+            "lengths": lengths,
+        },
+        "traffic": traffic.traffic_report(router, traffic_prompts),
+    }
 
 
 def evaluate_seeds(
