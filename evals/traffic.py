@@ -194,11 +194,8 @@ def traffic_report(router: Any, n: int = 600, seed: int = 0) -> dict[str, Any]:
     }
 
 
-def shares_frame(summary: pd.DataFrame) -> pd.DataFrame:
-    """Long (pool, mode, model, share) table for plotting."""
+def share_table(summary: pd.DataFrame) -> pd.DataFrame:
+    """(pool, mode) x model table of request shares, for a stacked-bar chart."""
     cols = [c for c in summary.columns if c.startswith("share:")]
-    long = summary.melt(
-        id_vars=["pool", "mode"], value_vars=cols, var_name="model", value_name="share"
-    )
-    long["model"] = long["model"].str.removeprefix("share:")
-    return long[long["share"] > 0].reset_index(drop=True)
+    wide = summary.set_index(["pool", "mode"])[cols].fillna(0.0)
+    return wide.rename(columns=lambda c: c.removeprefix("share:"))

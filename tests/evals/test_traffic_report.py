@@ -27,8 +27,9 @@ def test_mode_order_flags_a_cost_mode_that_spends_more_than_balanced() -> None:
     assert traffic.mode_order(good) == []
     bad = traffic.mode_order(traffic.mode_summary(_decisions("dear")))
     assert any("spend cost" in p for p in bad) and any("quality cost" in p for p in bad)
-    shares = good.set_index("mode")
-    assert shares.loc["quality", "share:dear"] == 1.0 and shares.loc["cost", "share:cheap"] == 1.0
+    shares = traffic.share_table(good)
+    assert shares.loc[("pair", "quality"), "dear"] == 1.0
+    assert shares.loc[("pair", "cost"), "cheap"] == 1.0
 
 
 def test_results_sections_for_real_prompts_traffic_and_seeds() -> None:
