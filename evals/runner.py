@@ -296,11 +296,12 @@ def evaluate_seeds(
             }
         )
         per_seed[str(seed)] = row
-    payload = {
+    spread = seed_spread(per_seed)
+    payload: dict[str, Any] = {
         "split": split,
         "seeds": [int(s) for s in seeds],
         "per_seed": per_seed,
-        "spread": seed_spread(per_seed),
+        "spread": spread,
         "dataset_versions": versions,
     }
     if log:
@@ -311,9 +312,7 @@ def evaluate_seeds(
             dataset_versions=versions,
             tags={"evals.kind": "seeds"},
         ):
-            tracking.log_metrics(
-                {f"{k}.{stat}": v[stat] for k, v in payload["spread"].items() for stat in v}
-            )
+            tracking.log_metrics({f"{k}.{stat}": v[stat] for k, v in spread.items() for stat in v})
             tracking.log_json(payload, "seeds.json")
     return payload
 

@@ -113,7 +113,7 @@ def mode_summary(df: pd.DataFrame) -> pd.DataFrame:
         spend=("cost", "mean"), quality=("quality", "mean"), latency_ms=("latency_ms", "mean")
     )
     shares = df.groupby(["pool", "mode"], sort=False)["model"].value_counts(normalize=True)
-    wide = shares.unstack(fill_value=0.0)
+    wide = shares.unstack(fill_value=0)
     wide.columns = [f"share:{c}" for c in wide.columns]
     return out.join(wide).reset_index()
 
@@ -123,17 +123,19 @@ def mode_order(summary: pd.DataFrame, tol: float = 1e-9) -> list[str]:
     quality the other way, and `latency` the lowest mean expected latency of the four modes."""
     problems = []
     for pool, g in summary.groupby("pool", sort=False):
-        m = g.set_index("mode")
+        cols = ["spend", "quality", "latency_ms"]
+        rows = g.set_index("mode")[cols].astype(float).to_dict("index")
+        m = {str(k): {str(c): float(v) for c, v in r.items()} for k, r in rows.items()}
         for lo, hi in (("cost", "balanced"), ("balanced", "quality")):
-            if m.loc[lo, "spend"] > m.loc[hi, "spend"] * (1 + tol) + tol:
-                problems.append(f"{pool}: spend {lo} {m.loc[lo, 'spend']:.3g} > {hi} "
-                                f"{m.loc[hi, 'spend']:.3g}")  # fmt: skip
-            if m.loc[lo, "quality"] > m.loc[hi, "quality"] + tol:
-                problems.append(f"{pool}: quality {lo} {m.loc[lo, 'quality']:.4f} > {hi} "
-                                f"{m.loc[hi, 'quality']:.4f}")  # fmt: skip
-        fastest = float(m["latency_ms"].min())
-        if m.loc["latency", "latency_ms"] > fastest * (1 + tol) + tol:
-            problems.append(f"{pool}: latency mode {m.loc['latency', 'latency_ms']:.0f} ms is not "
+            if m[lo]["spend"] > m[hi]["spend"] * (1 + tol) + tol:
+                problems.append(f"{pool}: spend {lo} {m[lo]['spend']:.3g} > {hi} "
+                                f"{m[hi]['spend']:.3g}")  # fmt: skip
+            if m[lo]["quality"] > m[hi]["quality"] + tol:
+                problems.append(f"{pool}: quality {lo} {m[lo]['quality']:.4f} > {hi} "
+                                f"{m[hi]['quality']:.4f}")  # fmt: skip
+        fastest = min(v["latency_ms"] for v in m.values())
+        if m["latency"]["latency_ms"] > fastest * (1 + tol) + tol:
+            problems.append(f"{pool}: latency mode {m['latency']['latency_ms']:.0f} ms is not "
                             f"the lowest ({fastest:.0f} ms)")  # fmt: skip
     return problems
 
