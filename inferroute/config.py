@@ -70,9 +70,9 @@ class RouterConfig:
     default_output_tokens: float = 300.0
     queue_penalty: float = 0.5  # latency *= 1 + queue_penalty * queue_depth
     # --- policies (tuned by evals with Optuna; see inferroute.policy) ---
-    policy_balanced_w_quality: float = 0.7
-    policy_balanced_w_cost: float = 0.2
-    policy_balanced_w_latency: float = 0.1
+    policy_balanced_w_quality: float = 0.8
+    policy_balanced_w_cost: float = 0.15
+    policy_balanced_w_latency: float = 0.05
     policy_balanced_epsilon: float = 0.3  # quality slack (1.0 = no constraint)
     policy_quality_w_quality: float = 0.9
     policy_quality_w_cost: float = 0.1

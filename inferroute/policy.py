@@ -10,7 +10,9 @@ where cost_rel / latency_rel are the pool's log-scale min-max ranks (0 = cheapes
 the weights are normalised to sum to 1, so every score is in [0, 1]. With the defaults: `quality`
 is "the cheapest model within 0.01 of the best predicted quality", `cost` "the cheapest model
 within 0.30 of the best" (cost outweighs quality 4:1), `latency` "the fastest model within 0.30 of
-the best", and `balanced` a weighted trade-off within 0.30 of the best.
+the best", and `balanced` a weighted trade-off within 0.30 of the best (0.8 quality, 0.15 cost,
+0.05 latency: on 300 ShareGPT prompts over {Mixtral, GPT-4-1106} it sends 24% to GPT-4 where
+`cost` sends 12% and `quality` 98%; at 0.7 / 0.2 / 0.1 it made the same picks as `cost`).
 
 The modes are ordered by construction for a fixed prompt: with quality slacks epsilon_quality <=
 epsilon_balanced <= epsilon_cost and cost-to-quality weight ratios in the same order (and no other
