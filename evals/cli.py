@@ -53,6 +53,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from evals import experiments
     from evals.baselines import LEARNED
 
+    if args.seeds:
+        seeds = [int(x) for x in args.seeds.split(",")]
+        out = experiments.evaluate_seeds(_suite(args), seeds, router_overrides=_overrides(args.set))
+        print(json.dumps(out["spread"], indent=2))
+        return 0
     names = args.baselines.split(",") if args.baselines else list(LEARNED)
     payload = experiments.evaluate(
         _suite(args),
@@ -94,7 +99,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
 
 def _tune_policy(args: argparse.Namespace, cfg: Any, df: Any) -> int:
     """Multi-objective (quality up, cost down) study of one optimize mode on a costed benchmark."""
-    from evals import our_router, promote, tuning
+    from evals import our_router, promote, traffic, tuning
     from evals.suite import train_frame
 
     mode = args.target.split(":", 1)[1]
@@ -102,12 +107,21 @@ def _tune_policy(args: argparse.Namespace, cfg: Any, df: Any) -> int:
     spec = next(
         s for s in cfg.on_split("val") if s.name == (args.policy_benchmark or "routerbench")
     )
-    ctx = tuning.TuneContext(target=args.target, df=df, train_df=train_frame(df, cfg), specs=[spec])
+    ctx = tuning.TuneContext(
+        target=args.target,
+        df=df,
+        train_df=train_frame(df, cfg),
+        specs=[spec],
+        order_prompts=traffic.sharegpt_prompts(args.order_prompts) if args.order_prompts else (),
+    )
     name = args.study or f"inferroute-policy-{mode}"
     study = tuning.tune_policy(
         ctx, our_router.load(uri), mode, spec, args.trials, name, args.storage
     )
-    front = [{"values": t.values, "params": t.params} for t in study.best_trials]
+    front = [
+        {"values": t.values, "params": t.params}
+        for t in tuning.pareto_front(study, bool(args.order_prompts))
+    ]
     print(json.dumps({"study": name, "pareto_front": front}, indent=2))
     return 0
 
@@ -182,6 +196,11 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--split", default="test", choices=["val", "test"])
     sp.add_argument("--report", action="store_true", help="print the markdown table too")
     sp.add_argument(
+        "--seeds",
+        help="comma-separated training seeds: train one router per seed and report each number's "
+        "mean / min / max and bootstrap interval (no baselines)",
+    )
+    sp.add_argument(
         "--embedder",
         default="router",
         choices=["router", "static", "static-input", "minilm"],
@@ -194,10 +213,17 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument(
         "--target",
         default="router",
-        help="router, a baseline (knn, mf, bert_head) or policy:<mode> (balanced, quality, cost)",
+        help="router, a baseline (knn, mf, bert_head) or policy:<mode> (balanced, quality, cost, "
+        "latency)",
     )
     sp.add_argument("--router", help="router URI for policy studies (default: the champion)")
     sp.add_argument("--policy-benchmark", help="benchmark with costs for policy studies")
+    sp.add_argument(
+        "--order-prompts",
+        type=int,
+        default=100,
+        help="ShareGPT prompts the mode orders are checked on in policy studies (0: no check)",
+    )
     sp.add_argument("--trials", type=int, default=10)
     sp.add_argument("--study", help="study = MLflow experiment name")
     sp.add_argument("--storage", default=None, help="Optuna storage URL (default sqlite optuna.db)")

@@ -26,11 +26,13 @@ TRAIN_EXPERIMENT, EVAL_EXPERIMENT = "inferroute-train", "inferroute-eval"
 
 def suite_score(result: EvalResult) -> float:
     """The promotion number: mean over benchmarks of APGR (pair), AIQ or top-1 quality (multi)."""
-    vals = []
-    for br in result.benchmarks.values():
-        key = "apgr" if br.kind == "pair" else ("aiq" if "aiq" in br.metrics else "best_quality")
-        vals.append(br.metrics[key])
+    vals = [br.metrics[primary_key(br)] for br in result.benchmarks.values()]
     return M.suite_score(vals)
+
+
+def primary_key(br: Any) -> str:
+    """A benchmark result's headline metric: APGR (pair), AIQ or top-1 quality (multi)."""
+    return "apgr" if br.kind == "pair" else ("aiq" if "aiq" in br.metrics else "best_quality")
 
 
 def _suite_params(cfg: SuiteConfig) -> dict[str, Any]:
@@ -63,6 +65,17 @@ def labels_split(cfg: SuiteConfig, split: str) -> pd.DataFrame:
             & ~out["prompt"].isin(set(held["prompt"]))
         ]
     return out.reset_index(drop=True)
+
+
+def real_prompts(cfg: SuiteConfig, split: str) -> dict[str, pd.DataFrame]:
+    """The real-prompt tables of one split (by prompt text, as the score table): `difficulty`
+    (FLASK levels, just-eval tags) and `answers` (per-model answer lengths); just-eval's MT-Bench
+    prompts are never in them (see evals.datasets.load_difficulty)."""
+    out = {}
+    for key, df in (("difficulty", D.load_difficulty()), ("answers", D.load_answer_lengths())):
+        s = D.split_by_prompt(df, seed=cfg.split_seed, group="text")
+        out[key] = df[df["prompt_id"].map(s) == split].reset_index(drop=True)
+    return out
 
 
 def fit_baselines(
@@ -101,6 +114,22 @@ def validate_router(
     return res, {"suite_score": suite_score(res), "routing_p50_ms": p50}
 
 
+def train_router(
+    cfg: SuiteConfig,
+    router_overrides: Mapping[str, Any] | None = None,
+    df: pd.DataFrame | None = None,
+) -> Any:
+    """The router `python -m evals train` trains (no validation, logging or registry): the suite's
+    train split, its task labels and the real-prompt tables of the train split."""
+    df = load_suite(cfg)[0] if df is None else df
+    return our_router.train(
+        train_frame(df, cfg),
+        labels_split(cfg, "train"),
+        router_overrides,
+        real_prompts(cfg, "train"),
+    )
+
+
 def train(
     cfg: SuiteConfig,
     router_overrides: Mapping[str, Any] | None = None,
@@ -110,14 +139,12 @@ def train(
 ) -> dict[str, Any]:
     """Train InferRoute on the train split, judge it on the validation split, log, register."""
     df, versions = load_suite(cfg)
-    train_df = train_frame(df, cfg)
-    labels = labels_split(cfg, "train")
     params = train_params(cfg, router_overrides)
     with tracking.run(
         TRAIN_EXPERIMENT, "train", params, dataset_versions=versions, tags={"evals.kind": "train"}
     ) as active:
         t0 = time.perf_counter()
-        router = our_router.train(train_df, labels, router_overrides)
+        router = train_router(cfg, router_overrides, df)
         train_s = time.perf_counter() - t0
         res, gate_metrics = validate_router(router, df, cfg.on_split("val"))
         tracking.log_metrics(
@@ -172,10 +199,12 @@ def evaluate(
         results[name] = run_eval(model, df, specs, name=name)
     clf: dict[str, Any] = {}
     clf_cv: dict[str, Any] = {}
+    real: dict[str, Any] = {}
     if router is not None:
         results["inferroute"], _ = validate_router(router, df, specs)
         clf = our_router.classifier_metrics(router, labels_split(cfg, split))
         clf_cv = our_router.classifier_cv(router, D.load_task_labels(mapped_only=True))
+        real = real_prompt_metrics(router, cfg, split)
     add_aiq_intervals(results)
     payload = {
         "split": split,
@@ -190,10 +219,116 @@ def evaluate(
         "anchors": {"routellm_paper": anchors.paper_anchors(), "commercial": _commercial()},
         "classifier": {k: v for k, v in clf.items() if k != "confusion"},
         "classifier_cv": clf_cv,
+        **real,
     }
     if log:
         _log_eval(cfg, results, payload, versions, clf, baseline_params)
     return payload
+
+
+def real_prompt_metrics(
+    router: Any, cfg: SuiteConfig, split: str, traffic_prompts: int = 600
+) -> dict[str, Any]:
+    """`real_prompts` (complexity vs held-out difficulty labels, the everyday prompts fixture,
+    expected output tokens vs held-out answer lengths) and `traffic` (ShareGPT decisions per pool
+    and optimize mode) of one router, for the results payload."""
+    from evals import realprompts, traffic
+
+    held = real_prompts(cfg, split)
+    complexity = realprompts.complexity_metrics(router, held["difficulty"])
+    everyday = realprompts.everyday_metrics(router)
+    lengths = realprompts.length_metrics(
+        router, held["answers"], {"constant 300": realprompts.constant_lengths(300.0)}
+    )
+    return {
+        "real_prompts": {
+            "complexity": complexity,
+            "everyday": {k: v for k, v in everyday.items() if k != "rows"},
+            "lengths": lengths,
+        },
+        "traffic": traffic.traffic_report(router, traffic_prompts),
+    }
+
+
+def evaluate_seeds(
+    cfg: SuiteConfig,
+    seeds: Sequence[int],
+    *,
+    router_overrides: Mapping[str, Any] | None = None,
+    split: str = "test",
+    log: bool = True,
+    n_boot: int = 1000,
+) -> dict[str, Any]:
+    """Train the router once per training seed (`seed` override; the data split stays fixed) and
+    judge each on the same held-out prompts: per seed, every benchmark's primary metric (APGR for
+    pairs, AIQ or top-1 quality for multi) with a 95% bootstrap interval over the judged prompts,
+    and the real-prompt metrics (complexity Spearman, everyday simple share, task accuracy,
+    output-length error); across seeds, each number's mean, min and max (`spread`)."""
+    from evals import realprompts
+
+    df, versions = load_suite(cfg)
+    specs = cfg.on_split(split)
+    real = real_prompts(cfg, split)
+    per_seed: dict[str, dict[str, float]] = {}
+    for seed in seeds:
+        router = train_router(cfg, {**dict(router_overrides or {}), "seed": int(seed)}, df)
+        res = run_eval(our_router.QualityView(router), df, specs, name="inferroute")
+        add_aiq_intervals({"inferroute": res}, n_boot=n_boot)
+        row: dict[str, float] = {}
+        for bench, br in res.benchmarks.items():
+            key = (
+                "apgr" if br.kind == "pair" else ("aiq" if "aiq" in br.metrics else "best_quality")
+            )
+            row[f"{bench}.{key}"] = br.metrics[key]
+            if br.pair is not None:
+                draws = M.apgr_bootstrap(*br.pair, n_boot=n_boot)
+                lo, hi = np.nanpercentile(draws, [2.5, 97.5])
+                row[f"{bench}.{key}_lo"], row[f"{bench}.{key}_hi"] = float(lo), float(hi)
+            elif "aiq_lo" in br.metrics:
+                row[f"{bench}.aiq_lo"] = br.metrics["aiq_lo"]
+                row[f"{bench}.aiq_hi"] = br.metrics["aiq_hi"]
+        cm = realprompts.complexity_metrics(router, real["difficulty"])
+        em = realprompts.everyday_metrics(router)
+        lm = realprompts.length_metrics(router, real["answers"])
+        row.update(
+            {
+                "complexity.spearman": cm.get("spearman", float("nan")),
+                "everyday.simple_called_simple": em["simple_called_simple"],
+                "everyday.task_accuracy": em["task_accuracy"],
+                "lengths.median_abs_log_ratio": lm.get("router.median_abs_log_ratio", float("nan")),
+            }
+        )
+        per_seed[str(seed)] = row
+    spread = seed_spread(per_seed)
+    payload: dict[str, Any] = {
+        "split": split,
+        "seeds": [int(s) for s in seeds],
+        "per_seed": per_seed,
+        "spread": spread,
+        "dataset_versions": versions,
+    }
+    if log:
+        with tracking.run(
+            EVAL_EXPERIMENT,
+            "evaluate-seeds",
+            {**_suite_params(cfg), "split": split, "seeds": ",".join(map(str, seeds))},
+            dataset_versions=versions,
+            tags={"evals.kind": "seeds"},
+        ):
+            tracking.log_metrics({f"{k}.{stat}": v[stat] for k, v in spread.items() for stat in v})
+            tracking.log_json(payload, "seeds.json")
+    return payload
+
+
+def seed_spread(per_seed: Mapping[str, Mapping[str, float]]) -> dict[str, dict[str, float]]:
+    """Per metric across seeds: mean, min, max; for an interval bound (`*_lo` / `*_hi`), the
+    mean bound (the typical bootstrap interval of one training run)."""
+    keys = sorted({k for row in per_seed.values() for k in row})
+    out = {}
+    for k in keys:
+        vals = np.array([row[k] for row in per_seed.values() if k in row], dtype=float)
+        out[k] = {"mean": float(vals.mean()), "min": float(vals.min()), "max": float(vals.max())}
+    return out
 
 
 def add_aiq_intervals(

@@ -68,6 +68,9 @@ class BenchmarkResult:
     # multi with costs: each prompt's realised (cost, quality) per willingness and the AIQ range,
     # for paired bootstrap intervals (`evals.experiments.add_aiq_intervals`); not logged
     routed: tuple[NDArray[np.float64], NDArray[np.float64], float] | None = None
+    # pair: each prompt's predicted strong-minus-weak gap and the two true scores, for bootstrap
+    # intervals on APGR (`evals.metrics.apgr_bootstrap`); not logged
+    pair: tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]] | None = None
 
 
 @dataclass(slots=True)
@@ -153,7 +156,12 @@ def _pair_metrics(bd: BenchData, q: NDArray[np.float64], num_results: int) -> Be
         "weak_quality": w_perf,
     }
     return BenchmarkResult(
-        bd.spec.name, "pair", len(bd.prompts), metrics, {"x": list(pct), "y": list(perf)}
+        bd.spec.name,
+        "pair",
+        len(bd.prompts),
+        metrics,
+        {"x": list(pct), "y": list(perf)},
+        pair=(q[:, 0] - q[:, 1], strong, weak),
     )
 
 

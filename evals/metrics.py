@@ -230,6 +230,31 @@ def aiq_bootstrap(
     return out
 
 
+def apgr_bootstrap(
+    gap: ArrayLike,
+    strong: ArrayLike,
+    weak: ArrayLike,
+    n_boot: int = 1000,
+    seed: int = 0,
+    num_results: int = 10,
+) -> NDArray[np.float64]:
+    """APGR on `n_boot` resamples (with replacement) of the judged prompts of a pair benchmark:
+    `gap` is the router's predicted strong-minus-weak quality per prompt, `strong` / `weak` the two
+    models' true scores; each resample recomputes the threshold sweep and the models' means (NaN
+    where the two models tie on a resample)."""
+    g, s, w = _f(gap), _f(strong), _f(weak)
+    rng = np.random.default_rng(seed)
+    out = np.empty(n_boot)
+    for b in range(n_boot):
+        idx = rng.integers(0, len(g), size=len(g))
+        pct, perf = threshold_sweep(g[idx], s[idx], w[idx], num_results)
+        try:
+            out[b] = apgr(pct, perf, float(w[idx].mean()), float(s[idx].mean()))
+        except ValueError:  # the two models tie on this resample: APGR undefined
+            out[b] = np.nan
+    return out
+
+
 # --------------------------------------------------------------------------- classifier quality
 
 

@@ -15,11 +15,16 @@ import numpy as np
 import pandas as pd
 
 from evals import metrics as M
+from inferroute.costs import CHARS_PER_TOKEN, OutputLengths
 from inferroute.features import StaticEmbedder
 from inferroute.taxonomy import TASK_NAMES
+from inferroute.types import ModelCard
 
 __all__ = [
+    "CHARS_PER_TOKEN",
     "TASK_NAMES",
+    "ModelCard",
+    "OutputLengths",
     "QualityView",
     "StaticEmbedder",
     "available",
@@ -51,10 +56,17 @@ def router_config(overrides: Mapping[str, Any] | None = None) -> Any:
     return base.with_overrides(**dict(overrides or {}))
 
 
-def train(scores: pd.DataFrame, labels: pd.DataFrame, overrides: Mapping[str, Any] | None) -> Any:
+def train(
+    scores: pd.DataFrame,
+    labels: pd.DataFrame,
+    overrides: Mapping[str, Any] | None,
+    real: Mapping[str, pd.DataFrame] | None = None,
+) -> Any:
+    """`real`: the real-prompt tables (`difficulty`, `answers`) of
+    `evals.experiments.real_prompts`."""
     import inferroute
 
-    return inferroute.train(scores, labels, router_config(overrides))
+    return inferroute.train(scores, labels, router_config(overrides), **dict(real or {}))
 
 
 def load(uri: str) -> Any:

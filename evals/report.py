@@ -179,11 +179,85 @@ def render(payload: Mapping[str, Any]) -> str:
     return "\n".join(out)
 
 
+def render_real(payload: Mapping[str, Any]) -> list[str]:
+    """Real prompts (complexity, everyday fixture, answer lengths) and the ShareGPT table."""
+    real, out = payload.get("real_prompts") or {}, []
+    if real:
+        c, e, n = real.get("complexity", {}), real.get("everyday", {}), real.get("lengths", {})
+        per_source = ", ".join(
+            f"{k.removeprefix('spearman.')} {_f(v)} (n={c.get('n.' + k.removeprefix('spearman.'))})"
+            for k, v in sorted(c.items())
+            if k.startswith("spearman.")
+        )
+        out += [
+            "## Real prompts",
+            "",
+            f"Complexity vs held-out difficulty labels: Spearman {_f(c.get('spearman'))} on "
+            f"{c.get('n')} prompts ({per_source}).",
+            "",
+            f"Everyday prompts (tests/fixtures/everyday_prompts.yaml, {e.get('n')} prompts): "
+            f"{_f(e.get('simple_called_simple'), 2)} of the simple ones called `simple`, "
+            f"{_f(e.get('complex_called_complex'), 2)} of the complex ones `complex`, task "
+            f"accuracy {_f(e.get('task_accuracy'), 2)}.",
+            "",
+            f"Expected output tokens vs {n.get('n')} held-out answers of {n.get('models')} models: "
+            f"median |log(expected/actual)| {_f(n.get('router.median_abs_log_ratio'))} "
+            f"({_f(n.get('router.within_2x'), 2)} within 2x); a constant 300 tokens: "
+            f"{_f(n.get('constant 300.median_abs_log_ratio'))} "
+            f"({_f(n.get('constant 300.within_2x'), 2)}).",
+            "",
+        ]
+    traffic = payload.get("traffic") or {}
+    if traffic.get("markdown"):
+        out += [traffic["markdown"], ""]
+        problems = traffic.get("order_violations") or []
+        out += [
+            "Mode orders (spend cost <= balanced <= quality, quality reversed, latency lowest): "
+            + ("all hold." if not problems else "; ".join(problems)),
+            f"Share of prompts decided at low task confidence: "
+            f"{_f(traffic.get('low_confidence_share'), 2)}.",
+            "",
+        ]
+    return out
+
+
+def render_seeds(payload: Mapping[str, Any]) -> list[str]:
+    """Per-number mean, range over training seeds and the typical 95% bootstrap interval."""
+    spread = payload.get("spread") or {}
+    if not spread:
+        return []
+    seeds = ", ".join(map(str, payload.get("seeds", [])))
+    out = [
+        f"## Spread over training seeds ({seeds})",
+        "",
+        f"One router per training seed (same data split), judged on the `{payload.get('split')}` "
+        "prompts. Interval: 95% bootstrap over the judged prompts (1,000 resamples), averaged "
+        "over the seeds.",
+        "",
+        "| number | mean | min | max | 95% interval |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for key, v in spread.items():
+        if key.endswith(("_lo", "_hi")):
+            continue
+        lo, hi = spread.get(f"{key}_lo"), spread.get(f"{key}_hi")
+        ci = f"[{_f(lo['mean'])}, {_f(hi['mean'])}]" if lo and hi else "—"
+        out.append(f"| {key} | {_f(v['mean'])} | {_f(v['min'])} | {_f(v['max'])} | {ci} |")
+    out.append("")
+    return out
+
+
 def report(out_path: Path | None = Path("reports/results.md")) -> str:
     run = tracking.latest_run(EVAL_EXPERIMENT, "tags.`evals.kind` = 'eval'")
     if run is None:
         raise LookupError(f"no finished evaluation run in experiment {EVAL_EXPERIMENT!r}")
-    text = render(tracking.load_json_artifact(run.info.run_id, "results.json"))
+    payload = tracking.load_json_artifact(run.info.run_id, "results.json")
+    text = render(payload) + "\n" + "\n".join(render_real(payload))
+    seeds = tracking.latest_run(EVAL_EXPERIMENT, "tags.`evals.kind` = 'seeds'")
+    if seeds is not None:
+        text += "\n" + "\n".join(
+            render_seeds(tracking.load_json_artifact(seeds.info.run_id, "seeds.json"))
+        )
     text += f"\n\n_Generated from MLflow run `{run.info.run_id}`._\n"
     if out_path is not None:
         out_path.parent.mkdir(parents=True, exist_ok=True)

@@ -5,7 +5,11 @@
   a poor trial early), return the suite score. Testable with `optuna.trial.FixedTrial`.
 - `policy_objective(trial, ctx)`: multi-objective (mean quality up, mean cost down) over one
   optimize mode's policy parameters, judged on the routing decisions of an already trained router on
-  a benchmark with costs; the Pareto front is `study.best_trials`.
+  a benchmark with costs; the Pareto front is `study.best_trials`. With `ctx.order_prompts` (real
+  prompts, e.g. ShareGPT) every trial also routes them in all four modes and counts the broken mode
+  orders (`evals.traffic.mode_order`: spend cost <= balanced <= quality, quality reversed, latency
+  lowest): a constraint for the sampler (feasible when 0), and `tune_policy` keeps only the trials
+  that break none.
 Studies live in their own SQLite file (`optuna.db`, never mlflow.db: both keep an `alembic_version`
 table), `load_if_exists=True`; the study name is the MLflow experiment name and every trial is a
 nested MLflow run under one parent run (optuna's MLflowCallback is deprecated).
@@ -24,7 +28,7 @@ import numpy as np
 import optuna
 import pandas as pd
 
-from evals import our_router, tracking
+from evals import our_router, tracking, traffic
 from evals.baselines import get_baseline
 from evals.harness import BenchData, BenchmarkResult, BenchmarkSpec, evaluate_on
 
@@ -72,6 +76,7 @@ POLICY_SPACES: dict[str, dict[str, tuple[float, float]]] = {
     },
     "quality": {"policy_quality_w_cost": (0.0, 0.5), "policy_quality_epsilon": (0.0, 0.1)},
     "cost": {"policy_cost_w_quality": (0.0, 1.0), "policy_cost_epsilon": (0.0, 0.5)},
+    "latency": {"policy_latency_w_quality": (0.0, 0.5), "policy_latency_epsilon": (0.0, 0.5)},
 }
 
 
@@ -93,6 +98,8 @@ class TuneContext:
     labels: pd.DataFrame | None = None
     base_overrides: Mapping[str, Any] = field(default_factory=dict)
     log_mlflow: bool = True
+    order_prompts: Sequence[str] = ()  # real prompts the mode orders are checked on (policy)
+    order_pools: Sequence[traffic.Pool] = traffic.POOLS
     _bench: dict[str, BenchData] = field(default_factory=dict)
 
     def bench(self, spec: BenchmarkSpec) -> BenchData:
@@ -151,8 +158,29 @@ def policy_objective(
         qs.append(bd.true[i, col[d.model]])
         cs.append(cost[i, col[d.model]])
     result = (float(np.mean(qs)), float(np.nanmean(cs)))
-    _log_trial(ctx, trial, params, {"quality": result[0], "cost": result[1]})
+    metrics = {"quality": result[0], "cost": result[1]}
+    if ctx.order_prompts:
+        problems = order_problems(tuned, ctx.order_prompts, ctx.order_pools)
+        trial.set_user_attr("constraint", [float(len(problems))])
+        trial.set_user_attr("order_problems", problems)
+        metrics["order_violations"] = float(len(problems))
+    _log_trial(ctx, trial, params, metrics)
     return result
+
+
+def order_problems(
+    router: Any, prompts: Sequence[str], pools: Sequence[traffic.Pool] = traffic.POOLS
+) -> list[str]:
+    """The mode orders `router`'s policy breaks on `prompts` (evals.traffic.mode_order)."""
+    return traffic.mode_order(traffic.mode_summary(traffic.route_traffic(router, prompts, pools)))
+
+
+def keeps_order(trial: optuna.trial.FrozenTrial) -> bool:
+    return float(trial.user_attrs.get("constraint", [0.0])[0]) <= 0.0
+
+
+def _constraints(trial: optuna.trial.FrozenTrial) -> Sequence[float]:
+    return [float(x) for x in trial.user_attrs.get("constraint", [0.0])]
 
 
 def _log_trial(
@@ -176,14 +204,19 @@ def make_study(
     storage: str | None = DEFAULT_STORAGE,
     directions: Sequence[Literal["maximize", "minimize"]] = ("maximize",),
     seed: int = 0,
+    constrained: bool = False,
 ) -> optuna.Study:
+    """`constrained`: the sampler reads each trial's `constraint` user attribute (<= 0 feasible)."""
     pruner = optuna.pruners.MedianPruner(n_startup_trials=3) if len(directions) == 1 else None
+    sampler = optuna.samplers.TPESampler(
+        seed=seed, constraints_func=_constraints if constrained else None
+    )
     return optuna.create_study(
         study_name=name,
         storage=storage,
         load_if_exists=True,
         directions=list(directions),
-        sampler=optuna.samplers.TPESampler(seed=seed),
+        sampler=sampler,
         pruner=pruner,
     )
 
@@ -218,13 +251,24 @@ def tune_policy(
     study_name: str,
     storage: str | None = DEFAULT_STORAGE,
 ) -> optuna.Study:
-    """Multi-objective study (quality up, cost down) of one optimize mode's policy parameters."""
-    study = make_study(study_name, storage, directions=("maximize", "minimize"))
+    """Multi-objective study (quality up, cost down) of one optimize mode's policy parameters.
+
+    With `ctx.order_prompts` the sampler is constrained to keep the mode orders, and the logged
+    Pareto front (`pareto_front`) holds only the trials that keep them (`pareto_front_kept`)."""
+    constrained = bool(ctx.order_prompts)
+    study = make_study(
+        study_name, storage, directions=("maximize", "minimize"), constrained=constrained
+    )
     with tracking.run(study_name, f"policy-{mode}", {"mode": mode, "benchmark": spec.name}):
         study.optimize(lambda t: policy_objective(t, ctx, mode, router, spec), n_trials=n_trials)
-        front = [{"params": t.params, "values": t.values} for t in study.best_trials]
-        tracking.log_json({"pareto_front": front}, "pareto.json")
+        front = [{"params": t.params, "values": t.values} for t in pareto_front(study, constrained)]
+        tracking.log_json({"pareto_front": front, "order_checked": constrained}, "pareto.json")
     return study
+
+
+def pareto_front(study: optuna.Study, keep_order: bool = True) -> list[optuna.trial.FrozenTrial]:
+    """The study's Pareto front, less the trials that break the mode orders (when checked)."""
+    return [t for t in study.best_trials if not keep_order or keeps_order(t)]
 
 
 def with_split(specs: Sequence[BenchmarkSpec], split: str) -> list[BenchmarkSpec]:

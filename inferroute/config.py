@@ -63,14 +63,17 @@ class RouterConfig:
     lat_members: int = 5  # ensemble of seeds
     # --- complexity ---
     complexity_alpha: float = 10.0  # ridge strength of the difficulty regressor
+    complexity_bench_weight: float = 0.0  # benchmark failure rates' total weight vs the labels'
+    complexity_simple_max_label: float = 0.0  # labels <= this are "simple" (FLASK level 1, easy)
+    complexity_complex_min_label: float = 0.75  # labels >= this are "complex" (FLASK major+)
     # --- cost / latency ---
     default_output_tokens: float = 300.0
     queue_penalty: float = 0.5  # latency *= 1 + queue_penalty * queue_depth
     # --- policies (tuned by evals with Optuna; see inferroute.policy) ---
-    policy_balanced_w_quality: float = 0.7
-    policy_balanced_w_cost: float = 0.2
-    policy_balanced_w_latency: float = 0.1
-    policy_balanced_epsilon: float = 1.0  # quality slack: 1.0 = no constraint
+    policy_balanced_w_quality: float = 0.8
+    policy_balanced_w_cost: float = 0.15
+    policy_balanced_w_latency: float = 0.05
+    policy_balanced_epsilon: float = 0.3  # quality slack (1.0 = no constraint)
     policy_quality_w_quality: float = 0.9
     policy_quality_w_cost: float = 0.1
     policy_quality_w_latency: float = 0.0
@@ -78,11 +81,13 @@ class RouterConfig:
     policy_cost_w_quality: float = 0.2
     policy_cost_w_cost: float = 0.8
     policy_cost_w_latency: float = 0.0
-    policy_cost_epsilon: float = 0.10
-    policy_latency_w_quality: float = 0.2
+    policy_cost_epsilon: float = 0.3  # >= balanced's, so cost never spends more (inferroute.policy)
+    policy_latency_w_quality: float = 0.05
     policy_latency_w_cost: float = 0.0
-    policy_latency_w_latency: float = 0.8
-    policy_latency_epsilon: float = 0.10
+    policy_latency_w_latency: float = 0.95
+    policy_latency_epsilon: float = 0.3
+    # below this task confidence the policy decides on general (task-agnostic) quality
+    low_confidence_threshold: float = 0.4
 
     def classifier_kwargs(self) -> dict[str, Any]:
         """`TaskClassifier.fit`'s keyword arguments (training and the evals' cross-validation)."""

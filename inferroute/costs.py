@@ -24,12 +24,15 @@ def count_tokens(text: str) -> int:
 
 @dataclass(frozen=True)
 class OutputLengths:
-    """Median output tokens by (model, task), then by model, then by task, then a default."""
+    """Expected output tokens by (model, task); else the task's typical length times the model's
+    verbosity (`model_factor`, from a log-additive fit: inferroute.difficulty); else by task, by
+    model, then a default. `model` first, then its card's quality proxy."""
 
     by_model_task: Mapping[str, float] = field(default_factory=dict)  # key f"{model}|{task}"
     by_model: Mapping[str, float] = field(default_factory=dict)
     by_task: Mapping[str, float] = field(default_factory=dict)
     default: float = 300.0
+    model_factor: Mapping[str, float] = field(default_factory=dict)
 
     def expected(self, model: str, task: str, proxy: str | None = None) -> float:
         for name in (model, proxy):
@@ -39,6 +42,9 @@ class OutputLengths:
             if key in self.by_model_task:
                 return float(self.by_model_task[key])
         if task in self.by_task:
+            for name in (model, proxy):
+                if name is not None and name in self.model_factor:
+                    return float(self.by_task[task] * self.model_factor[name])
             return float(self.by_task[task])
         for name in (model, proxy):
             if name is not None and name in self.by_model:
@@ -51,6 +57,7 @@ class OutputLengths:
             "by_model": dict(self.by_model),
             "by_task": dict(self.by_task),
             "default": self.default,
+            "model_factor": dict(self.model_factor),
         }
 
     @classmethod
@@ -63,6 +70,7 @@ class OutputLengths:
             fdict(d["by_model"]),
             fdict(d["by_task"]),
             float(d["default"]),  # type: ignore[arg-type]
+            fdict(d.get("model_factor", {})),
         )
 
 

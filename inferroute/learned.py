@@ -60,6 +60,7 @@ class LearnedRouter(Router):
         self.complexity_cuts = complexity_cuts
         self.lengths = lengths
         self._mean_prior = float(quality.task_means.mean())
+        self._general = quality.task_means.mean(1)  # each trained model's mean over the tasks
 
     def known_models(self) -> list[str]:
         return sorted(set(self.book.cards) | set(self.quality.models))
@@ -143,7 +144,13 @@ class LearnedRouter(Router):
             ]
         )
         complexity = float(self._complexity(dense)[0])
-        return Analysis(task, float(probs[0, t]), complexity, quality, out_tokens)
+        general = np.array([self._general_quality(m, cards) for m in pool])
+        return Analysis(task, float(probs[0, t]), complexity, quality, out_tokens, general)
+
+    def _general_quality(self, model: str, cards: Mapping[str, ModelCard]) -> float:
+        """Task-agnostic quality: the trained (or proxy) model's mean over tasks, else its prior."""
+        col, prior = self._resolve(model, cards)
+        return float(self._general[col]) if col is not None else prior
 
     def expected_output_tokens(self, model: str, task: str, card: ModelCard) -> float:
         return self.lengths.expected(model, task, card.quality_proxy)

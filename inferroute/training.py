@@ -25,15 +25,18 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 from tqdm.auto import tqdm
 
 from inferroute.catalog import load_cardbook
 from inferroute.classifier import TaskClassifier
 from inferroute.config import RouterConfig
 from inferroute.costs import CHARS_PER_TOKEN, OutputLengths
+from inferroute.difficulty import ComplexityFit, fit_complexity, fit_output_lengths
 from inferroute.features import Embedder, MiniLMEmbedder, StaticEmbedder, text_stats
 from inferroute.latent import LatentQualityModel, inputs
 from inferroute.learned import LearnedRouter
@@ -41,6 +44,15 @@ from inferroute.scoring import QualityModel, task_means
 from inferroute.taxonomy import TASK_NAMES
 
 logger = logging.getLogger(__name__)
+
+
+def _empty(df: Any, columns: list[str]) -> Any:
+    """`df` with a text prompt, or an empty frame with `columns`."""
+    import pandas as pd
+
+    if df is None:
+        return pd.DataFrame({c: pd.Series(dtype="object") for c in columns})
+    return df[df["prompt"].notna()].reset_index(drop=True)
 
 
 def _version(config: RouterConfig, scores: Any, labels: Any) -> str:
@@ -51,20 +63,55 @@ def _version(config: RouterConfig, scores: Any, labels: Any) -> str:
     return f"learned-{h.hexdigest()[:10]}"
 
 
-def _output_lengths(scores: Any, task_of: dict[str, str], default: float) -> OutputLengths:
+def _output_lengths(
+    scores: Any,
+    task_of: dict[str, str],
+    answers: Any,
+    answer_tasks: Sequence[str],
+    default: float,
+) -> OutputLengths:
+    """Answer lengths of the score table (tokens, else characters / 4) and of `answers` (real
+    prompts answered by many models: just-eval, FLASK, AlpacaEval; `output_tokens`), fitted with
+    inferroute.difficulty.fit_output_lengths per (model, predicted task)."""
     tokens = scores["completion_tokens"].astype(float)
     chars = scores["output_chars"].astype(float) / CHARS_PER_TOKEN
     tokens = tokens.where(tokens.notna(), chars)
-    df = scores.assign(out_tokens=tokens, task_name=scores["prompt_id"].map(task_of))
-    df = df[df["out_tokens"].notna() & (df["out_tokens"] > 0)]
-    if df.empty:
-        return OutputLengths(default=default)
-    by_mt = df.groupby(["model", "task_name"])["out_tokens"].median()
-    return OutputLengths(
-        {f"{m}|{t}": float(v) for (m, t), v in by_mt.items()},
-        {str(k): float(v) for k, v in df.groupby("model")["out_tokens"].median().items()},
-        {str(k): float(v) for k, v in df.groupby("task_name")["out_tokens"].median().items()},
-        float(df["out_tokens"].median()),
+    models = scores["model"].astype(str).tolist()
+    tasks = scores["prompt_id"].map(task_of).astype(str).tolist()
+    values = tokens.to_numpy(dtype=np.float64)
+    if answers is not None and len(answers):
+        models += answers["model"].astype(str).tolist()
+        tasks += list(answer_tasks)
+        values = np.concatenate([values, answers["output_tokens"].to_numpy(dtype=np.float64)])
+    return fit_output_lengths(models, tasks, values, default)
+
+
+def _complexity(
+    config: RouterConfig,
+    p_dense: npt.NDArray[np.float32],
+    s_mat: npt.NDArray[np.float32],
+    d_dense: npt.NDArray[np.float32],
+    difficulty: Any,
+) -> ComplexityFit:
+    """Benchmark failure rates (weighted down) + difficulty labels: inferroute.difficulty."""
+    n_scored = (~np.isnan(s_mat)).sum(1)
+    fail = 1.0 - np.nanmean(np.where(n_scored[:, None] > 0, s_mat, 0.5), axis=1)
+    rows = n_scored >= 2
+    n_lab = len(d_dense)
+    y = np.concatenate([fail[rows], difficulty["difficulty"].to_numpy(dtype=np.float64)])
+    sources = ["benchmarks"] * int(rows.sum()) + difficulty["dataset"].astype(str).tolist()
+    w_bench = config.complexity_bench_weight * max(n_lab, 1) / max(int(rows.sum()), 1)
+    weights = np.concatenate([np.full(int(rows.sum()), w_bench), np.ones(n_lab)])
+    labelled = np.concatenate([np.zeros(int(rows.sum()), bool), np.ones(n_lab, bool)])
+    return fit_complexity(
+        np.vstack([p_dense[rows], d_dense]),
+        y,
+        sources,
+        weights if n_lab else np.ones(len(y)),
+        labelled,
+        config.complexity_alpha,
+        config.complexity_simple_max_label,
+        config.complexity_complex_min_label,
     )
 
 
@@ -74,8 +121,15 @@ def train(
     config: RouterConfig | None = None,
     *,
     embedder: Embedder | None = None,
+    difficulty: Any = None,
+    answers: Any = None,
 ) -> LearnedRouter:
-    """Train a LearnedRouter. `embedder` reuses an already distilled embedder (evals, tuning)."""
+    """Train a LearnedRouter. `embedder` reuses an already distilled embedder (evals, tuning).
+
+    `difficulty`: prompts with a difficulty label (columns prompt, dataset, difficulty in [0, 1];
+    evals.datasets.load_difficulty) for the complexity model. `answers`: per-model answer lengths on
+    real prompts (prompt, model, output_tokens; evals.datasets.load_answer_lengths) for the expected
+    output tokens. Without them complexity and lengths come from the score table alone."""
     config = config or RouterConfig.from_yaml()
     rng = np.random.default_rng(config.seed)
     steps = tqdm(total=7, desc="train inferroute")
@@ -92,13 +146,17 @@ def train(
     labels = labels[labels.groupby("task").cumcount() < config.clf_max_per_class]
     p_texts = prompts["prompt"].astype(str).tolist()
     l_texts = labels["prompt"].astype(str).tolist()
+    difficulty = _empty(difficulty, ["prompt", "dataset", "difficulty"])
+    answers = _empty(answers, ["prompt", "model", "output_tokens"])
+    d_texts = difficulty["prompt"].astype(str).tolist()
+    a_texts = sorted(set(answers["prompt"].astype(str)) - set(d_texts))
 
     steps.set_postfix_str("embedder")
     if embedder is not None:
         pass
     elif config.embedder == "static":
         embedder = StaticEmbedder.distill(
-            p_texts + l_texts,
+            p_texts + l_texts + d_texts + a_texts,
             config.static_dim,
             config.max_chars,
             config.max_tokens,
@@ -116,6 +174,9 @@ def train(
     sd = np.vstack([p_stats, l_stats]).std(0) + 1e-6
     p_dense = np.hstack([p_emb, (p_stats - mu) / sd]).astype(np.float32)
     l_dense = np.hstack([l_emb, (l_stats - mu) / sd]).astype(np.float32)
+    extra_texts = d_texts + a_texts
+    x_dense = np.hstack([embedder.encode(extra_texts), (text_stats(extra_texts) - mu) / sd])
+    x_dense = x_dense.astype(np.float32)
     steps.update()
 
     steps.set_postfix_str("task classifier")
@@ -165,18 +226,14 @@ def train(
     steps.update()
 
     steps.set_postfix_str("complexity")
-    from sklearn.linear_model import Ridge
-
-    n_scored = (~np.isnan(s_mat)).sum(1)
-    difficulty = 1.0 - np.nanmean(np.where(n_scored[:, None] > 0, s_mat, 0.5), axis=1)
-    fit_rows = n_scored >= 2
-    ridge = Ridge(alpha=config.complexity_alpha).fit(p_dense[fit_rows], difficulty[fit_rows])
-    pred = np.clip(ridge.predict(p_dense[fit_rows]), 0, 1)
-    cuts = (float(np.quantile(pred, 1 / 3)), float(np.quantile(pred, 2 / 3)))
+    cfit = _complexity(config, p_dense, s_mat, x_dense[: len(d_texts)], difficulty)
     steps.update()
 
     task_of = {p: TASK_NAMES[t] for p, t in zip(prompts["prompt_id"], task_idx, strict=True)}
-    lengths = _output_lengths(scores, task_of, config.default_output_tokens)
+    x_tasks = clf.predict_proba(x_dense, extra_texts).argmax(1) if extra_texts else []
+    task_of_text = {t: TASK_NAMES[int(i)] for t, i in zip(extra_texts, x_tasks, strict=True)}
+    answer_tasks = [task_of_text[t] for t in answers["prompt"].astype(str)]
+    lengths = _output_lengths(scores, task_of, answers, answer_tasks, config.default_output_tokens)
     book = load_cardbook(models)
     router = LearnedRouter(
         config,
@@ -188,9 +245,9 @@ def train(
         clf,
         quality,
         latent,
-        ridge.coef_.astype(np.float64),
-        float(ridge.intercept_),
-        cuts,
+        cfit.coef,
+        cfit.intercept,
+        cfit.cuts,
         lengths,
     )
     steps.update()

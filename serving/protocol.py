@@ -78,6 +78,8 @@ class RoutingInfo(BaseModel):
     routing_time_ms: float
     router_version: str
     fallback_from: str | None = None
+    # the task confidence was low: the router decided on general (task-agnostic) model quality
+    low_confidence: bool = False
 
 
 class ChatChoice(OpenModel):

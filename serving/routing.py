@@ -42,6 +42,7 @@ class Resolved:
             "trained": d.trained,
             "fallback_from": self.fallback_from,
             "complexity_score": round(float(d.complexity_score), 4),
+            "low_confidence": bool(d.extra.get("low_confidence", False)),
             "candidates": {
                 m: {
                     "quality": round(float(c.quality), 4),

@@ -20,7 +20,9 @@ import pandas as pd
 
 from . import (
     alpaca_eval,
+    flask_eval,
     hub,
+    just_eval,
     labels,
     llmrouter,
     priors,
@@ -28,6 +30,7 @@ from . import (
     routerarena,
     routerbench_mini,
     routerdc,
+    sharegpt,
 )
 from .priors import load_leaderboards, load_output_lengths, load_prices
 from .registry import DATASETS, DatasetSpec, get_spec
@@ -52,6 +55,8 @@ __all__ = [
     "load_output_lengths",
     "load_prices",
     "load_task_labels",
+    "load_difficulty",
+    "load_answer_lengths",
     "split_by_prompt",
     "summary",
 ]
@@ -59,13 +64,16 @@ __all__ = [
 # Importing the loader modules registers their datasets.
 _LOADER_MODULES = (
     alpaca_eval,
+    flask_eval,
     hub,
+    just_eval,
     labels,
     llmrouter,
     routellm,
     routerarena,
     routerbench_mini,
     routerdc,
+    sharegpt,
     priors,
 )
 
@@ -143,6 +151,40 @@ def load_task_labels(
     if mapped_only:
         out = out[out["task"].notna()].reset_index(drop=True)
     return out
+
+
+def load_difficulty(data_dir: str | Path | None = None, training: bool = True) -> pd.DataFrame:
+    """Prompts with a human or GPT-4 difficulty label on a 0-1 scale: FLASK's five levels and
+    just-eval's easy / medium / hard. Columns: the DIFFICULTY_COLUMNS of the schema.
+
+    `training` drops just-eval's MT-Bench prompts (MT-Bench is an evaluation)."""
+    df = pd.concat([load("flask", data_dir), load("just_eval_tags", data_dir)], ignore_index=True)
+    if training:
+        df = df[~df["subset"].isin(just_eval.TRAIN_EXCLUDE_SUBSETS)]
+    return df[df["prompt"].notna()].reset_index(drop=True)
+
+
+def load_answer_lengths(data_dir: str | Path | None = None, training: bool = True) -> pd.DataFrame:
+    """Per-model answer lengths on real prompts, in tokens: just-eval (its `num_tokens` where
+    counted), FLASK and AlpacaEval (characters / CHARS_PER_TOKEN). Columns: source, prompt_id,
+    prompt, model (canonical), output_tokens. `training` drops just-eval's MT-Bench prompts."""
+    from evals.our_router import CHARS_PER_TOKEN
+
+    frames = []
+    for name in ("just_eval_outputs", "flask_outputs"):
+        df = load(name, data_dir)
+        if training:
+            df = df[~df["subset"].isin(just_eval.TRAIN_EXCLUDE_SUBSETS)]
+        frames.append(df.rename(columns={"dataset": "source"}))
+    frames.append(load_output_lengths(data_dir))
+    out = pd.concat(frames, ignore_index=True)
+    tokens = out["output_tokens"].where(
+        out["output_tokens"].notna(), out["output_chars"] / CHARS_PER_TOKEN
+    )
+    out = out.assign(output_tokens=tokens)
+    out = out[out["output_tokens"].notna() & (out["output_tokens"] > 0) & out["prompt"].notna()]
+    cols = ["source", "prompt_id", "prompt", "model", "output_tokens"]
+    return out[cols].reset_index(drop=True)
 
 
 def dataset_version(df: pd.DataFrame) -> str:

@@ -22,12 +22,12 @@ import numpy as np
 import pandas as pd
 
 from . import source
-from .schema import LABEL_COLUMNS, SCORE_COLUMNS, canonical_model, conform, lookup_task
+from .schema import KIND_COLUMNS, canonical_model, conform, lookup_task
 from .source import DatasetError
 
 logger = logging.getLogger(__name__)
 
-Kind = Literal["scores", "anchor", "labels"]
+Kind = Literal["scores", "anchor", "labels", "difficulty", "lengths", "prompts"]
 CACHE_FORMAT = "2"  # bump to invalidate every cached frame
 
 
@@ -124,8 +124,7 @@ def load_raw(spec: DatasetSpec, root: Path | None) -> pd.DataFrame:
         frame = pd.read_parquet(path)
     else:
         frame = spec.loader(files)
-        columns = LABEL_COLUMNS if spec.kind == "labels" else SCORE_COLUMNS
-        frame = conform(frame.assign(dataset=spec.name), columns)
+        frame = conform(frame.assign(dataset=spec.name), KIND_COLUMNS[spec.kind])
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(f".{os.getpid()}.tmp")
         # Prompts repeat once per model: dictionary-encode them whatever the dictionary size.

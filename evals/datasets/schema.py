@@ -30,6 +30,26 @@ FLOAT_COLUMNS = (
 )
 SCORE_COLUMNS: tuple[str, ...] = STR_COLUMNS + FLOAT_COLUMNS
 LABEL_COLUMNS: tuple[str, ...] = ("prompt_id", "dataset", "prompt", "task_label", "task")
+# Real-prompt tables (FLASK, just-eval, ShareGPT): difficulty labels, per-model answer lengths and
+# unlabelled prompts. `difficulty` is the label on a 0-1 scale (the source's ordered levels spread
+# evenly); `output_tokens` is the answer length in tokens where the source counts them.
+DIFFICULTY_COLUMNS: tuple[str, ...] = (
+    "prompt_id", "dataset", "subset", "prompt", "task_label", "domain", "skills",
+    "difficulty_label", "difficulty",
+)  # fmt: skip
+LENGTH_COLUMNS: tuple[str, ...] = (
+    "prompt_id", "dataset", "subset", "prompt", "model", "output_chars", "output_tokens",
+)  # fmt: skip
+PROMPT_COLUMNS: tuple[str, ...] = ("prompt_id", "dataset", "prompt")
+KIND_COLUMNS: dict[str, tuple[str, ...]] = {
+    "scores": SCORE_COLUMNS,
+    "anchor": SCORE_COLUMNS,
+    "labels": LABEL_COLUMNS,
+    "difficulty": DIFFICULTY_COLUMNS,
+    "lengths": LENGTH_COLUMNS,
+    "prompts": PROMPT_COLUMNS,
+}
+_FLOATS = frozenset(FLOAT_COLUMNS) | {"difficulty", "output_tokens"}
 
 
 def conform(df: pd.DataFrame, columns: tuple[str, ...] = SCORE_COLUMNS) -> pd.DataFrame:
@@ -38,9 +58,9 @@ def conform(df: pd.DataFrame, columns: tuple[str, ...] = SCORE_COLUMNS) -> pd.Da
     for col in columns:
         if col not in df.columns:
             out[col] = pd.Series(
-                np.nan, index=df.index, dtype="float64" if col in FLOAT_COLUMNS else "str"
+                np.nan, index=df.index, dtype="float64" if col in _FLOATS else "str"
             )
-        elif col in FLOAT_COLUMNS:
+        elif col in _FLOATS:
             out[col] = pd.to_numeric(df[col], errors="raise").astype("float64")
         else:
             out[col] = df[col].astype("str")

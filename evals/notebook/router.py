@@ -65,8 +65,10 @@ def router_key(data: SuiteData, overrides: Mapping[str, Any] | None) -> str:
 
 
 def train(data: SuiteData, overrides: Mapping[str, Any] | None = None) -> Any:
-    """Train InferRoute on the suite's train split (no cache)."""
-    return our_router.train(data.train_df, data.labels, overrides)
+    """Train InferRoute on the suite's train split (no cache), as `evals train` does."""
+    return our_router.train(
+        data.train_df, data.labels, overrides, experiments.real_prompts(data.cfg, "train")
+    )
 
 
 def trained_router(

@@ -163,6 +163,7 @@ class FakeRouter:
 
     version: str = "fake-router@1"
     calls: list[dict[str, Any]] = field(default_factory=list)
+    low_confidence: bool = False  # decide as InferRoute does when unsure of the task
 
     def route(self, messages, pool, *, optimize, task=None, cards=(), live=None):  # type: ignore[no-untyped-def]
         self.calls.append({"pool": list(pool), "optimize": optimize, "task": task, "live": live})
@@ -186,4 +187,5 @@ class FakeRouter:
             router_version=self.version,
             routing_time_ms=0.5,
             task_overridden=task is not None,
+            extra={"low_confidence": True} if self.low_confidence else {},
         )

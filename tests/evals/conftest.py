@@ -56,3 +56,44 @@ def rb_slice(data_root):
     # the quick static embedder (MiniLM input embeddings, IDF-weighted): seconds, not minutes
     embeddings.use_static(df["prompt"].unique().tolist(), source="input")
     return df
+
+
+REPO = Path(__file__).resolve().parents[2]
+# what the trained router depends on: a change to any of these retrains it
+ROUTER_INPUTS = ("inferroute/*.py", "evals/datasets/*.py", "evals/experiments.py", "evals/suite.py",
+                 "evals/our_router.py", "evals/configs/*.yaml", "data/*.yaml")  # fmt: skip
+
+
+def _router_cache_key(data: Path) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    for pattern in ROUTER_INPUTS:
+        for path in sorted(REPO.glob(pattern)):
+            h.update(path.relative_to(REPO).as_posix().encode() + b"\0" + path.read_bytes())
+    manifest = data / "MANIFEST.md"
+    h.update(manifest.read_bytes() if manifest.is_file() else b"")
+    return h.hexdigest()[:16]
+
+
+@pytest.fixture(scope="session")
+def trained_router(data_root):
+    """The router `python -m evals train` trains with the default config and all shared data
+    (`evals.experiments.train_router`), trained once and kept on disk under INFERBASE_TEST_CACHE
+    (default <repo>/.cache/test-router/<key>), keyed by the code and data it depends on."""
+    import shutil
+
+    import inferroute
+    from evals import experiments
+    from evals.suite import SuiteConfig
+
+    root = Path(os.environ.get("INFERBASE_TEST_CACHE", REPO / ".cache" / "test-router"))
+    path = root / _router_cache_key(data_root)
+    if (path / "router.json").is_file():
+        return inferroute.load_router(path)
+    router = experiments.train_router(SuiteConfig.load())
+    tmp = root / f"{path.name}.{os.getpid()}.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    router.save(str(tmp))
+    tmp.replace(path)
+    return router

@@ -12,7 +12,7 @@ import pytest
 
 from evals import datasets as D
 from evals.datasets import source
-from evals.datasets.schema import FLOAT_COLUMNS, STR_COLUMNS, unmapped_labels
+from evals.datasets.schema import FLOAT_COLUMNS, KIND_COLUMNS, STR_COLUMNS, unmapped_labels
 from inferroute.taxonomy import TASK_NAMES
 
 LOCAL = [n for n in D.list_datasets() if n not in {"dolly"}]
@@ -29,8 +29,8 @@ def test_every_dataset_loads_with_the_schema(data_root: Path, name: str) -> None
     df = D.load(name)
     spec = D.DATASETS[name]
     assert len(df) > 0
-    if spec.kind == "labels":
-        assert list(df.columns) == list(D.LABEL_COLUMNS)
+    if spec.kind not in {"scores", "anchor"}:
+        assert list(df.columns) == list(KIND_COLUMNS[spec.kind])
     else:
         assert list(df.columns) == list(D.SCORE_COLUMNS)
         for col in FLOAT_COLUMNS:
@@ -363,3 +363,29 @@ def test_parsed_frames_are_cached_and_callers_cannot_corrupt_them(
     again = D.load("routellm_mt_bench")  # from parquet, raw files untouched
     assert again["score"].between(0, 1).all()
     assert D.load("routellm_mt_bench")["score"].between(0, 1).all()  # from the in-process memo
+
+
+def test_real_prompt_tables_difficulty_lengths_and_sharegpt(data_root: Path) -> None:
+    flask = D.load("flask")
+    assert len(flask) == 1735 and flask["prompt_id"].is_unique
+    assert sorted(flask["difficulty"].unique()) == [0.0, 0.25, 0.5, 0.75, 1.0]
+    levels = flask.groupby("difficulty_label")["difficulty"].first()
+    assert levels["simple lifestyle knowledge"] < levels["expert level knowledge"]
+    tags = D.load("just_eval_tags")
+    assert len(tags) == 371 and set(tags["difficulty"]) <= {0.0, 0.5, 1.0}
+    # just-eval's MT-Bench prompts stay in the tables but never reach training
+    assert (tags["subset"] == "mt").sum() == 45
+    train = D.load_difficulty()
+    assert "mt" not in set(train["subset"]) and len(train) == 1735 + 371 - 45
+    lengths = D.load_answer_lengths()
+    assert not lengths["prompt_id"].isin(tags.loc[tags["subset"] == "mt", "prompt_id"]).any()
+    by_model = lengths.groupby("model")["source"].unique()
+    # answer models join the canonical names of the score tables
+    assert "just_eval_outputs" in by_model["GPT-4-0613"]
+    assert "flask_outputs" in by_model["Llama-2-70B-chat"]
+    assert "alpaca_eval" in by_model["Llama-2-70B-chat"]
+    assert (lengths["output_tokens"] > 0).all()
+    gpt4 = D.load("just_eval_outputs").query("model == 'GPT-4-0613'")
+    assert gpt4["output_tokens"].notna().all() and len(gpt4) == 998
+    share = D.load("sharegpt")
+    assert len(share) > 11000 and (share["prompt"].str.strip().str.len() > 0).all()

@@ -6,7 +6,7 @@ import mlflow
 import optuna
 import pytest
 
-from evals import tuning
+from evals import traffic, tuning
 from evals.harness import BenchmarkSpec
 
 SPECS = [BenchmarkSpec("routerbench", ("routerbench_zs",), "multi", eval_split="test")]
@@ -66,6 +66,45 @@ def test_policy_objective_returns_quality_and_cost(rb_slice):
     assert 0 <= q0 <= 1 and c0 > 0
     assert c0 <= c1  # caring only about cost never costs more
     assert router.config.policy_cost_epsilon != 0.5 or router.config.policy_cost_w_quality != 0.0
+
+
+def test_policy_trials_that_break_the_mode_orders_are_infeasible(rb_slice):
+    from inferroute import ModelCard, PriorRouter
+    from inferroute.config import RouterConfig
+
+    pool = ("Mixtral-8x7B-Instruct", "GPT-4-1106-preview")
+    cards = {m: ModelCard(m, 1.0, 1.0, quality_prior=0.5) for m in rb_slice["model"].unique()}
+    cards[pool[0]] = ModelCard(pool[0], 0.6, 0.6, ttft_ms=300, tpot_ms=12, quality_prior=0.7)
+    cards[pool[1]] = ModelCard(pool[1], 10.0, 30.0, ttft_ms=600, tpot_ms=30, quality_prior=0.9)
+    spec = BenchmarkSpec("routerbench", ("routerbench_zs",), "multi", eval_split="test")
+    prompts = ["Hi!", "Prove that there are infinitely many primes.", "Translate 'cat' to French."]
+    ctx = tuning.TuneContext(
+        "policy:cost", rb_slice, rb_slice, [spec], log_mlflow=False, order_prompts=prompts,
+        order_pools=[traffic.Pool("pair", pool)],
+    )  # fmt: skip
+    router = PriorRouter(cards, RouterConfig())
+    default = {"policy_cost_w_quality": 0.2, "policy_cost_epsilon": 0.3}
+    trial = optuna.trial.FixedTrial(default)
+    tuning.policy_objective(trial, ctx, "cost", router, spec)
+    assert trial.user_attrs["constraint"] == [0.0]
+    # cost mode caring only about quality, with no slack: it buys GPT-4 while balanced does not
+    broken = optuna.trial.FixedTrial({"policy_cost_w_quality": 1.0, "policy_cost_epsilon": 0.0})
+    tuning.policy_objective(broken, ctx, "cost", router, spec)
+    assert broken.user_attrs["constraint"][0] > 0
+    assert any("spend cost" in p for p in broken.user_attrs["order_problems"])
+
+
+def test_constrained_study_keeps_only_trials_that_keep_the_orders():
+    study = tuning.make_study("constrained", None, ("maximize", "minimize"), constrained=True)
+
+    def objective(t: optuna.Trial) -> tuple[float, float]:
+        x = t.suggest_float("x", 0, 1)
+        t.set_user_attr("constraint", [1.0 if x > 0.5 else 0.0])
+        return x, x
+
+    study.optimize(objective, n_trials=8)
+    kept = tuning.pareto_front(study)
+    assert all(t.params["x"] <= 0.5 for t in kept)
 
 
 def test_router_space_names_only_router_config_keys():

@@ -240,6 +240,13 @@ def test_auto_routing_non_stream(api, app, router):
     assert row["routing_confidence"] == 0.9
 
 
+def test_auto_routing_says_when_the_task_confidence_was_low(api, router):
+    t = api.tenant(pool=["local/tiny-a", "local/tiny-b"])
+    assert api.chat(t, model="auto").get_json()["routing"]["low_confidence"] is False
+    router.low_confidence = True
+    assert api.chat(t, model="auto").get_json()["routing"]["low_confidence"] is True
+
+
 def test_auto_routing_request_overrides(api, router):
     t = api.tenant(pool=["local/tiny-a", "local/tiny-b"], optimize="quality")
     rv = api.chat(
