@@ -51,6 +51,7 @@ class FakeEngines:
     keepalive_ticks: int = 0  # None ticks before the first chunk
     fail_before: bool = False
     fail_after: int | None = None  # EngineError after this many content chunks
+    fail_with: EngineError | None = None  # raised before anything is generated
     calls: list[dict[str, Any]] = field(default_factory=list)
     closed: list[str] = field(default_factory=list)  # ids of streams closed before their end
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -80,6 +81,8 @@ class FakeEngines:
             raise EngineError("model is loading", status=502, code="model_loading", retry_after=5)
         if self.fail_before:
             raise EngineError("engine connection refused")
+        if self.fail_with is not None:
+            raise self.fail_with
         words = self.reply.split()
         limit = body.get("max_completion_tokens") or body.get("max_tokens") or len(words)
         return words[:limit]

