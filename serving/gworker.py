@@ -39,6 +39,7 @@ from typing import Any
 
 import orjson
 from gunicorn import util
+from gunicorn.glogging import Logger as GunicornLogger
 from gunicorn.http.errors import LimitRequestHeaders, LimitRequestLine
 from gunicorn.workers.gthread import ThreadWorker
 
@@ -146,3 +147,25 @@ class Worker(ThreadWorker):  # type: ignore[misc]  # gunicorn ships no types
                 pass  # already unregistered
             self.nr_conns -= 1
             conn.close()
+
+
+def _bound(address: Any) -> str:
+    """One `--bind` address as gunicorn's listener names it."""
+    if isinstance(address, tuple):
+        host, port = address[0], address[1]
+        return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+    return f"fd://{address}" if isinstance(address, int) else f"unix:{address}"
+
+
+class Logger(GunicornLogger):  # type: ignore[misc]  # gunicorn ships no types
+    """gunicorn's logger, except that with SO_REUSEPORT (every worker binds its own socket and the
+    master none) the master's "Listening at:" line names the bound address instead of nothing.
+
+        gunicorn --logger-class serving.gworker.Logger ...
+    """
+
+    def info(self, msg: str, *args: Any, **kwargs: Any) -> None:
+        if msg.startswith("Listening at: %s") and args and not args[0]:
+            where = ",".join(_bound(a) for a in self.cfg.address)
+            args = (f"{where} (a socket per worker: SO_REUSEPORT)", *args[1:])
+        super().info(msg, *args, **kwargs)

@@ -170,3 +170,11 @@ def test_gunicorns_own_errors_are_openai_shaped_json(server, request_bytes, stat
     assert body["error"]["message"] and "<" not in body["error"]["message"]
     # the worker still serves: the error closed only that connection
     assert ask(http.client.HTTPConnection("127.0.0.1", port, timeout=5), "/echo", b"ok")
+
+
+def test_listening_line_names_the_address(server, tmp_path):
+    port = server()
+    log = tmp_path / f"gunicorn-{port}.log"
+    lines = [x for x in log.read_text().splitlines() if "Listening at:" in x]
+    assert len(lines) == 1, log.read_text()
+    assert f"Listening at: http://127.0.0.1:{port} " in lines[0]
