@@ -255,7 +255,7 @@ def gunicorn_argv(
     # the gunicorn of this interpreter's environment, whether or not the venv is on PATH
     argv = [
         sys.executable, "-m", "gunicorn", "--worker-class", "serving.gworker.Worker",
-        "--logger-class", "serving.gworker.Logger",
+        "--logger-class", "serving.gworker.Logger", "--config", "python:serving.gconf",
         "--workers", str(workers), "--threads", str(threads), "--bind", bind,
         "--timeout", "120", "--graceful-timeout", "30",
     ]  # fmt: skip
