@@ -106,7 +106,7 @@ def up(
 
     app = current_app._get_current_object()  # type: ignore[attr-defined]
     db.upgrade(app.extensions["db"])
-    group = ctx.find_root().command
+    group: Any = ctx.find_root().command  # the `inferbase` group
     if not (engines and "engines" in getattr(group, "commands", {})):
         _serve(ctx, group, app, host, port, workers, threads, demo_credits)
         return

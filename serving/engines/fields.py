@@ -57,7 +57,8 @@ def unsupported(extra: dict[str, Any] | None, model: CatalogModel) -> str | None
 
 def strip(obj: dict[str, Any], model: CatalogModel) -> None:
     """Remove engine-internal fields from one answer or stream chunk, in place."""
-    top, per_choice = TOP_FIELDS, CHOICE_FIELDS
+    top: tuple[str, ...] = TOP_FIELDS
+    per_choice: tuple[str, ...] = CHOICE_FIELDS
     if model.engine_fields:
         top = tuple(k for k in top if k not in model.engine_fields)
         per_choice = tuple(k for k in per_choice if k not in model.engine_fields)
