@@ -5,6 +5,8 @@ test_vllm_integration.py."""
 from __future__ import annotations
 
 import multiprocessing
+import os
+import resource
 import time
 
 import pytest
@@ -53,6 +55,28 @@ def test_least_outstanding_replica_is_picked(upstreams):
         eng.complete("m", BODY)
     assert (a.requests, b.requests) == (3, 3)
     eng.close()
+
+
+def test_connections_reused_above_descriptor_1023(upstreams):
+    """A busy worker (hundreds of streams, WebSockets, database connections) holds more than 1024
+    descriptors: reusing a kept-alive engine connection must not depend on select()."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < 1200:
+        pytest.skip(f"descriptor limit {hard}")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, 1200), hard))
+    fillers = [os.open(os.devnull, os.O_RDONLY)]
+    try:
+        while fillers[-1] < 1030:
+            fillers.append(os.dup(fillers[0]))
+        eng = VLLMEngines([model("m", upstreams[0].url)], monitor_interval_s=None)
+        for _ in range(3):  # the 2nd and 3rd reuse the first connection
+            assert eng.complete("m", BODY)["usage"]["completion_tokens"] == 5
+        assert upstreams[0].requests == 3
+        eng.close()
+    finally:
+        for fd in fillers:
+            os.close(fd)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
 
 
 def test_refused_connection_fails_over_and_takes_replica_out(upstreams):
