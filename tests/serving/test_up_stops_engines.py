@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -120,3 +121,15 @@ def test_stopping_up_stops_the_engines_it_started(home, tmp_path, sig):
     assert local.running(rd) == {before}  # the engine that ran before `up` still runs
     assert "already running before `up`, left running when it stops" in out
     assert "stopped 1 local engine(s): fake--mine-0" in out
+
+
+def test_up_failing_before_it_serves_stops_the_engines_it_started(home, tmp_path):
+    env, rd, _first = home
+    port = PORT_BASE + 11
+    with socket.create_server(("127.0.0.1", port)):  # the gateway's port is taken
+        argv, kw = inferbase(env, "up", "--port", str(port), "--workers", "1")
+        out = subprocess.run(argv, capture_output=True, text=True, timeout=120, **kw)
+    assert out.returncode != 0 and f"cannot listen on 127.0.0.1:{port}" in out.stderr
+    # both were started by this `up` (none ran before it)
+    assert "stopped fake--before-0" in out.stderr and "stopped fake--mine-0" in out.stderr
+    assert local.running(rd) == set()
