@@ -29,9 +29,15 @@ def _completion(model: str, n_out: int) -> bytes:
                 "index": 0,
                 "message": {"role": "assistant", "content": "tok " * n_out},
                 "finish_reason": "length",
+                "stop_reason": None,
+                "token_ids": None,
             }
         ],
         "usage": {"prompt_tokens": 12, "completion_tokens": n_out, "total_tokens": 12 + n_out},
+        # vLLM's engine-internal fields, null unless asked for (the gateway removes them)
+        "prompt_logprobs": None,
+        "prompt_token_ids": None,
+        "kv_transfer_params": None,
     }
     return json.dumps(body).encode()
 
@@ -42,7 +48,17 @@ def _chunk(model: str, delta: dict, finish: str | None = None, usage: dict | Non
         "object": "chat.completion.chunk",
         "created": int(time.time()),
         "model": model,
-        "choices": [] if usage else [{"index": 0, "delta": delta, "finish_reason": finish}],
+        "choices": []
+        if usage
+        else [
+            {
+                "index": 0,
+                "delta": delta,
+                "finish_reason": finish,
+                "stop_reason": None,
+                "token_ids": None,
+            }
+        ],
     }
     if usage is not None:
         c["usage"] = usage

@@ -249,10 +249,12 @@ def gunicorn_argv(
     connections at once on a graceful stop. On Linux every worker listens on its own socket
     (SO_REUSEPORT), so the kernel spreads connections over the workers: with one shared socket the
     first worker to wake took most of a client's kept-alive connections, and one worker did the
-    work while the other idled."""
+    work while the other idled. `serving.gworker.Logger` makes the master's "Listening at:" line
+    name the address (with SO_REUSEPORT the master holds no socket, and gunicorn printed none)."""
     # the gunicorn of this interpreter's environment, whether or not the venv is on PATH
     argv = [
         sys.executable, "-m", "gunicorn", "--worker-class", "serving.gworker.Worker",
+        "--logger-class", "serving.gworker.Logger", "--config", "python:serving.gconf",
         "--workers", str(workers), "--threads", str(threads), "--bind", bind,
         "--timeout", "120", "--graceful-timeout", "30",
     ]  # fmt: skip

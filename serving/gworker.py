@@ -1,5 +1,6 @@
 """gunicorn's stock `gthread` worker with two fixes: pipelined requests are answered, and a
-graceful stop closes idle kept-alive connections at once.
+graceful stop closes idle kept-alive connections at once; and its own error answers (request line
+or headers too large, malformed requests) are OpenAI-shaped JSON like every other error.
 
 Stock `gthread` (gunicorn 26.2) puts a kept-alive connection back on its poller after each request;
 requests a client had pipelined behind it are already in the parser's buffer, not on the socket, so
@@ -31,10 +32,29 @@ and the `keepalived_conns`/`pending_conns` queues, `poller` and `nr_conns` they 
 
 from __future__ import annotations
 
+import html
 import io
+import re
 from typing import Any
 
+import orjson
+from gunicorn import util
+from gunicorn.glogging import Logger as GunicornLogger
+from gunicorn.http.errors import LimitRequestHeaders, LimitRequestLine
 from gunicorn.workers.gthread import ThreadWorker
+
+from serving.errors import TYPES, error_payload
+
+_STATUS_LINE = re.compile(rb"HTTP/1\.[01] (\d{3}) ([^\r\n]*)")
+_HTML_MESSAGE = re.compile(rb"</h1>(.*?)</body>", re.S)
+_CODES = {
+    400: "invalid_http_request",
+    403: "forbidden",
+    417: "expectation_failed",
+    431: "request_headers_too_large",
+    500: "internal_error",
+    501: "not_implemented",
+}
 
 
 def buffered(conn: Any) -> bool:
@@ -43,7 +63,59 @@ def buffered(conn: Any) -> bool:
     return unreader is not None and unreader.buf.seek(0, io.SEEK_END) > 0
 
 
+class _Captured:
+    """Stands in for the client socket while gunicorn's `handle_error` classifies, logs and renders
+    an error it met before the app ran; what it writes is kept to be answered as JSON."""
+
+    def __init__(self, sock: Any) -> None:
+        self._sock = sock
+        self.data = b""
+
+    def gettimeout(self) -> float:
+        return 0.0
+
+    def sendall(self, data: bytes) -> None:
+        self.data += data
+
+    def __getattr__(self, name: str) -> Any:  # anything else gunicorn may ask of the socket
+        return getattr(self._sock, name)
+
+
+def json_error(captured: bytes, exc: BaseException) -> bytes:
+    """gunicorn's HTML error answer (`util.write_error`) as the same status with an OpenAI-shaped
+    JSON body; the answer unchanged if it is not one."""
+    head = _STATUS_LINE.match(captured)
+    if head is None:
+        return captured
+    status, reason = int(head.group(1)), head.group(2).decode("latin-1")
+    found = _HTML_MESSAGE.search(captured)
+    message = html.unescape(found.group(1).decode("latin-1")).strip() if found else ""
+    if isinstance(exc, LimitRequestLine):
+        code = "request_line_too_large"
+    elif isinstance(exc, LimitRequestHeaders):
+        code = "request_headers_too_large"
+    else:
+        code = _CODES.get(status, "invalid_http_request")
+    kind = TYPES.get(status, "invalid_request_error" if status < 500 else "api_error")
+    body = orjson.dumps(error_payload(message or reason, kind, None, code))
+    return (
+        f"HTTP/1.1 {status} {reason}\r\nConnection: close\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+    ).encode("latin-1") + body
+
+
 class Worker(ThreadWorker):  # type: ignore[misc]  # gunicorn ships no types
+    def handle_error(self, req: Any, client: Any, addr: Any, exc: BaseException) -> None:
+        """gunicorn's own answers (a request line or headers too large: 400/431, a malformed
+        request: 400, ...) in the API's error shape instead of an HTML page. gunicorn still decides
+        the status and message, logs and writes the access log line."""
+        captured = _Captured(client)
+        super().handle_error(req, captured, addr, exc)
+        try:
+            util.write_nonblock(client, json_error(captured.data, exc))
+        except Exception:
+            self.log.debug("Failed to send error message.")
+
     def handle(self, conn: Any) -> Any:
         keep = super().handle(conn)
         # True: answered, and the connection stays open (not _DEFER, not False)
@@ -75,3 +147,25 @@ class Worker(ThreadWorker):  # type: ignore[misc]  # gunicorn ships no types
                 pass  # already unregistered
             self.nr_conns -= 1
             conn.close()
+
+
+def _bound(address: Any) -> str:
+    """One `--bind` address as gunicorn's listener names it."""
+    if isinstance(address, tuple):
+        host, port = address[0], address[1]
+        return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+    return f"fd://{address}" if isinstance(address, int) else f"unix:{address}"
+
+
+class Logger(GunicornLogger):  # type: ignore[misc]  # gunicorn ships no types
+    """gunicorn's logger, except that with SO_REUSEPORT (every worker binds its own socket and the
+    master none) the master's "Listening at:" line names the bound address instead of nothing.
+
+        gunicorn --logger-class serving.gworker.Logger ...
+    """
+
+    def info(self, msg: str, *args: Any, **kwargs: Any) -> None:
+        if msg.startswith("Listening at: %s") and args and not args[0]:
+            where = ",".join(_bound(a) for a in self.cfg.address)
+            args = (f"{where} (a socket per worker: SO_REUSEPORT)", *args[1:])
+        super().info(msg, *args, **kwargs)

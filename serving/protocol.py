@@ -1,7 +1,8 @@
 """Pydantic wire models: what the gateway validates and what the OpenAPI document describes.
 
-OpenAI field names are never renamed. Request models allow extra fields (passed through to the
-engine, like vLLM's own `OpenAIBaseModel`).
+OpenAI field names are never renamed. Request models allow extra fields (like vLLM's own
+`OpenAIBaseModel`); a chat request's top-level fields beyond OpenAI's reach the engine only where
+the model's catalog entry allows them (`serving.engines.fields`).
 """
 
 from __future__ import annotations
@@ -39,6 +40,11 @@ class StreamOptions(OpenModel):
 
 
 class ChatCompletionRequest(OpenModel):
+    """OpenAI's chat completion request. Other OpenAI parameters (`logit_bias`, `tools`' relatives,
+    `metadata`, ...) pass to the engine as sent; any other field (an engine's own parameter such as
+    vLLM's `top_k`) is a 400 `unsupported_parameter` unless the model's catalog entry lists it in
+    `engine_params`."""
+
     # strict: JSON types as documented ("stream": "yes" or "max_tokens": "10" are 400s, not coerced)
     model_config = ConfigDict(extra="allow", strict=True)
     model: str = Field(min_length=1, description='A model id (e.g. "Qwen/Qwen3-14B") or "auto"')

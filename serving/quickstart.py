@@ -3,6 +3,8 @@
 Migrates the database, starts the catalog's local engines (and waits for them), makes sure a demo
 account with credits exists, issues it a fresh quick-start API key (revoking the previous one, so
 only the key printed last works), prints how to call the API with the OpenAI SDK, then serves.
+Stopping the server (Ctrl-C, SIGTERM) stops the engines this command started, not those that ran
+before it (gunicorn's `on_exit` hook, `serving.gconf`; before the server runs, this command).
 
 The raw key and the demo password go to the terminal only (`reveal`): when standard output is
 redirected to a log file they are written to the controlling terminal, or, with none (a service),
@@ -15,7 +17,7 @@ import os
 import secrets
 import sys
 from pathlib import Path
-from typing import cast
+from typing import Any
 
 import click
 from flask import Flask
@@ -104,9 +106,48 @@ def up(
 
     app = current_app._get_current_object()  # type: ignore[attr-defined]
     db.upgrade(app.extensions["db"])
-    group = cast(click.Group, ctx.find_root().command)  # the `inferbase` group
-    if engines and "engines" in getattr(group, "commands", {}):
-        ctx.invoke(cast(click.Group, group.commands["engines"]).commands["up"])
+    group: Any = ctx.find_root().command  # the `inferbase` group
+    if not (engines and "engines" in getattr(group, "commands", {})):
+        _serve(ctx, group, app, host, port, workers, threads, demo_credits)
+        return
+    from serving.engines import local
+
+    rd = local.run_dir()
+    before = local.running(rd)
+    # gunicorn's on_exit hook (serving.gconf) stops the engines started here when the server
+    # stops; until `serve` replaces this process, a failure or Ctrl-C stops them here
+    try:
+        ctx.invoke(group.commands["engines"].commands["up"])
+        mine = sorted(local.running(rd) - before)
+        os.environ[local.STOP_ON_EXIT_ENV] = os.pathsep.join(
+            str(local.record_file(rd, name)) for name in mine
+        )
+        if mine:
+            click.echo(f"local engines started now, stopped with the server: {', '.join(mine)}")
+        if before:
+            click.echo(
+                "local engines already running before `up`, left running when it stops "
+                f"(`inferbase engines down` stops them): {', '.join(sorted(before))}"
+            )
+        _serve(ctx, group, app, host, port, workers, threads, demo_credits)
+    except BaseException:
+        for name in sorted(local.running(rd) - before):
+            local.stop_record(local.record_file(rd, name))
+            click.echo(f"stopped {name}", err=True)
+        raise
+
+
+def _serve(
+    ctx: click.Context,
+    group: Any,
+    app: Flask,
+    host: str,
+    port: int,
+    workers: int,
+    threads: int,
+    demo_credits: int,
+) -> None:
+    """Issue the demo key, say how to call the API, then become the server (`serve` execs)."""
     raw, password = issue_demo_key(
         app, DEMO_EMAIL, demo_credits * int(app.config["MICROS_PER_CREDIT"])
     )

@@ -22,6 +22,7 @@ from serving import db, ledger, ratelimit, routing
 from serving.api import bp
 from serving.api.openapi import doc
 from serving.auth import Principal, authenticate
+from serving.engines import fields
 from serving.engines.base import CatalogModel, EngineError
 from serving.errors import ApiError, error_payload, from_engine_error
 from serving.front import JSON_HEADERS, Reply, lean
@@ -155,6 +156,7 @@ def chat_completions(inc: Incoming) -> Reply:
         app.extensions.get("router"),
         int(app.config["MICROS_PER_CREDIT"]),
     )
+    _check_params(req, resolved.model)
     call = Call(principal, req, resolved, 0)
     worst = routing.worst_case_tokens(
         req, body, resolved.model, int(app.config["MAX_OUTPUT_TOKENS_RESERVE"])
@@ -191,6 +193,7 @@ def chat_completions(inc: Incoming) -> Reply:
     except BaseException:
         call.settle("error", "gateway_error")
         raise
+    fields.strip(out, resolved.model)
     call.ttft_ms = (time.perf_counter() - call.t0) * 1000
     if out.get("usage"):
         call.take_usage(out["usage"])
@@ -203,6 +206,20 @@ def chat_completions(inc: Incoming) -> Reply:
     if info is not None:
         out["routing"] = info
     return Reply(200, {**JSON_HEADERS, **resolved.headers()}, orjson.dumps(out))
+
+
+def _check_params(req: ChatCompletionRequest, model: CatalogModel) -> None:
+    name = fields.unsupported(req.model_extra, model)
+    if name is not None:
+        allowed = ", ".join(sorted(model.engine_params)) or "none"
+        raise ApiError(
+            400,
+            f"Unrecognized request argument supplied: {name}. Parameters beyond OpenAI's reach "
+            f"the engine only where the model's catalog entry lists them in `engine_params` "
+            f"(`{model.id}` allows: {allowed}).",
+            param=name,
+            code="unsupported_parameter",
+        )
 
 
 def _stream(call: Call, engines: Any, upstream: dict[str, Any]) -> Reply:
@@ -227,7 +244,8 @@ def _stream(call: Call, engines: Any, upstream: dict[str, Any]) -> Reply:
 
 def _frames(call: Call, it: Iterator[dict[str, Any] | None], first: Any) -> Iterator[bytes]:
     want_usage = bool(call.req.stream_options and call.req.stream_options.include_usage)
-    model_id = call.model.id
+    model = call.model
+    model_id = model.id
     status, error_type = "cancelled", None
     try:
         info = call.resolved.routing()
@@ -237,6 +255,7 @@ def _frames(call: Call, it: Iterator[dict[str, Any] | None], first: Any) -> Iter
             if chunk is None:
                 yield b": keep-alive\n\n"
                 continue
+            fields.strip(chunk, model)
             usage = chunk.pop("usage", None)
             if usage:
                 call.take_usage(usage)

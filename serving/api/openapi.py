@@ -130,7 +130,12 @@ def build_spec(app: Flask) -> dict[str, Any]:
         "info": {
             "title": "Inferbase Inference API",
             "version": "1.0.0",
-            "description": "OpenAI-compatible inference API with InferRoute smart routing.",
+            "description": (
+                "OpenAI-compatible inference API with InferRoute smart routing. Every error, "
+                "the HTTP server's own included (431 request headers too large, 400 request line "
+                "too large or malformed), is an ErrorResponse: "
+                '{"error": {"message", "type", "param", "code"}}.'
+            ),
         },
         "servers": [{"url": "/"}],
         "paths": paths,

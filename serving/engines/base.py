@@ -33,6 +33,10 @@ class CatalogModel:
     launch: Mapping[str, Any] | None = None  # local launch spec (see engines.local)
     routing: Mapping[str, Any] = field(default_factory=dict)  # quality_proxy, quality_prior, ...
     owned_by: str = "inferbase"
+    # request fields beyond OpenAI's passed to the engine; engine-internal answer fields kept
+    # (serving.engines.fields)
+    engine_params: frozenset[str] = frozenset()
+    engine_fields: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,6 +18,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from serving.engines.base import CatalogModel
+from serving.engines.fields import ENGINE_FIELDS
 
 PORT_BASE_ENV = "INFERBASE_ENGINE_PORT_BASE"
 DEFAULT_PORT_BASE = 8101
@@ -72,6 +73,30 @@ class ModelSpec(_Strict):
     replicas: list[str] = Field(default_factory=list)
     launch: LaunchSpec | None = None
     routing: dict[str, Any] = Field(default_factory=dict)
+    engine_params: list[str] = Field(
+        default_factory=list,
+        description="request fields beyond OpenAI's that reach the engine (e.g. top_k, min_p)",
+    )
+    engine_fields: list[str] = Field(
+        default_factory=list,
+        description="engine-internal answer fields passed to the client (e.g. token_ids)",
+    )
+
+    @field_validator("engine_params")
+    @classmethod
+    def _not_gateway_fields(cls, v: list[str]) -> list[str]:
+        taken = sorted(set(v) & {"model", "messages", "routing", "stream", "stream_options"})
+        if taken:
+            raise ValueError(f"{taken} are not engine parameters")
+        return v
+
+    @field_validator("engine_fields")
+    @classmethod
+    def _known_engine_fields(cls, v: list[str]) -> list[str]:
+        unknown = sorted(set(v) - ENGINE_FIELDS)
+        if unknown:
+            raise ValueError(f"unknown engine fields {unknown}; known: {sorted(ENGINE_FIELDS)}")
+        return v
 
     @model_validator(mode="after")
     def _has_an_engine(self) -> ModelSpec:
@@ -130,6 +155,8 @@ def to_catalog_model(m: ModelSpec, base: int) -> CatalogModel:
         launch=launch,
         routing=dict(m.routing),
         owned_by=m.owned_by,
+        engine_params=frozenset(m.engine_params),
+        engine_fields=frozenset(m.engine_fields),
     )
 
 

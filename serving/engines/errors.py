@@ -3,9 +3,12 @@
 vLLM has used two error bodies: the flat old one
 ``{"object": "error", "message": ..., "type": ..., "param": ..., "code": 400}`` and the nested
 new one ``{"error": {"message": ..., "type": ..., "param": ..., "code": 400}}``. Its `code` is the
-HTTP status (an int); OpenAI's `code` is a short string or null, so the int is dropped. A 4xx keeps
-the upstream status (the client's request was wrong: context too long, bad parameter); anything
-else becomes a 502.
+HTTP status (an int); OpenAI's `code` is a short string, so the int is replaced. A client error
+(4xx) answers 400 (vLLM's 422 too) as OpenAI would: `type` invalid_request_error, `param` the
+request field in OpenAI's terms (vLLM names the prompt `input_tokens`/`input_text`/`prompt`: that is
+`messages`), and `code` `context_length_exceeded` (param `messages`), `invalid_value` (a bad
+parameter) or `invalid_request`. An engine 404 (it does not serve the model the catalog names) is
+the gateway's misconfiguration, not the client's: a 502 like anything else.
 """
 
 from __future__ import annotations
@@ -16,6 +19,8 @@ from typing import Any
 from serving.engines.base import EngineError
 
 _CONTEXT_MARKERS = ("maximum context length", "context length", "max_model_len", "too long")
+# vLLM's names for request parts that OpenAI calls `messages`
+_PROMPT_PARAMS = {"input_tokens", "input_text", "prompt", "prompt_embeds", "input"}
 
 
 def _fields(body: Any) -> dict[str, Any]:
@@ -41,11 +46,18 @@ def error_from_body(status: int, content: bytes | str, model_id: str) -> EngineE
     message = str(f.get("message") or text.strip()[:500] or f"engine answered HTTP {status}")
     param = f.get("param") if isinstance(f.get("param"), str) else None
     code = f.get("code") if isinstance(f.get("code"), str) else None
-    if 400 <= status < 500 and status not in (408, 429):
-        if code is None and any(m in message.lower() for m in _CONTEXT_MARKERS):
-            code, param = "context_length_exceeded", "messages"  # as OpenAI reports it
-        kind = "not_found_error" if status == 404 else "invalid_request_error"
-        return EngineError(message, status=status, type=kind, code=code, param=param)
+    if 400 <= status < 500 and status not in (404, 408, 429):
+        if param in _PROMPT_PARAMS:
+            param = "messages"
+        if code is None:
+            if any(m in message.lower() for m in _CONTEXT_MARKERS):
+                code, param = "context_length_exceeded", "messages"  # as OpenAI reports it
+            else:
+                code = "invalid_value" if param else "invalid_request"
+        client_status = 400 if status == 422 else status
+        return EngineError(
+            message, status=client_status, type="invalid_request_error", code=code, param=param
+        )
     if status == 429:
         return EngineError(message, status=429, type="rate_limit_error", code="engine_overloaded")
     return EngineError(

@@ -6,6 +6,10 @@ Everything lives under a run directory the project owns (``$INFERBASE_HOME/engin
 One server per replica, each in its own session so `down` can stop the server and its engine-core
 children together. A second `up` finds the live servers by their pidfiles and starts only what is
 missing.
+
+`inferbase up` names the servers it started itself in ``$INFERBASE_ENGINES_STOP_ON_EXIT`` (their
+record files) and gunicorn's `on_exit` hook (`serving.gconf`) stops them when the gateway stops
+(Ctrl-C, SIGTERM): `stop_on_exit()`. Servers that were running before `up` are left running.
 """
 
 from __future__ import annotations
@@ -39,6 +43,9 @@ ENGINE_ENV = {
     "DO_NOT_TRACK": "1",
     "TOKENIZERS_PARALLELISM": "false",
 }
+
+
+STOP_ON_EXIT_ENV = "INFERBASE_ENGINES_STOP_ON_EXIT"
 
 
 class LaunchError(RuntimeError):
@@ -110,14 +117,11 @@ def command(rep: Replica, rd: Path) -> list[str]:
 
 # -- process records --------------------------------------------------------------------------
 def _record_path(rd: Path, rep: Replica) -> Path:
-    return rd / "procs" / f"{rep.name}.json"
+    return record_file(rd, rep.name)
 
 
 def read_record(rd: Path, rep: Replica) -> dict[str, Any] | None:
-    try:
-        return json.loads(_record_path(rd, rep).read_text())  # type: ignore[no-any-return]
-    except (FileNotFoundError, ValueError):
-        return None
+    return read_record_file(_record_path(rd, rep))
 
 
 def record_alive(rec: dict[str, Any] | None) -> bool:
@@ -138,11 +142,8 @@ def alive_urls(rd: Path) -> set[str]:
     """URLs of local servers whose process is alive (ready or still starting)."""
     urls: set[str] = set()
     for f in (rd / "procs").glob("*.json"):
-        try:
-            rec = json.loads(f.read_text())
-        except (OSError, ValueError):
-            continue
-        if record_alive(rec):
+        rec = read_record_file(f)
+        if rec is not None and record_alive(rec):
             urls.add(rec["url"])
     return urls
 
@@ -244,11 +245,32 @@ def stop_all(rd: Path, grace_s: float = 20.0) -> list[str]:
     return stopped
 
 
-def stop_record(path: Path, grace_s: float = 20.0) -> bool:
+def record_file(rd: Path, name: str) -> Path:
+    """Where the record of the server `name` (a `Replica.name`) lives."""
+    return rd / "procs" / f"{name}.json"
+
+
+def running(rd: Path) -> set[str]:
+    """Names of the servers recorded in the run directory whose process is alive."""
+    return {f.stem for f in (rd / "procs").glob("*.json") if record_alive(read_record_file(f))}
+
+
+def read_record_file(path: Path) -> dict[str, Any] | None:
     try:
-        rec = json.loads(path.read_text())
-    except (FileNotFoundError, ValueError):
-        rec = None
+        return json.loads(path.read_text())  # type: ignore[no-any-return]
+    except (OSError, ValueError):
+        return None
+
+
+def stop_on_exit(grace_s: float = 20.0) -> list[str]:
+    """Stop the servers whose record files ``$INFERBASE_ENGINES_STOP_ON_EXIT`` lists (separated by
+    `os.pathsep`): those `inferbase up` started. Returns the names of those that were running."""
+    paths = [Path(p) for p in os.environ.get(STOP_ON_EXIT_ENV, "").split(os.pathsep) if p]
+    return [path.stem for path in paths if stop_record(path, grace_s)]
+
+
+def stop_record(path: Path, grace_s: float = 20.0) -> bool:
+    rec = read_record_file(path)
     if not record_alive(rec):
         path.unlink(missing_ok=True)
         return False

@@ -215,12 +215,11 @@ class Pool:
                 conn = self._idle.pop() if self._idle else None
             if conn is None:
                 break
-            # an idle connection the server closed (or wrote to) is readable: drop it
-            # poll, not select: select() fails on a descriptor past 1023 (a busy gateway holds
-            # hundreds of streams and sockets)
-            probe = select.poll()
-            probe.register(conn.sock, select.POLLIN)
-            if not probe.poll(0):
+            # an idle connection the server closed (or wrote to) is readable: drop it. (poll, not
+            # select: select() fails on a descriptor above 1023, which a busy worker reaches)
+            readable = select.poll()
+            readable.register(conn.sock, select.POLLIN)
+            if not readable.poll(0):
                 conn.deadline_s = self.read_timeout_s
                 return conn, True
             conn.close()

@@ -18,9 +18,21 @@ from typing import Any
 from inferroute import CandidateScore, RouteDecision
 from serving.engines.base import CatalogModel, EngineError, EngineStats, Health
 
+# `fake_fail_after` is a test knob the fake engine reads: a catalog-allowed engine parameter
+KNOBS = frozenset({"fake_fail_after"})
 MODELS = (
-    CatalogModel("local/tiny-a", 100_000, 200_000, 4096, ttft_ms=50, tpot_ms=5),
-    CatalogModel("local/tiny-b", 1_000_000, 3_000_000, 8192, served_name="tiny-b"),
+    CatalogModel(
+        "local/tiny-a",
+        100_000,
+        200_000,
+        4096,
+        ttft_ms=50,
+        tpot_ms=5,
+        engine_params=KNOBS | {"top_k", "return_token_ids"},
+    ),
+    CatalogModel(
+        "local/tiny-b", 1_000_000, 3_000_000, 8192, served_name="tiny-b", engine_params=KNOBS
+    ),
     CatalogModel("Qwen/Qwen3-14B", 150_000, 600_000, 32768),
 )
 
@@ -39,6 +51,7 @@ class FakeEngines:
     keepalive_ticks: int = 0  # None ticks before the first chunk
     fail_before: bool = False
     fail_after: int | None = None  # EngineError after this many content chunks
+    fail_with: EngineError | None = None  # raised before anything is generated
     calls: list[dict[str, Any]] = field(default_factory=list)
     closed: list[str] = field(default_factory=list)  # ids of streams closed before their end
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -68,6 +81,8 @@ class FakeEngines:
             raise EngineError("model is loading", status=502, code="model_loading", retry_after=5)
         if self.fail_before:
             raise EngineError("engine connection refused")
+        if self.fail_with is not None:
+            raise self.fail_with
         words = self.reply.split()
         limit = body.get("max_completion_tokens") or body.get("max_tokens") or len(words)
         return words[:limit]
@@ -75,6 +90,7 @@ class FakeEngines:
     def complete(self, model_id: str, body: dict[str, Any]) -> dict[str, Any]:
         words = self._check(model_id, body)
         p, c = prompt_tokens(body), len(words)
+        ids = body.get("return_token_ids")  # as vLLM: engine-internal fields, null unless asked
         return {
             "id": "chatcmpl-fake" + os.urandom(6).hex(),
             "object": "chat.completion",
@@ -86,9 +102,14 @@ class FakeEngines:
                     "index": 0,
                     "message": {"role": "assistant", "content": " ".join(words)},
                     "finish_reason": "stop",
+                    "stop_reason": None,
+                    "token_ids": list(range(c)) if ids else None,
                 }
             ],
             "usage": {"prompt_tokens": p, "completion_tokens": c, "total_tokens": p + c},
+            "prompt_logprobs": None,
+            "prompt_token_ids": list(range(p)) if ids else None,
+            "kv_transfer_params": None,
         }
 
     def stream(self, model_id: str, body: dict[str, Any]) -> Iterator[dict[str, Any] | None]:
@@ -108,8 +129,18 @@ class FakeEngines:
                 "object": "chat.completion.chunk",
                 "created": int(time.time()),
                 "model": body["model"],
-                "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+                "choices": [
+                    {
+                        "index": 0,
+                        "delta": delta,
+                        "finish_reason": finish,
+                        "stop_reason": None,
+                        "token_ids": [n] if body.get("return_token_ids") else None,
+                    }
+                ],
             }
+            if n == 0 and body.get("return_token_ids"):
+                out["prompt_token_ids"] = list(range(p))
             if continuous:
                 out["usage"] = {"prompt_tokens": p, "completion_tokens": n, "total_tokens": p + n}
             return out

@@ -139,6 +139,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
                                    "replicas": 2, "port_offset": 0, "max_model_len": 1024},
                         "routing": {"quality_proxy": "mistralai/Mixtral-8x7B-Instruct-v0.1",
                                     "quality_prior": 0.55},
+                        "engine_params": ["ignore_eos"],  # the tests' exact output lengths
                     },
                     {
                         "id": "local/tiny-b",
@@ -148,6 +149,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
                         "launch": {"model": "tiny-b", "build": "tiny", "seed": 2,
                                    "replicas": 1, "port_offset": 2, "max_model_len": 1024},
                         "routing": {"quality_proxy": "gpt-4-1106-preview", "quality_prior": 0.8},
+                        "engine_params": ["ignore_eos"],
                     },
                 ],
             }

@@ -16,7 +16,8 @@ from typing import Any
 class FakeUpstream:
     def __init__(self, served: str = "m", port: int = 0) -> None:
         self.served = served
-        self.mode = "ok"  # ok | error_flat | error_nested | error_500 | die_mid
+        self.mode = "ok"  # ok | error_flat | error_nested | error_500 | error | die_mid
+        self.error: tuple[int, dict[str, Any]] = (400, {})  # mode "error": this status and body
         self.health_status = 200
         self.health_delay_s = 0.0
         self.chunks = 5
@@ -99,6 +100,8 @@ class FakeUpstream:
                     return self._json(400, {"error": {"message": "This model's maximum context "
                                             "length is 64 tokens.", "type": "BadRequestError",
                                             "param": None, "code": 400}})  # fmt: skip
+                if mode == "error":
+                    return self._json(*fake.error)
                 if mode == "error_500":
                     return self._json(
                         500,

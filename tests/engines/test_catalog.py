@@ -16,6 +16,15 @@ def test_production_catalog_lists_the_qwen3_models():
     assert m.routing["quality_proxy"] and 0 < m.routing["quality_prior"] <= 1
 
 
+def test_engine_params_and_fields_from_the_catalog():
+    (m,) = parse_catalog(entry(engine_params=["top_k", "min_p"], engine_fields=["token_ids"]))
+    assert m.engine_params == {"top_k", "min_p"} and m.engine_fields == {"token_ids"}
+    (m,) = parse_catalog(entry())
+    assert m.engine_params == frozenset() and m.engine_fields == frozenset()
+    qwen = load_catalog(REPO_ROOT / "data" / "catalog.yaml")[0]
+    assert {"top_k", "min_p"} <= qwen.engine_params  # Qwen3's recommended sampling settings
+
+
 def test_local_catalog_derives_replicas_from_launch_ports(monkeypatch):
     monkeypatch.setenv("INFERBASE_ENGINE_PORT_BASE", "18150")
     models = {m.id: m for m in load_catalog(REPO_ROOT / "data" / "catalog.local.yaml")}
@@ -45,6 +54,8 @@ def entry(**kw):
         (entry(colour="red"), "models.0.colour"),
         ({"models": entry()["models"] * 2}, "duplicate model id"),
         ({"models": []}, "models"),
+        (entry(engine_params=["top_k", "routing"]), "['routing'] are not engine parameters"),
+        (entry(engine_fields=["token_id"]), "unknown engine fields ['token_id']"),
     ],
 )
 def test_invalid_catalogs_say_what_is_wrong(data, needle):

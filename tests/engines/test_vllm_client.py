@@ -5,6 +5,8 @@ test_vllm_integration.py."""
 from __future__ import annotations
 
 import multiprocessing
+import os
+import resource
 import time
 
 import pytest
@@ -53,6 +55,28 @@ def test_least_outstanding_replica_is_picked(upstreams):
         eng.complete("m", BODY)
     assert (a.requests, b.requests) == (3, 3)
     eng.close()
+
+
+def test_connections_reused_above_descriptor_1023(upstreams):
+    """A busy worker (hundreds of streams, WebSockets, database connections) holds more than 1024
+    descriptors: reusing a kept-alive engine connection must not depend on select()."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < 1200:
+        pytest.skip(f"descriptor limit {hard}")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, 1200), hard))
+    fillers = [os.open(os.devnull, os.O_RDONLY)]
+    try:
+        while fillers[-1] < 1030:
+            fillers.append(os.dup(fillers[0]))
+        eng = VLLMEngines([model("m", upstreams[0].url)], monitor_interval_s=None)
+        for _ in range(3):  # the 2nd and 3rd reuse the first connection
+            assert eng.complete("m", BODY)["usage"]["completion_tokens"] == 5
+        assert upstreams[0].requests == 3
+        eng.close()
+    finally:
+        for fd in fillers:
+            os.close(fd)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
 
 
 def test_refused_connection_fails_over_and_takes_replica_out(upstreams):
@@ -195,7 +219,7 @@ def metrics_page(running, waiting, kv, ttft, itl) -> str:
 @pytest.mark.parametrize(
     "mode,status,code,param",
     [
-        ("error_flat", 400, None, "temperature"),
+        ("error_flat", 400, "invalid_value", "temperature"),
         ("error_nested", 400, "context_length_exceeded", "messages"),
         ("error_500", 502, "backend_error", None),
     ],
@@ -209,6 +233,42 @@ def test_upstream_errors_are_normalised(upstreams, mode, status, code, param):
         assert (e.value.status, e.value.code, e.value.param) == (status, code, param)
         assert e.value.message
         eng._p().pool.set_state(eng._p().pool.of("m")[0], "unknown")  # undo the 5xx ejection
+    eng.close()
+
+
+def vllm_error(status, message, param=None, kind="BadRequestError"):
+    """vLLM 0.32's error body (vllm/entrypoints/serve/exception_handling/error_response.py)."""
+    return status, {"error": {"message": message, "type": kind, "param": param, "code": status}}
+
+
+@pytest.mark.parametrize(
+    "answer,status,code,param",
+    [
+        # renderers/params.py: a prompt longer than max_model_len, named by vLLM `input_tokens`
+        (vllm_error(400, "This model's maximum context length is 1024 tokens. However, your "
+                    "prompt contains 1500 input tokens, which exceeds this limit even without "
+                    "any output tokens.", "input_tokens"), 400, "context_length_exceeded",
+         "messages"),
+        (vllm_error(400, "min_p must be in [0, 1], got 3.", "min_p"), 400, "invalid_value",
+         "min_p"),
+        (vllm_error(400, "'NoneType' object has no attribute 'x'"), 400, "invalid_request", None),
+        (vllm_error(422, "bad tool_choice", "tool_choice", "UnprocessableEntityError"), 400,
+         "invalid_value", "tool_choice"),
+        # the engine does not serve the catalog's name for it: the gateway's fault, not the client's
+        (vllm_error(404, "The model `m` does not exist.", None, "NotFoundError"), 502,
+         "backend_error", None),
+    ],
+)  # fmt: skip
+def test_vllm_errors_become_openai_errors(upstreams, answer, status, code, param):
+    upstreams[0].mode, upstreams[0].error = "error", answer
+    eng = VLLMEngines([model("m", upstreams[0].url)], monitor_interval_s=None)
+    for call in (eng.complete, lambda m, b: next(eng.stream(m, {**b, "stream": True}))):
+        with pytest.raises(EngineError) as e:
+            call("m", BODY)
+        assert (e.value.status, e.value.code, e.value.param) == (status, code, param)
+        assert e.value.type == ("invalid_request_error" if status == 400 else "upstream_error")
+        assert answer[1]["error"]["message"] in e.value.message
+        eng._p().pool.set_state(eng._p().pool.of("m")[0], "unknown")  # undo an ejection
     eng.close()
 
 

@@ -21,7 +21,7 @@ from click.testing import CliRunner
 from prometheus_client.parser import text_string_to_metric_families
 from transformers import AutoTokenizer
 
-from serving.engines import local
+from serving.engines import fields, local
 from serving.engines.base import EngineError
 from serving.engines.catalog import load_catalog
 from serving.engines.cli import engines_cli
@@ -116,6 +116,11 @@ def test_complete_usage_is_exact(env):
                                    "ignore_eos": True, "logprobs": True})  # fmt: skip
     usage = out["usage"]
     assert out["model"] == MODEL and out["object"] == "chat.completion"
+    sent = set(out) | set(out["choices"][0])
+    print(f"\nvLLM's engine-internal answer fields: {sorted(sent & fields.ENGINE_FIELDS)}")
+    assert sent & fields.ENGINE_FIELDS  # what the gateway removes (serving.engines.fields)
+    fields.strip(out, env.models[0])
+    assert not (set(out) | set(out["choices"][0])) & fields.ENGINE_FIELDS
     assert usage["prompt_tokens"] == n_prompt
     assert usage["completion_tokens"] == 12 == len(out["choices"][0]["logprobs"]["content"])
     assert total(env, "vllm:prompt_tokens") - before["vllm:prompt_tokens"] == n_prompt
@@ -149,8 +154,8 @@ def test_engine_errors_are_normalised(env):
     with pytest.raises(EngineError) as e:
         next(env.eng.stream(MODEL, {"model": MODEL, "messages": MSGS, "temperature": -1,
                                     "stream": True}))  # fmt: skip
-    assert (e.value.status, e.value.param, e.value.type) == (400, "temperature",
-                                                             "invalid_request_error")  # fmt: skip
+    assert (e.value.status, e.value.param, e.value.type, e.value.code) == (
+        400, "temperature", "invalid_request_error", "invalid_value")  # fmt: skip
     assert env.eng.health(MODEL) == "ready"  # a client error does not take a replica out
 
 

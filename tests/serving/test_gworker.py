@@ -5,6 +5,7 @@ and a graceful stop does not wait for idle connections."""
 from __future__ import annotations
 
 import http.client
+import json
 import signal
 import socket
 import subprocess
@@ -133,3 +134,47 @@ def test_serve_refuses_a_port_another_server_listens_on(tmp_path):
     taken.close()
     assert out.returncode != 0
     assert f"cannot listen on 127.0.0.1:{port}" in out.stderr
+
+
+def raw_answer(port: int, request: bytes) -> tuple[int, dict[str, str], dict]:
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.sendall(request)
+        data = b""
+        while chunk := s.recv(65536):
+            data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    headers = dict(line.split(": ", 1) for line in lines[1:])
+    assert int(headers["Content-Length"]) == len(body)
+    return int(lines[0].split()[1]), headers, json.loads(body)
+
+
+@pytest.mark.parametrize(
+    "request_bytes,status,code",
+    [
+        (b"GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 9000 + b"\r\n\r\n", 431,
+         "request_headers_too_large"),
+        (b"GET / HTTP/1.1\r\n" + b"".join(b"X-%d: 1\r\n" % i for i in range(120)) + b"\r\n", 431,
+         "request_headers_too_large"),
+        (b"GET /" + b"a" * 5000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", 400, "request_line_too_large"),
+        (b"GET\r\n\r\n", 400, "invalid_http_request"),
+        (b"GET / HTTP/1.1\r\nBad Header Name: 1\r\n\r\n", 400, "invalid_http_request"),
+    ],
+)  # fmt: skip
+def test_gunicorns_own_errors_are_openai_shaped_json(server, request_bytes, status, code):
+    port = server()
+    got, headers, body = raw_answer(port, request_bytes)
+    assert (got, headers["Content-Type"]) == (status, "application/json")
+    assert set(body) == {"error"} and body["error"]["code"] == code
+    assert body["error"]["type"] == "invalid_request_error" and body["error"]["param"] is None
+    assert body["error"]["message"] and "<" not in body["error"]["message"]
+    # the worker still serves: the error closed only that connection
+    assert ask(http.client.HTTPConnection("127.0.0.1", port, timeout=5), "/echo", b"ok")
+
+
+def test_listening_line_names_the_address(server, tmp_path):
+    port = server()
+    log = tmp_path / f"gunicorn-{port}.log"
+    lines = [x for x in log.read_text().splitlines() if "Listening at:" in x]
+    assert len(lines) == 1, log.read_text()
+    assert f"Listening at: http://127.0.0.1:{port} " in lines[0]
