@@ -9,13 +9,25 @@ refitted on every prompt after calibration; character n-grams
 add 0.01 but raised the harness's routing p50 from 1.3 to 8.3 ms, so they are off by default).
 Confidence is calibrated by temperature scaling on a held-out calibration split (one scalar, so
 the ranking of classes is untouched and the probabilities stay well formed).
+
+Real user prompts (Auto-J's scenario-labelled prompts) are few next to the benchmark questions, so
+`source_weights` gives each group (real / benchmark) a fixed share of the loss, classes balanced
+within each group; the temperature is then fitted on held-out *real* prompts only (`calibrate_on`),
+because that is the traffic whose confidence has to be honest.
+
+Confidence is also lowered far from the training data: the classifier keeps a bank of training
+prompt embeddings, and a prompt's support `s` in [0, 1] grows from 0 to 1 as its cosine similarity
+to the nearest bank prompt rises from `ood_lo` to `ood_hi` (cuts set from held-out real prompts:
+`ood_hi` is their 5% quantile, so 95% of in-distribution prompts get s = 1). The probabilities are
+mixed with the uniform distribution, s * p + (1 - s) / K: the predicted class is unchanged, its
+confidence falls towards 1/K for gibberish, unseen scripts and formats no training prompt resembles.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -30,6 +42,8 @@ from inferroute.taxonomy import TASK_NAMES
 logger = logging.getLogger(__name__)
 
 FloatArray = npt.NDArray[np.float64]
+BoolArray = npt.NDArray[np.bool_]
+OOD_QUANTILE = 0.05  # share of held-out real prompts whose confidence the support term may lower
 
 
 def make_hasher(n_features: int, analyzer: str = "word") -> HashingVectorizer:
@@ -51,6 +65,32 @@ def softmax(z: FloatArray) -> FloatArray:
     return out
 
 
+def source_weights(tasks: Sequence[str], is_real: BoolArray, real_share: float) -> FloatArray:
+    """Per-row training weights: the real prompts carry `real_share` of the total weight and the
+    benchmark prompts the rest (each group's share to itself when the other is empty); within a
+    group every class weighs the same (rare task types count as much as MMLU). Mean weight 1."""
+    y = np.asarray(tasks)
+    real = np.asarray(is_real, dtype=bool)
+    w = np.zeros(len(y))
+    groups = [(m, share) for m, share in ((real, real_share), (~real, 1.0 - real_share)) if m.any()]
+    for m, share in groups:
+        share = share if len(groups) == 2 else 1.0
+        names, counts = np.unique(y[m], return_counts=True)
+        for name, n in zip(names, counts, strict=True):
+            w[m & (y == name)] = share / (len(names) * n)
+    total = w.sum()
+    out: FloatArray = w * len(y) / total if total > 0 else np.ones(len(y))
+    return out
+
+
+def support(sim: FloatArray, lo: float, hi: float) -> FloatArray:
+    """0 at or below similarity `lo`, 1 at or above `hi`, linear between."""
+    if hi <= lo:
+        return np.ones_like(sim)
+    out: FloatArray = np.clip((sim - lo) / (hi - lo), 0.0, 1.0)
+    return out
+
+
 @dataclass
 class TaskClassifier:
     classes: tuple[str, ...]
@@ -60,6 +100,11 @@ class TaskClassifier:
     n_hash: int
     temperature: float = 1.0
     n_char: int = 0
+    # Out-of-distribution term: unit-norm embeddings (first n_emb dense columns) of training prompts
+    # and the similarity cuts of `support`. An empty bank turns the term off.
+    bank: npt.NDArray[np.float16] = field(default_factory=lambda: np.zeros((0, 0), np.float16))
+    ood_lo: float = 0.0
+    ood_hi: float = 0.0
 
     def __post_init__(self) -> None:
         self._hasher = make_hasher(self.n_hash)
@@ -68,6 +113,7 @@ class TaskClassifier:
         end = self.n_dense + self.n_hash
         self._coef_hash = np.ascontiguousarray(self.coef[:, self.n_dense : end].T)
         self._coef_char = np.ascontiguousarray(self.coef[:, end:].T)
+        self._bank32 = np.ascontiguousarray(self.bank.astype(np.float32).T)
 
     def sparse_features(self, texts: Sequence[str]) -> sparse.csr_matrix:
         parts = [self._hasher.transform(texts)]
@@ -85,9 +131,27 @@ class TaskClassifier:
             out += np.asarray(self._char_hasher.transform(texts) @ self._coef_char)
         return out
 
+    def nearest_similarity(self, dense: npt.NDArray[Any]) -> FloatArray:
+        """Cosine similarity of each embedding to its nearest bank prompt (1 without a bank)."""
+        if self.bank.shape[0] == 0:
+            return np.ones(len(dense))
+        emb = np.asarray(dense[:, : self.bank.shape[1]], dtype=np.float32)
+        emb = emb / np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-8)
+        out: FloatArray = (emb @ self._bank32).max(axis=1).astype(np.float64)
+        return out
+
+    def support(self, dense: npt.NDArray[Any]) -> FloatArray:
+        """How much the training data backs each prompt, in [0, 1] (see the module docstring)."""
+        return support(self.nearest_similarity(dense), self.ood_lo, self.ood_hi)
+
+    def _proba(self, z: FloatArray, s: FloatArray) -> FloatArray:
+        p = softmax(z / self.temperature)
+        out: FloatArray = s[:, None] * p + (1.0 - s[:, None]) / p.shape[1]
+        return out
+
     def predict_proba(self, dense: npt.NDArray[Any], texts: Sequence[str]) -> FloatArray:
         """Probabilities over TASK_NAMES order (classes never seen in training get 0)."""
-        p = softmax(self.logits(dense, texts) / self.temperature)
+        p = self._proba(self.logits(dense, texts), self.support(dense))
         full = np.zeros((p.shape[0], len(TASK_NAMES)))
         for j, name in enumerate(self.classes):
             full[:, TASK_NAMES.index(name)] = p[:, j]
@@ -107,23 +171,37 @@ class TaskClassifier:
         n_char: int = 0,
         balanced: bool = False,
         refit: bool = False,
+        sample_weight: FloatArray | None = None,
+        calibrate_on: BoolArray | None = None,
+        n_emb: int = 0,
+        bank_size: int = 0,
     ) -> TaskClassifier:
         """`balanced` weights classes inversely to their frequency (rare task types count as much
-        as MMLU in the loss); `n_char` > 0 adds hashed character n-grams beside the word n-grams;
-        `refit` fits the weights again on every prompt once the temperature is set on the
-        calibration split (a rare type with 10 prompts otherwise loses 2 of them to calibration)."""
+        as MMLU in the loss) unless `sample_weight` gives every row its weight; `n_char` > 0 adds
+        hashed character n-grams beside the word n-grams; `refit` fits the weights again on every
+        prompt once the temperature is set on the calibration split (a rare type with 10 prompts
+        otherwise loses 2 of them to calibration). `calibrate_on` marks the rows the calibration
+        split is drawn from (20% of all rows when None, 25% of the marked rows otherwise).
+        `n_emb` > 0 with `bank_size` > 0 keeps up to `bank_size` training embeddings (the first
+        `n_emb` dense columns; marked rows first) for the out-of-distribution term."""
         y = np.asarray(labels)
         rng = np.random.default_rng(seed)
-        is_cal = rng.random(len(y)) < (0.2 if calibration == "temperature" else 0.0)
+        eligible = np.ones(len(y), bool) if calibrate_on is None else np.asarray(calibrate_on)
+        frac = 0.2 if calibrate_on is None else 0.25
+        is_cal = eligible & (rng.random(len(y)) < (frac if calibration == "temperature" else 0.0))
         classes = tuple(sorted(set(y.tolist())))
         parts = [sparse.csr_matrix(dense), make_hasher(n_hash).transform(texts)]
         if n_char:
             parts.append(make_hasher(n_char, "char_wb").transform(texts))
         x = sparse.hstack(parts, format="csr")
+        w = None if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
         lr = LogisticRegression(
-            C=c, max_iter=2000, random_state=seed, class_weight="balanced" if balanced else None
+            C=c,
+            max_iter=2000,
+            random_state=seed,
+            class_weight="balanced" if balanced and w is None else None,
         )
-        lr.fit(x[~is_cal], y[~is_cal])
+        lr.fit(x[~is_cal], y[~is_cal], sample_weight=None if w is None else w[~is_cal])
 
         def weights(fitted: LogisticRegression) -> tuple[FloatArray, FloatArray]:
             coef = np.zeros((len(classes), x.shape[1]))
@@ -134,22 +212,55 @@ class TaskClassifier:
                 intercept[k] = fitted.intercept_[j]
             return coef, intercept
 
+        def bank_of(rows: BoolArray) -> npt.NDArray[np.float16]:
+            if n_emb <= 0 or bank_size <= 0:
+                return np.zeros((0, 0), np.float16)
+            idx = np.flatnonzero(rows)
+            first = eligible[idx] if calibrate_on is not None else np.zeros(len(idx), bool)
+            order = np.concatenate([rng.permutation(idx[first]), rng.permutation(idx[~first])])
+            emb = np.asarray(dense[order[:bank_size], :n_emb], dtype=np.float32)
+            emb /= np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-8)
+            return emb.astype(np.float16)
+
         coef, intercept = weights(lr)
-        model = cls(classes, coef, intercept, dense.shape[1], n_hash, n_char=n_char)
+        model = cls(
+            classes, coef, intercept, dense.shape[1], n_hash, n_char=n_char, bank=bank_of(~is_cal)
+        )
         if is_cal.sum() >= 20:
             z = model.logits(dense[is_cal], [t for t, m in zip(texts, is_cal, strict=True) if m])
             idx = np.array([classes.index(v) for v in y[is_cal]])
+            if model.bank.shape[0]:
+                sims = model.nearest_similarity(dense[is_cal])
+                model.ood_hi = float(np.quantile(sims, OOD_QUANTILE))
+                # as far below the 5% quantile as the median is above it
+                model.ood_lo = model.ood_hi - max(float(np.median(sims)) - model.ood_hi, 0.05)
+            s = model.support(dense[is_cal])
 
             def nll(t: float) -> float:
-                p = softmax(z / t)
+                model.temperature = t
+                p = model._proba(z, s)
                 return float(-np.log(np.maximum(p[np.arange(len(idx)), idx], 1e-12)).mean())
 
             res = minimize_scalar(nll, bounds=(0.05, 20.0), method="bounded")
             model.temperature = float(res.x)
-            logger.info("task classifier temperature %.3f", model.temperature)
+            logger.info(
+                "task classifier temperature %.3f, support cuts %.3f..%.3f",
+                model.temperature,
+                model.ood_lo,
+                model.ood_hi,
+            )
             if refit:
-                coef, intercept = weights(lr.fit(x, y))
+                coef, intercept = weights(lr.fit(x, y, sample_weight=w))
                 model = cls(
-                    classes, coef, intercept, dense.shape[1], n_hash, model.temperature, n_char
+                    classes,
+                    coef,
+                    intercept,
+                    dense.shape[1],
+                    n_hash,
+                    model.temperature,
+                    n_char,
+                    bank_of(np.ones(len(y), bool)),
+                    model.ood_lo,
+                    model.ood_hi,
                 )
         return model

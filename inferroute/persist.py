@@ -47,6 +47,8 @@ def save_router(router: Router, path: Path) -> None:
             "n_hash": clf.n_hash,
             "temperature": clf.temperature,
             "n_char": clf.n_char,
+            "ood_lo": clf.ood_lo,
+            "ood_hi": clf.ood_hi,
         }
         meta["quality"] = router.quality.params()
         meta["complexity"] = {
@@ -58,6 +60,7 @@ def save_router(router: Router, path: Path) -> None:
             path / "arrays.npz",
             clf_coef=clf.coef,
             clf_intercept=clf.intercept,
+            clf_bank=clf.bank,
             complexity_coef=router.complexity_coef,
             **router.quality.arrays(),
             **router.latent.arrays(),
@@ -86,6 +89,9 @@ def load_router_dir(path: Path) -> Router:
         int(c["n_hash"]),
         float(c["temperature"]),
         int(c.get("n_char", 0)),
+        arr["clf_bank"] if "clf_bank" in arr else np.zeros((0, 0), np.float16),
+        float(c.get("ood_lo", 0.0)),
+        float(c.get("ood_hi", 0.0)),
     )
     cuts = meta["complexity"]["cuts"]
     return LearnedRouter(
