@@ -271,6 +271,22 @@ def table(result: dict[str, Any]) -> pd.DataFrame:
     ).set_index("evaluation")
 
 
+def confusion(result: dict[str, Any]) -> tuple[NDArray[np.int64], list[str]]:
+    """The held-out confusion matrix (all seeds pooled) over the tasks that occur in it."""
+    cm = np.asarray(result["held_out"]["confusion"], dtype=np.int64)
+    keep = (cm.sum(0) + cm.sum(1)) > 0
+    names = [n for n, k in zip(task_labels(), keep, strict=True) if k]
+    return cm[np.ix_(keep, keep)], names
+
+
+def confidence_and_correct(
+    result: dict[str, Any],
+) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """Every held-out prediction's confidence and whether it was right (all seeds pooled)."""
+    preds: list[Predictions] = result["predictions"]
+    return np.concatenate([p.conf for p in preds]), np.concatenate([p.correct() for p in preds])
+
+
 def per_class_table(result: dict[str, Any]) -> pd.DataFrame:
     pc = result["held_out"]["per_class"]
     return pd.DataFrame(pc).T.sort_values("support", ascending=False).round(3)
