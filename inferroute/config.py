@@ -40,7 +40,7 @@ class RouterConfig:
     # clf_real_share of the classifier's loss and the temperature is calibrated on them
     clf_real_datasets: str = "autoj_scenarios,autoj_pairwise,autoj_critiques"
     clf_real_share: float = 0.5
-    clf_bank_size: int = 4000  # training embeddings kept for the out-of-distribution term (0: off)
+    clf_bank_size: int = 2000  # training embeddings kept for the out-of-distribution term (0: off)
     # --- quality model (task prior + kNN over scored prompts; see inferroute.scoring) ---
     knn_k: int = 50  # neighbours per model
     knn_power: float = 4.0  # neighbour weight = max(cosine, 0) ** power
