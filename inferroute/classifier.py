@@ -206,6 +206,7 @@ class TaskClassifier:
             max_iter=2000,
             random_state=seed,
             class_weight="balanced" if balanced and w is None else None,
+            warm_start=True,  # the refit on every prompt starts from the calibration-split fit
         )
         lr.fit(x[~is_cal], y[~is_cal], sample_weight=None if w is None else w[~is_cal])
 
