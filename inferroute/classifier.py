@@ -21,6 +21,10 @@ to the nearest bank prompt rises from `ood_lo` to `ood_hi` (cuts set from held-o
 `ood_hi` is their 5% quantile, so 95% of in-distribution prompts get s = 1). The probabilities are
 mixed with the uniform distribution, s * p + (1 - s) / K: the predicted class is unchanged, its
 confidence falls towards 1/K for gibberish, unseen scripts and formats no training prompt resembles.
+The mean static embedding alone misses some of these (a prompt of [UNK] tokens only is close to the
+one training prompt in an unseen script; gibberish splits into common word pieces), so a second
+term does the same with the share of the prompt's words seen in training (hashed words, 2^20
+bits), with its own cuts; the support is the lower of the two.
 """
 
 from __future__ import annotations
@@ -88,6 +92,23 @@ def source_weights(tasks: Sequence[str], is_real: BoolArray, real_share: float) 
     return out
 
 
+WORD_BUCKETS = 2**20
+
+
+def word_counter() -> HashingVectorizer:
+    """Word counts hashed into WORD_BUCKETS (the default token pattern: 2+ word characters)."""
+    return HashingVectorizer(
+        n_features=WORD_BUCKETS, alternate_sign=False, norm=None, lowercase=True
+    )
+
+
+def cuts(values: FloatArray) -> tuple[float, float]:
+    """(lo, hi) for `support` from in-distribution values: hi is their OOD_QUANTILE quantile, lo
+    as far below it as their median is above it (at least 0.05)."""
+    hi = float(np.quantile(values, OOD_QUANTILE))
+    return hi - max(float(np.median(values)) - hi, 0.05), hi
+
+
 def support(sim: FloatArray, lo: float, hi: float) -> FloatArray:
     """0 at or below similarity `lo`, 1 at or above `hi`, linear between."""
     if hi <= lo:
@@ -110,6 +131,11 @@ class TaskClassifier:
     bank: npt.NDArray[np.float16] = field(default_factory=lambda: np.zeros((0, 0), np.float16))
     ood_lo: float = 0.0
     ood_hi: float = 0.0
+    # Words seen in training: a bit per hashed word (WORD_BUCKETS); a prompt's known-word share
+    # has its own cuts. An empty array turns the term off.
+    seen_words: npt.NDArray[np.bool_] = field(default_factory=lambda: np.zeros(0, np.bool_))
+    words_lo: float = 0.0
+    words_hi: float = 0.0
 
     def __post_init__(self) -> None:
         self._hasher = make_hasher(self.n_hash)
@@ -119,6 +145,8 @@ class TaskClassifier:
         self._coef_hash = np.ascontiguousarray(self.coef[:, self.n_dense : end].T)
         self._coef_char = np.ascontiguousarray(self.coef[:, end:].T)
         self._bank32 = np.ascontiguousarray(self.bank.astype(np.float32).T)
+        self._words = word_counter()
+        self._seen = self.seen_words.astype(np.float64)
 
     def sparse_features(self, texts: Sequence[str]) -> sparse.csr_matrix:
         parts = [self._hasher.transform(texts)]
@@ -145,9 +173,23 @@ class TaskClassifier:
         out: FloatArray = (emb @ self._bank32).max(axis=1).astype(np.float64)
         return out
 
-    def support(self, dense: npt.NDArray[Any]) -> FloatArray:
-        """How much the training data backs each prompt, in [0, 1] (see the module docstring)."""
-        return support(self.nearest_similarity(dense), self.ood_lo, self.ood_hi)
+    def known_words(self, texts: Sequence[str]) -> FloatArray:
+        """Share of each prompt's words that occur in the training prompts (1 with no words)."""
+        if len(self.seen_words) == 0:
+            return np.ones(len(texts))
+        counts = self._words.transform(texts)
+        total = np.asarray(counts.sum(axis=1)).ravel()
+        known = np.asarray(counts @ self._seen).ravel()
+        out: FloatArray = np.where(total > 0, known / np.maximum(total, 1), 1.0)
+        return out
+
+    def support(self, dense: npt.NDArray[Any], texts: Sequence[str]) -> FloatArray:
+        """How much the training data backs each prompt, in [0, 1] (see the module docstring):
+        the lower of the nearest-neighbour and the known-words terms."""
+        near = support(self.nearest_similarity(dense), self.ood_lo, self.ood_hi)
+        words = support(self.known_words(texts), self.words_lo, self.words_hi)
+        out: FloatArray = np.minimum(near, words)
+        return out
 
     def _proba(self, z: FloatArray, s: FloatArray) -> FloatArray:
         p = softmax(z / self.temperature)
@@ -156,7 +198,7 @@ class TaskClassifier:
 
     def predict_proba(self, dense: npt.NDArray[Any], texts: Sequence[str]) -> FloatArray:
         """Probabilities over TASK_NAMES order (classes never seen in training get 0)."""
-        p = self._proba(self.logits(dense, texts), self.support(dense))
+        p = self._proba(self.logits(dense, texts), self.support(dense, texts))
         full = np.zeros((p.shape[0], len(TASK_NAMES)))
         for j, name in enumerate(self.classes):
             full[:, TASK_NAMES.index(name)] = p[:, j]
@@ -233,18 +275,32 @@ class TaskClassifier:
             return emb.astype(np.float16)
 
         coef, intercept = weights(lr)
+
+        def words_of(rows: BoolArray) -> npt.NDArray[np.bool_]:
+            if n_emb <= 0 or bank_size <= 0:
+                return np.zeros(0, np.bool_)
+            counts = word_counter().transform([t for t, m in zip(texts, rows, strict=True) if m])
+            out: npt.NDArray[np.bool_] = np.asarray(counts.sum(axis=0)).ravel() > 0
+            return out
+
         model = cls(
-            classes, coef, intercept, dense.shape[1], n_hash, n_char=n_char, bank=bank_of(~is_cal)
+            classes,
+            coef,
+            intercept,
+            dense.shape[1],
+            n_hash,
+            n_char=n_char,
+            bank=bank_of(~is_cal),
+            seen_words=words_of(~is_cal),
         )
         if is_cal.sum() >= 20:
             z = model.logits(dense[is_cal], [t for t, m in zip(texts, is_cal, strict=True) if m])
             idx = np.array([classes.index(v) for v in y[is_cal]])
+            cal_texts = [t for t, m in zip(texts, is_cal, strict=True) if m]
             if model.bank.shape[0]:
-                sims = model.nearest_similarity(dense[is_cal])
-                model.ood_hi = float(np.quantile(sims, OOD_QUANTILE))
-                # as far below the 5% quantile as the median is above it
-                model.ood_lo = model.ood_hi - max(float(np.median(sims)) - model.ood_hi, 0.05)
-            s = model.support(dense[is_cal])
+                model.ood_lo, model.ood_hi = cuts(model.nearest_similarity(dense[is_cal]))
+                model.words_lo, model.words_hi = cuts(model.known_words(cal_texts))
+            s = model.support(dense[is_cal], cal_texts)
 
             def nll(t: float) -> float:
                 model.temperature = t
@@ -254,10 +310,12 @@ class TaskClassifier:
             res = minimize_scalar(nll, bounds=(0.05, 20.0), method="bounded")
             model.temperature = float(res.x)
             logger.info(
-                "task classifier temperature %.3f, support cuts %.3f..%.3f",
+                "task classifier temperature %.3f, support cuts %.3f..%.3f, words %.3f..%.3f",
                 model.temperature,
                 model.ood_lo,
                 model.ood_hi,
+                model.words_lo,
+                model.words_hi,
             )
             if refit:
                 coef, intercept = weights(lr.fit(x, y, sample_weight=w))
@@ -272,5 +330,8 @@ class TaskClassifier:
                     bank_of(np.ones(len(y), bool)),
                     model.ood_lo,
                     model.ood_hi,
+                    words_of(np.ones(len(y), bool)),
+                    model.words_lo,
+                    model.words_hi,
                 )
         return model

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import numpy.typing as npt
 
 from inferroute.catalog import CardBook
 from inferroute.classifier import TaskClassifier
@@ -49,6 +50,8 @@ def save_router(router: Router, path: Path) -> None:
             "n_char": clf.n_char,
             "ood_lo": clf.ood_lo,
             "ood_hi": clf.ood_hi,
+            "words_lo": clf.words_lo,
+            "words_hi": clf.words_hi,
         }
         meta["quality"] = router.quality.params()
         meta["complexity"] = {
@@ -61,6 +64,7 @@ def save_router(router: Router, path: Path) -> None:
             clf_coef=clf.coef,
             clf_intercept=clf.intercept,
             clf_bank=clf.bank,
+            clf_seen_words=np.packbits(clf.seen_words),
             complexity_coef=router.complexity_coef,
             **router.quality.arrays(),
             **router.latent.arrays(),
@@ -92,6 +96,9 @@ def load_router_dir(path: Path) -> Router:
         arr["clf_bank"] if "clf_bank" in arr else np.zeros((0, 0), np.float16),
         float(c.get("ood_lo", 0.0)),
         float(c.get("ood_hi", 0.0)),
+        _seen_words(arr),
+        float(c.get("words_lo", 0.0)),
+        float(c.get("words_hi", 0.0)),
     )
     cuts = meta["complexity"]["cuts"]
     return LearnedRouter(
@@ -109,6 +116,13 @@ def load_router_dir(path: Path) -> Router:
         (float(cuts[0]), float(cuts[1])),
         OutputLengths.from_dict(meta["lengths"]),
     )
+
+
+def _seen_words(arr: Any) -> npt.NDArray[np.bool_]:
+    if "clf_seen_words" not in arr:
+        return np.zeros(0, np.bool_)
+    out: npt.NDArray[np.bool_] = np.unpackbits(arr["clf_seen_words"]).astype(np.bool_)
+    return out
 
 
 def load_router(uri: str | Path) -> Router:

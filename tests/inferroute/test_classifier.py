@@ -72,5 +72,5 @@ def test_far_from_the_training_data_the_trained_router_is_less_confident(tiny_ro
     assert max(conf_out) < min(conf_in)
     clf = tiny_router.classifier
     _, dense = tiny_router.features(outside + inside)
-    s = clf.support(dense)
+    s = clf.support(dense, outside + inside)
     assert s[:3].max() < 1.0 and s[3:].min() == 1.0
