@@ -66,3 +66,17 @@ def test_cli_prints_the_held_out_and_leave_one_source_out_tables(
     assert "held-out real prompts" in out and "leave out autoj_pairwise" in out
     for column in ("accuracy", "macro_f1", "ece", "support"):
         assert column in out
+
+
+def test_confusion_and_reliability_inputs_pool_the_seeds() -> None:
+    a = TE.Predictions(["math", "chat"], ["math", "math"], np.array([0.9, 0.6]))
+    b = TE.Predictions(["chat"], ["chat"], np.array([0.8]))
+    result = {"held_out": {"confusion": [[0] * 15 for _ in range(15)]}, "predictions": [a, b]}
+    names = TE.task_labels()
+    for t, p in (("math", "math"), ("chat", "math"), ("chat", "chat")):
+        result["held_out"]["confusion"][names.index(t)][names.index(p)] += 1
+    cm, kept = TE.confusion(result)
+    assert sorted(kept) == ["chat", "math"] and cm.sum() == 3
+    assert cm[kept.index("chat"), kept.index("math")] == 1
+    conf, right = TE.confidence_and_correct(result)
+    assert conf.tolist() == [0.9, 0.6, 0.8] and right.tolist() == [1.0, 0.0, 1.0]
