@@ -1,4 +1,4 @@
-"""`python -m evals train | evaluate | tune | promote | rollback | report | bootstrap`.
+"""`python -m evals train | evaluate | tune | promote | rollback | report | bootstrap | task-eval`.
 
 A thin CLI over library functions (evals.experiments, evals.tuning, evals.promote, evals.report,
 evals.champion): `build_parser()` is the whole command line, each `cmd_*` one call into the library.
@@ -169,6 +169,32 @@ def cmd_bootstrap(args: argparse.Namespace) -> int:
     return 0 if outcome.ok else 1
 
 
+def cmd_task_eval(args: argparse.Namespace) -> int:
+    """The task classifier on held-out real prompts and leave-one-source-out (evals.task_eval)."""
+    import pandas as pd
+
+    from evals import datasets as D
+    from evals import our_router, task_eval
+
+    overrides = {**(task_eval.FAST if args.fast else {}), **_overrides(args.set)}
+    labels = D.load_task_labels(mapped_only=True)
+    if args.max_per_dataset:
+        labels = labels.sample(frac=1.0, random_state=0)
+        labels = labels[labels.groupby("dataset").cumcount() < args.max_per_dataset]
+    result = task_eval.evaluate(
+        labels,
+        our_router.router_config(overrides),
+        seeds=range(args.seeds),
+        loso=not args.no_loso,
+        n_boot=args.n_boot,
+    )
+    with pd.option_context("display.width", 200, "display.max_colwidth", 60):
+        print(task_eval.table(result).to_string())
+        print()
+        print(task_eval.per_class_table(result).to_string())
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m evals", description=__doc__)
     p.add_argument("-v", "--verbose", action="store_true")
@@ -249,6 +275,17 @@ def build_parser() -> argparse.ArgumentParser:
     suite_args(sp)
     sp.add_argument("--force", action="store_true")
     sp.set_defaults(fn=cmd_bootstrap)
+
+    sp = sub.add_parser(
+        "task-eval", help="task classifier on held-out real prompts and leave-one-source-out"
+    )
+    sp.add_argument("--seeds", type=int, default=3, help="training seeds (splits) to average")
+    sp.add_argument("--no-loso", action="store_true", help="skip leave-one-source-out")
+    sp.add_argument("--n-boot", type=int, default=1000, help="bootstrap draws (0: none)")
+    sp.add_argument("--fast", action="store_true", help="small, quick recipe (tests, notebooks)")
+    sp.add_argument("--max-per-dataset", type=int, default=0, help="cap labelled prompts per set")
+    sp.add_argument("--set", action="append", default=[], help="router config key=value")
+    sp.set_defaults(fn=cmd_task_eval)
 
     return p
 

@@ -16,7 +16,7 @@ import pandas as pd
 
 from evals import metrics as M
 from inferroute.costs import CHARS_PER_TOKEN, OutputLengths
-from inferroute.features import StaticEmbedder
+from inferroute.features import StaticEmbedder, text_stats
 from inferroute.taxonomy import TASK_NAMES
 from inferroute.types import ModelCard
 
@@ -33,7 +33,11 @@ __all__ = [
     "load",
     "log_router",
     "router_config",
+    "fit_task_classifier",
+    "is_real",
+    "select_labels",
     "source_digest",
+    "text_stats",
     "train",
 ]
 
@@ -175,3 +179,25 @@ class QualityView:
 
     def predict_quality(self, prompts: Sequence[str], models: Sequence[str]) -> np.ndarray:
         return np.asarray(self.router.predict_quality(list(prompts), list(models)), dtype=float)
+
+
+def fit_task_classifier(*args: Any, **kwargs: Any) -> Any:
+    """`inferroute.training.fit_task_classifier` (the recipe `train` uses), for evals.task_eval."""
+    from inferroute.training import fit_task_classifier as fit
+
+    return fit(*args, **kwargs)
+
+
+def select_labels(labels: pd.DataFrame, config: Any) -> pd.DataFrame:
+    """`inferroute.training.select_labels`: the labelled prompts the classifier trains on."""
+    from inferroute.training import select_labels as select
+
+    out: pd.DataFrame = select(labels, config)
+    return out
+
+
+def is_real(labels: pd.DataFrame, config: Any) -> Any:
+    """`inferroute.training.is_real`: which labelled prompts are real user prompts."""
+    from inferroute.training import is_real as real
+
+    return real(labels, config)

@@ -9,13 +9,29 @@ refitted on every prompt after calibration; character n-grams
 add 0.01 but raised the harness's routing p50 from 1.3 to 8.3 ms, so they are off by default).
 Confidence is calibrated by temperature scaling on a held-out calibration split (one scalar, so
 the ranking of classes is untouched and the probabilities stay well formed).
+
+Real user prompts (Auto-J's scenario-labelled prompts) are few next to the benchmark questions, so
+`source_weights` gives each group (real / benchmark) a fixed share of the loss, classes balanced
+within each group; the temperature is then fitted on held-out *real* prompts only (`calibrate_on`),
+because that is the traffic whose confidence has to be honest.
+
+Confidence is also lowered far from the training data: the classifier keeps a bank of training
+prompt embeddings, and a prompt's support `s` in [0, 1] grows from 0 to 1 as its cosine similarity
+to the nearest bank prompt rises from `ood_lo` to `ood_hi` (cuts set from held-out real prompts:
+`ood_hi` is their 5% quantile, so 95% of in-distribution prompts get s = 1). The probabilities are
+mixed with the uniform distribution, s * p + (1 - s) / K: the predicted class is unchanged, its
+confidence falls towards 1/K for gibberish, unseen scripts and formats no training prompt resembles.
+The mean static embedding alone misses some of these (a prompt of [UNK] tokens only is close to the
+one training prompt in an unseen script; gibberish splits into common word pieces), so a second
+term does the same with the share of the prompt's words seen in training (hashed words, 2^20
+bits), with its own cuts; the support is the lower of the two.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -30,6 +46,13 @@ from inferroute.taxonomy import TASK_NAMES
 logger = logging.getLogger(__name__)
 
 FloatArray = npt.NDArray[np.float64]
+BoolArray = npt.NDArray[np.bool_]
+OOD_QUANTILE = 0.05  # share of held-out real prompts whose confidence the support term may lower
+# The bank keeps at most this many leading embedding dimensions (the static table is PCA-ordered).
+# With clf_bank_size <= 2000 the per-prompt matrix-vector product (<= 256k values) stays below
+# OpenBLAS's threading threshold: multi-threaded (4000 x 256) it spiked to 40-100 ms at p90 on the
+# shared two-core machine, single-threaded it takes ~0.02 ms.
+BANK_DIMS = 128
 
 
 def make_hasher(n_features: int, analyzer: str = "word") -> HashingVectorizer:
@@ -51,6 +74,49 @@ def softmax(z: FloatArray) -> FloatArray:
     return out
 
 
+def source_weights(tasks: Sequence[str], is_real: BoolArray, real_share: float) -> FloatArray:
+    """Per-row training weights: the real prompts carry `real_share` of the total weight and the
+    benchmark prompts the rest (each group's share to itself when the other is empty); within a
+    group every class weighs the same (rare task types count as much as MMLU). Mean weight 1."""
+    y = np.asarray(tasks)
+    real = np.asarray(is_real, dtype=bool)
+    w = np.zeros(len(y))
+    groups = [(m, share) for m, share in ((real, real_share), (~real, 1.0 - real_share)) if m.any()]
+    for m, share in groups:
+        share = share if len(groups) == 2 else 1.0
+        names, counts = np.unique(y[m], return_counts=True)
+        for name, n in zip(names, counts, strict=True):
+            w[m & (y == name)] = share / (len(names) * n)
+    total = w.sum()
+    out: FloatArray = w * len(y) / total if total > 0 else np.ones(len(y))
+    return out
+
+
+WORD_BUCKETS = 2**20
+
+
+def word_counter() -> HashingVectorizer:
+    """Word counts hashed into WORD_BUCKETS (the default token pattern: 2+ word characters)."""
+    return HashingVectorizer(
+        n_features=WORD_BUCKETS, alternate_sign=False, norm=None, lowercase=True
+    )
+
+
+def cuts(values: FloatArray) -> tuple[float, float]:
+    """(lo, hi) for `support` from in-distribution values: hi is their OOD_QUANTILE quantile, lo
+    as far below it as their median is above it (at least 0.05)."""
+    hi = float(np.quantile(values, OOD_QUANTILE))
+    return hi - max(float(np.median(values)) - hi, 0.05), hi
+
+
+def support(sim: FloatArray, lo: float, hi: float) -> FloatArray:
+    """0 at or below similarity `lo`, 1 at or above `hi`, linear between."""
+    if hi <= lo:
+        return np.ones_like(sim)
+    out: FloatArray = np.clip((sim - lo) / (hi - lo), 0.0, 1.0)
+    return out
+
+
 @dataclass
 class TaskClassifier:
     classes: tuple[str, ...]
@@ -60,6 +126,16 @@ class TaskClassifier:
     n_hash: int
     temperature: float = 1.0
     n_char: int = 0
+    # Out-of-distribution term: unit-norm embeddings (first n_emb dense columns) of training prompts
+    # and the similarity cuts of `support`. An empty bank turns the term off.
+    bank: npt.NDArray[np.float16] = field(default_factory=lambda: np.zeros((0, 0), np.float16))
+    ood_lo: float = 0.0
+    ood_hi: float = 0.0
+    # Words seen in training: a bit per hashed word (WORD_BUCKETS); a prompt's known-word share
+    # has its own cuts. An empty array turns the term off.
+    seen_words: npt.NDArray[np.bool_] = field(default_factory=lambda: np.zeros(0, np.bool_))
+    words_lo: float = 0.0
+    words_hi: float = 0.0
 
     def __post_init__(self) -> None:
         self._hasher = make_hasher(self.n_hash)
@@ -68,6 +144,9 @@ class TaskClassifier:
         end = self.n_dense + self.n_hash
         self._coef_hash = np.ascontiguousarray(self.coef[:, self.n_dense : end].T)
         self._coef_char = np.ascontiguousarray(self.coef[:, end:].T)
+        self._bank32 = np.ascontiguousarray(self.bank.astype(np.float32).T)
+        self._words = word_counter()
+        self._seen = self.seen_words.astype(np.float64)
 
     def sparse_features(self, texts: Sequence[str]) -> sparse.csr_matrix:
         parts = [self._hasher.transform(texts)]
@@ -85,9 +164,41 @@ class TaskClassifier:
             out += np.asarray(self._char_hasher.transform(texts) @ self._coef_char)
         return out
 
+    def nearest_similarity(self, dense: npt.NDArray[Any]) -> FloatArray:
+        """Cosine similarity of each embedding to its nearest bank prompt (1 without a bank)."""
+        if self.bank.shape[0] == 0:
+            return np.ones(len(dense))
+        emb = np.asarray(dense[:, : self.bank.shape[1]], dtype=np.float32)
+        emb = emb / np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-8)
+        out: FloatArray = (emb @ self._bank32).max(axis=1).astype(np.float64)
+        return out
+
+    def known_words(self, texts: Sequence[str]) -> FloatArray:
+        """Share of each prompt's words that occur in the training prompts (1 with no words)."""
+        if len(self.seen_words) == 0:
+            return np.ones(len(texts))
+        counts = self._words.transform(texts)
+        total = np.asarray(counts.sum(axis=1)).ravel()
+        known = np.asarray(counts @ self._seen).ravel()
+        out: FloatArray = np.where(total > 0, known / np.maximum(total, 1), 1.0)
+        return out
+
+    def support(self, dense: npt.NDArray[Any], texts: Sequence[str]) -> FloatArray:
+        """How much the training data backs each prompt, in [0, 1] (see the module docstring):
+        the lower of the nearest-neighbour and the known-words terms."""
+        near = support(self.nearest_similarity(dense), self.ood_lo, self.ood_hi)
+        words = support(self.known_words(texts), self.words_lo, self.words_hi)
+        out: FloatArray = np.minimum(near, words)
+        return out
+
+    def _proba(self, z: FloatArray, s: FloatArray) -> FloatArray:
+        p = softmax(z / self.temperature)
+        out: FloatArray = s[:, None] * p + (1.0 - s[:, None]) / p.shape[1]
+        return out
+
     def predict_proba(self, dense: npt.NDArray[Any], texts: Sequence[str]) -> FloatArray:
         """Probabilities over TASK_NAMES order (classes never seen in training get 0)."""
-        p = softmax(self.logits(dense, texts) / self.temperature)
+        p = self._proba(self.logits(dense, texts), self.support(dense, texts))
         full = np.zeros((p.shape[0], len(TASK_NAMES)))
         for j, name in enumerate(self.classes):
             full[:, TASK_NAMES.index(name)] = p[:, j]
@@ -107,23 +218,39 @@ class TaskClassifier:
         n_char: int = 0,
         balanced: bool = False,
         refit: bool = False,
+        sample_weight: FloatArray | None = None,
+        calibrate_on: BoolArray | None = None,
+        n_emb: int = 0,
+        bank_size: int = 0,
     ) -> TaskClassifier:
         """`balanced` weights classes inversely to their frequency (rare task types count as much
-        as MMLU in the loss); `n_char` > 0 adds hashed character n-grams beside the word n-grams;
-        `refit` fits the weights again on every prompt once the temperature is set on the
-        calibration split (a rare type with 10 prompts otherwise loses 2 of them to calibration)."""
+        as MMLU in the loss) unless `sample_weight` gives every row its weight; `n_char` > 0 adds
+        hashed character n-grams beside the word n-grams; `refit` fits the weights again on every
+        prompt once the temperature is set on the calibration split (a rare type with 10 prompts
+        otherwise loses 2 of them to calibration). `calibrate_on` marks the rows the calibration
+        split is drawn from (20% of all rows when None, 25% of the marked rows otherwise).
+        `n_emb` > 0 with `bank_size` > 0 keeps up to `bank_size` training embeddings (the first
+        `n_emb` dense columns, at most BANK_DIMS; half of them marked rows) for the
+        out-of-distribution term."""
         y = np.asarray(labels)
         rng = np.random.default_rng(seed)
-        is_cal = rng.random(len(y)) < (0.2 if calibration == "temperature" else 0.0)
+        eligible = np.ones(len(y), bool) if calibrate_on is None else np.asarray(calibrate_on)
+        frac = 0.2 if calibrate_on is None else 0.25
+        is_cal = eligible & (rng.random(len(y)) < (frac if calibration == "temperature" else 0.0))
         classes = tuple(sorted(set(y.tolist())))
         parts = [sparse.csr_matrix(dense), make_hasher(n_hash).transform(texts)]
         if n_char:
             parts.append(make_hasher(n_char, "char_wb").transform(texts))
         x = sparse.hstack(parts, format="csr")
+        w = None if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
         lr = LogisticRegression(
-            C=c, max_iter=2000, random_state=seed, class_weight="balanced" if balanced else None
+            C=c,
+            max_iter=2000,
+            random_state=seed,
+            class_weight="balanced" if balanced and w is None else None,
+            warm_start=True,  # the refit on every prompt starts from the calibration-split fit
         )
-        lr.fit(x[~is_cal], y[~is_cal])
+        lr.fit(x[~is_cal], y[~is_cal], sample_weight=None if w is None else w[~is_cal])
 
         def weights(fitted: LogisticRegression) -> tuple[FloatArray, FloatArray]:
             coef = np.zeros((len(classes), x.shape[1]))
@@ -134,22 +261,77 @@ class TaskClassifier:
                 intercept[k] = fitted.intercept_[j]
             return coef, intercept
 
+        def bank_of(rows: BoolArray) -> npt.NDArray[np.float16]:
+            if n_emb <= 0 or bank_size <= 0:
+                return np.zeros((0, 0), np.float16)
+            # half marked (real) rows, half the rest; a short group leaves its places to the other
+            idx = np.flatnonzero(rows)
+            marked = eligible[idx] if calibrate_on is not None else np.zeros(len(idx), bool)
+            a, b = rng.permutation(idx[marked]), rng.permutation(idx[~marked])
+            n_a = max(bank_size // 2, bank_size - len(b))
+            order = np.concatenate([a[:n_a], b[: bank_size - min(n_a, len(a))]])
+            emb = np.asarray(dense[order[:bank_size], : min(n_emb, BANK_DIMS)], dtype=np.float32)
+            emb /= np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-8)
+            return emb.astype(np.float16)
+
         coef, intercept = weights(lr)
-        model = cls(classes, coef, intercept, dense.shape[1], n_hash, n_char=n_char)
+
+        def words_of(rows: BoolArray) -> npt.NDArray[np.bool_]:
+            if n_emb <= 0 or bank_size <= 0:
+                return np.zeros(0, np.bool_)
+            counts = word_counter().transform([t for t, m in zip(texts, rows, strict=True) if m])
+            out: npt.NDArray[np.bool_] = np.asarray(counts.sum(axis=0)).ravel() > 0
+            return out
+
+        model = cls(
+            classes,
+            coef,
+            intercept,
+            dense.shape[1],
+            n_hash,
+            n_char=n_char,
+            bank=bank_of(~is_cal),
+            seen_words=words_of(~is_cal),
+        )
         if is_cal.sum() >= 20:
             z = model.logits(dense[is_cal], [t for t, m in zip(texts, is_cal, strict=True) if m])
             idx = np.array([classes.index(v) for v in y[is_cal]])
+            cal_texts = [t for t, m in zip(texts, is_cal, strict=True) if m]
+            if model.bank.shape[0]:
+                model.ood_lo, model.ood_hi = cuts(model.nearest_similarity(dense[is_cal]))
+                model.words_lo, model.words_hi = cuts(model.known_words(cal_texts))
+            s = model.support(dense[is_cal], cal_texts)
 
             def nll(t: float) -> float:
-                p = softmax(z / t)
+                model.temperature = t
+                p = model._proba(z, s)
                 return float(-np.log(np.maximum(p[np.arange(len(idx)), idx], 1e-12)).mean())
 
             res = minimize_scalar(nll, bounds=(0.05, 20.0), method="bounded")
             model.temperature = float(res.x)
-            logger.info("task classifier temperature %.3f", model.temperature)
+            logger.info(
+                "task classifier temperature %.3f, support cuts %.3f..%.3f, words %.3f..%.3f",
+                model.temperature,
+                model.ood_lo,
+                model.ood_hi,
+                model.words_lo,
+                model.words_hi,
+            )
             if refit:
-                coef, intercept = weights(lr.fit(x, y))
+                coef, intercept = weights(lr.fit(x, y, sample_weight=w))
                 model = cls(
-                    classes, coef, intercept, dense.shape[1], n_hash, model.temperature, n_char
+                    classes,
+                    coef,
+                    intercept,
+                    dense.shape[1],
+                    n_hash,
+                    model.temperature,
+                    n_char,
+                    bank_of(np.ones(len(y), bool)),
+                    model.ood_lo,
+                    model.ood_hi,
+                    words_of(np.ones(len(y), bool)),
+                    model.words_lo,
+                    model.words_hi,
                 )
         return model

@@ -35,7 +35,12 @@ class RouterConfig:
     clf_char_features: int = 0  # hashed char 2-4-grams (0 = none; +0.01 CV macro-F1, p50 x6)
     clf_balanced: bool = True  # class weights inverse to frequency (rare task types count)
     clf_refit_all: bool = True  # refit on every prompt after calibrating the temperature
-    clf_max_per_class: int = 3000  # cap per task class so MMLU does not drown the rest
+    clf_max_per_class: int = 3000  # cap per task class of the benchmark labels (real prompts: all)
+    # label datasets of real user prompts (comma-separated `dataset` values): they carry
+    # clf_real_share of the classifier's loss and the temperature is calibrated on them
+    clf_real_datasets: str = "autoj_scenarios,autoj_pairwise,autoj_critiques"
+    clf_real_share: float = 0.5
+    clf_bank_size: int = 2000  # training embeddings kept for the out-of-distribution term (0: off)
     # --- quality model (task prior + kNN over scored prompts; see inferroute.scoring) ---
     knn_k: int = 50  # neighbours per model
     knn_power: float = 4.0  # neighbour weight = max(cosine, 0) ** power
@@ -99,7 +104,11 @@ class RouterConfig:
             "n_char": self.clf_char_features,
             "balanced": self.clf_balanced,
             "refit": self.clf_refit_all,
+            "bank_size": self.clf_bank_size,
         }
+
+    def real_datasets(self) -> frozenset[str]:
+        return frozenset(d.strip() for d in self.clf_real_datasets.split(",") if d.strip())
 
     def latent_kwargs(self) -> dict[str, Any]:
         """`LatentQualityModel.fit_ensemble`'s keyword arguments."""

@@ -183,6 +183,8 @@ class LearnedRouter(Router):
         arrays: dict[str, npt.NDArray[Any]] = {
             "clf_coef": clf.coef,
             "clf_intercept": clf.intercept,
+            "clf_bank": clf.bank,
+            "clf_seen_words": np.packbits(clf.seen_words),
             "complexity_coef": self.complexity_coef,
             **self.quality.arrays(),
             **self.latent.arrays(),
@@ -197,6 +199,10 @@ class LearnedRouter(Router):
                 "n_hash": clf.n_hash,
                 "temperature": clf.temperature,
                 "n_char": clf.n_char,
+                "ood_lo": clf.ood_lo,
+                "ood_hi": clf.ood_hi,
+                "words_lo": clf.words_lo,
+                "words_hi": clf.words_hi,
             },
             "quality": self.quality.params(),
             "complexity": {
@@ -220,6 +226,12 @@ class LearnedRouter(Router):
             int(c["n_hash"]),
             float(c["temperature"]),
             int(c.get("n_char", 0)),
+            arr["clf_bank"] if "clf_bank" in arr else np.zeros((0, 0), np.float16),
+            float(c.get("ood_lo", 0.0)),
+            float(c.get("ood_hi", 0.0)),
+            _seen_words(arr),
+            float(c.get("words_lo", 0.0)),
+            float(c.get("words_hi", 0.0)),
         )
         cuts = meta["complexity"]["cuts"]
         return cls(
@@ -237,3 +249,11 @@ class LearnedRouter(Router):
             (float(cuts[0]), float(cuts[1])),
             OutputLengths.from_dict(meta["lengths"]),
         )
+
+
+def _seen_words(arr: Any) -> npt.NDArray[np.bool_]:
+    """The classifier's known-words bitmap (routers saved before it existed: empty, term off)."""
+    if "clf_seen_words" not in arr:
+        return np.zeros(0, np.bool_)
+    out: npt.NDArray[np.bool_] = np.unpackbits(arr["clf_seen_words"]).astype(np.bool_)
+    return out

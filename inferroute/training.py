@@ -33,7 +33,7 @@ import numpy.typing as npt
 from tqdm.auto import tqdm
 
 from inferroute.catalog import load_cardbook
-from inferroute.classifier import TaskClassifier
+from inferroute.classifier import BoolArray, TaskClassifier, source_weights
 from inferroute.config import RouterConfig
 from inferroute.costs import CHARS_PER_TOKEN, OutputLengths
 from inferroute.difficulty import ComplexityFit, fit_complexity, fit_output_lengths
@@ -115,6 +115,40 @@ def _complexity(
     )
 
 
+def is_real(labels: Any, config: RouterConfig) -> BoolArray:
+    """Which labelled prompts are real user prompts (config.clf_real_datasets)."""
+    if "dataset" not in labels.columns:
+        return np.zeros(len(labels), dtype=bool)
+    out: BoolArray = labels["dataset"].isin(config.real_datasets()).to_numpy(dtype=bool)
+    return out
+
+
+def select_labels(labels_df: Any, config: RouterConfig) -> Any:
+    """The labelled prompts the task classifier trains on: mapped tasks with text, benchmark
+    labels capped at clf_max_per_class per task (seeded sample), every real prompt kept."""
+    labels = labels_df[labels_df["task"].isin(TASK_NAMES) & labels_df["prompt"].notna()]
+    labels = labels.sample(frac=1.0, random_state=config.seed)
+    real = is_real(labels, config)
+    rank = labels.assign(_real=real).groupby(["_real", "task"]).cumcount().to_numpy()
+    return labels[real | (rank < config.clf_max_per_class)]
+
+
+def fit_task_classifier(
+    dense: npt.NDArray[Any], texts: Sequence[str], labels: Any, config: RouterConfig, n_emb: int
+) -> TaskClassifier:
+    """The task classifier on `labels` (task, dataset columns; rows aligned with `dense`/`texts`):
+    real prompts carry clf_real_share of the loss and are the calibration set (when there are
+    any); the first `n_emb` dense columns (the embedding) feed the out-of-distribution term."""
+    real = is_real(labels, config)
+    tasks = labels["task"].astype(str).tolist()
+    kwargs = config.classifier_kwargs()
+    if config.clf_balanced:
+        kwargs["sample_weight"] = source_weights(tasks, real, config.clf_real_share)
+    if real.sum() >= 80:
+        kwargs["calibrate_on"] = real
+    return TaskClassifier.fit(dense, texts, tasks, n_emb=n_emb, **kwargs)
+
+
 def train(
     scores_df: Any,
     labels_df: Any,
@@ -141,9 +175,7 @@ def train(
         keep = rng.choice(len(prompts), config.knn_max_prompts, replace=False)
         prompts = prompts.iloc[np.sort(keep)]
         scores = scores[scores["prompt_id"].isin(set(prompts["prompt_id"]))]
-    labels = labels_df[labels_df["task"].isin(TASK_NAMES) & labels_df["prompt"].notna()]
-    labels = labels.sample(frac=1.0, random_state=config.seed)
-    labels = labels[labels.groupby("task").cumcount() < config.clf_max_per_class]
+    labels = select_labels(labels_df, config)
     p_texts = prompts["prompt"].astype(str).tolist()
     l_texts = labels["prompt"].astype(str).tolist()
     difficulty = _empty(difficulty, ["prompt", "dataset", "difficulty"])
@@ -180,9 +212,7 @@ def train(
     steps.update()
 
     steps.set_postfix_str("task classifier")
-    clf = TaskClassifier.fit(
-        l_dense, l_texts, labels["task"].tolist(), **config.classifier_kwargs()
-    )
+    clf = fit_task_classifier(l_dense, l_texts, labels, config, embedder.dim)
     steps.update()
 
     steps.set_postfix_str("quality")

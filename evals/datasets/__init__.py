@@ -20,6 +20,7 @@ import pandas as pd
 
 from . import (
     alpaca_eval,
+    autoj,
     flask_eval,
     hub,
     just_eval,
@@ -64,6 +65,7 @@ __all__ = [
 # Importing the loader modules registers their datasets.
 _LOADER_MODULES = (
     alpaca_eval,
+    autoj,
     flask_eval,
     hub,
     just_eval,
