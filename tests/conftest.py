@@ -110,8 +110,10 @@ def _own_mlflow_store(
     store = tmp_path_factory.mktemp("mlflow-store")
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{store / 'mlflow.db'}")
     monkeypatch.setenv("INFERBASE_ARTIFACT_ROOT", str(store / "mlartifacts"))
-    # the session's home again after the test, even if the test dropped it (else the gateway's
-    # default HOME, <repo>/instance, the one `make serve` uses, would be next)
-    monkeypatch.setenv("INFERBASE_HOME", str(_SESSION_TMP / "home"))
+    # the session's home again when a test dropped it (else the gateway's default HOME,
+    # <repo>/instance, the one `make serve` uses, would be next); a home a fixture set stays (the
+    # vLLM tests' module fixture starts its engines under a home of its own)
+    if not os.environ.get("INFERBASE_HOME"):
+        monkeypatch.setenv("INFERBASE_HOME", str(_SESSION_TMP / "home"))
     yield store
     _reset_mlflow()
