@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -319,19 +319,12 @@ class TaskClassifier:
             )
             if refit:
                 coef, intercept = weights(lr.fit(x, y, sample_weight=w))
-                model = cls(
-                    classes,
-                    coef,
-                    intercept,
-                    dense.shape[1],
-                    n_hash,
-                    model.temperature,
-                    n_char,
-                    bank_of(np.ones(len(y), bool)),
-                    model.ood_lo,
-                    model.ood_hi,
-                    words_of(np.ones(len(y), bool)),
-                    model.words_lo,
-                    model.words_hi,
+                every = np.ones(len(y), bool)  # the calibrated temperature and cuts are kept
+                model = replace(
+                    model,
+                    coef=coef,
+                    intercept=intercept,
+                    bank=bank_of(every),
+                    seen_words=words_of(every),
                 )
         return model

@@ -18,7 +18,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from . import (
+# Importing the loader modules registers their datasets (so they are imported for that alone).
+from . import (  # noqa: F401
     alpaca_eval,
     autoj,
     flask_eval,
@@ -61,23 +62,6 @@ __all__ = [
     "split_by_prompt",
     "summary",
 ]
-
-# Importing the loader modules registers their datasets.
-_LOADER_MODULES = (
-    alpaca_eval,
-    autoj,
-    flask_eval,
-    hub,
-    just_eval,
-    labels,
-    llmrouter,
-    routellm,
-    routerarena,
-    routerbench_mini,
-    routerdc,
-    sharegpt,
-    priors,
-)
 
 
 def list_datasets(kind: str | None = None, include_hub: bool = False) -> list[str]:

@@ -43,11 +43,12 @@ def eval_set(files: Files) -> pd.DataFrame:
     )
 
 
-def _long(files: Files, path: str) -> pd.DataFrame:
+def _long(files: Files, path: str, dropped: frozenset[str]) -> pd.DataFrame:
+    """The judged rows of `path`, less the judge attacks and the `dropped` result directories."""
     prefs = pd.read_csv(
         files.path(path), usecols=["idx", "results_dir", "preference", "output_2_chars"]
     )
-    prefs = prefs[~prefs["results_dir"].isin(JUDGE_ATTACKS)]
+    prefs = prefs[~prefs["results_dir"].isin(JUDGE_ATTACKS | dropped)]
     prefs = prefs[prefs["preference"].between(1.0, 2.0)]  # drops 0 / NaN (invalid judgments)
     prefs = prefs.assign(
         score=prefs["preference"] - 1.0,
@@ -57,25 +58,27 @@ def _long(files: Files, path: str) -> pd.DataFrame:
     return eval_set(files).merge(prefs, on="idx", how="inner")
 
 
-@register(
+def _register_preferences(name: str, path: str, dropped: frozenset[str], description: str) -> None:
+    @register(
+        name,
+        kind="scores",
+        files=(EVAL_SET, path),
+        label_source="alpaca_eval",
+        description=description,
+    )
+    def load(files: Files) -> pd.DataFrame:
+        return _long(files, path, dropped)
+
+
+_register_preferences(
     "alpaca_eval2",
-    kind="scores",
-    files=(EVAL_SET, "alpaca_eval/derived/ae2_weighted_gpt4turbo_preferences_long.csv.gz"),
-    label_source="alpaca_eval",
-    description="AlpacaEval 2.0: P(model beats GPT-4-Turbo) per prompt, ~55 models.",
+    "alpaca_eval/derived/ae2_weighted_gpt4turbo_preferences_long.csv.gz",
+    frozenset({AE2_BASELINE}),
+    "AlpacaEval 2.0: P(model beats GPT-4-Turbo) per prompt, ~55 models.",
 )
-def alpaca_eval2(files: Files) -> pd.DataFrame:
-    out = _long(files, "alpaca_eval/derived/ae2_weighted_gpt4turbo_preferences_long.csv.gz")
-    return out[out["model"] != AE2_BASELINE]
-
-
-@register(
+_register_preferences(
     "alpaca_eval1",
-    kind="scores",
-    files=(EVAL_SET, "alpaca_eval/derived/ae1_gpt4_preferences_long.csv.gz"),
-    label_source="alpaca_eval",
-    description="AlpacaEval 1.0: win (1) / tie (0.5) / loss (0) vs text-davinci-003, 53 models.",
+    "alpaca_eval/derived/ae1_gpt4_preferences_long.csv.gz",
+    AE1_MISLABELLED,
+    "AlpacaEval 1.0: win (1) / tie (0.5) / loss (0) vs text-davinci-003, 53 models.",
 )
-def alpaca_eval1(files: Files) -> pd.DataFrame:
-    out = _long(files, "alpaca_eval/derived/ae1_gpt4_preferences_long.csv.gz")
-    return out[~out["model"].isin(AE1_MISLABELLED)]

@@ -61,25 +61,24 @@ def autoj_scenarios(files: Files) -> pd.DataFrame:
     return labelled_prompts(prompts, d["category"].astype(str).tolist())
 
 
-@register(
+def _register_scenario_file(name: str, path: str, prompt: str, description: str) -> None:
+    """A labels dataset of one Auto-J file: its `prompt` column, labelled by its `scenario`."""
+
+    @register(name, kind="labels", files=(path,), label_source="autoj", description=description)
+    def load(files: Files) -> pd.DataFrame:
+        d = pd.read_json(files.path(path), lines=True, dtype=False)
+        return labelled_prompts(d[prompt].astype(str).tolist(), d["scenario"].astype(str).tolist())
+
+
+_register_scenario_file(
     "autoj_pairwise",
-    kind="labels",
-    files=(PAIRWISE,),
-    label_source="autoj",
-    description="Auto-J pairwise human-judged test prompts: 1,283 rows, 60 scenarios.",
+    PAIRWISE,
+    "prompt",
+    "Auto-J pairwise human-judged test prompts: 1,283 rows, 60 scenarios.",
 )
-def autoj_pairwise(files: Files) -> pd.DataFrame:
-    d = pd.read_json(files.path(PAIRWISE), lines=True, dtype=False)
-    return labelled_prompts(d["prompt"].astype(str).tolist(), d["scenario"].astype(str).tolist())
-
-
-@register(
+_register_scenario_file(
     "autoj_critiques",
-    kind="labels",
-    files=(CRITIQUES,),
-    label_source="autoj",
-    description="Auto-J GPT-4 critique data: 923 Chatbot Arena queries, 57 scenarios + default.",
+    CRITIQUES,
+    "query",
+    "Auto-J GPT-4 critique data: 923 Chatbot Arena queries, 57 scenarios + default.",
 )
-def autoj_critiques(files: Files) -> pd.DataFrame:
-    d = pd.read_json(files.path(CRITIQUES), lines=True, dtype=False)
-    return labelled_prompts(d["query"].astype(str).tolist(), d["scenario"].astype(str).tolist())

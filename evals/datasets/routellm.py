@@ -104,22 +104,28 @@ def _judged(questions: pd.DataFrame, judgments: pd.DataFrame) -> pd.DataFrame:
     return questions.merge(mean, on="question_id", how="inner")
 
 
+MT_BENCH_QUESTIONS = "routellm/mt_bench/question.jsonl"
+MT_BENCH_CONTAMINATED = "routellm/mt_bench/contaminated_prompts.jsonl"
+MT_BENCH_FILES = (MT_BENCH_QUESTIONS, MT_BENCH_CONTAMINATED)
+
+
+def _mt_bench_scores(files: Files, judgments: str) -> pd.DataFrame:
+    """The uncontaminated MT-Bench questions with the `judgments` file's scores (see `_judged`)."""
+    contaminated = _contaminated(files.path(MT_BENCH_CONTAMINATED))
+    questions = mt_bench_questions(files.path(MT_BENCH_QUESTIONS), contaminated)
+    judged = pd.read_json(files.path(judgments), lines=True)
+    return _judged(questions, judged[["question_id", "model", "score", "turn"]])
+
+
 @register(
     "routellm_mt_bench",
     kind="scores",
-    files=(
-        "routellm/mt_bench/judgements.jsonl.gz",
-        "routellm/mt_bench/question.jsonl",
-        "routellm/mt_bench/contaminated_prompts.jsonl",
-    ),
+    files=("routellm/mt_bench/judgements.jsonl.gz", *MT_BENCH_FILES),
     label_source="mt_bench",
     description="MT-Bench (80 q x 2 turns), GPT-4 single grading 1-10 -> (s-1)/9, mean of turns.",
 )
 def routellm_mt_bench(files: Files) -> pd.DataFrame:
-    contaminated = _contaminated(files.path("routellm/mt_bench/contaminated_prompts.jsonl"))
-    questions = mt_bench_questions(files.path("routellm/mt_bench/question.jsonl"), contaminated)
-    judgments = pd.read_json(files.path("routellm/mt_bench/judgements.jsonl.gz"), lines=True)
-    return _judged(questions, judgments[["question_id", "model", "score", "turn"]])
+    return _mt_bench_scores(files, "routellm/mt_bench/judgements.jsonl.gz")
 
 
 COMMERCIAL = "routellm/benchmarks_mt_bench_vs_commercial/"
@@ -128,19 +134,12 @@ COMMERCIAL = "routellm/benchmarks_mt_bench_vs_commercial/"
 @register(
     "mt_bench_commercial",
     kind="anchor",
-    files=(
-        COMMERCIAL + "*",
-        "routellm/mt_bench/question.jsonl",
-        "routellm/mt_bench/contaminated_prompts.jsonl",
-    ),
+    files=(COMMERCIAL + "*", *MT_BENCH_FILES),
     label_source="mt_bench",
     description="MT-Bench answered through the Martian and Unify routers (published anchors).",
 )
 def mt_bench_commercial(files: Files) -> pd.DataFrame:
-    contaminated = _contaminated(files.path("routellm/mt_bench/contaminated_prompts.jsonl"))
-    questions = mt_bench_questions(files.path("routellm/mt_bench/question.jsonl"), contaminated)
-    judgments = pd.read_json(files.path(COMMERCIAL + "gpt-4_single.jsonl.gz"), lines=True)
-    out = _judged(questions, judgments[["question_id", "model", "score", "turn"]])
+    out = _mt_bench_scores(files, COMMERCIAL + "gpt-4_single.jsonl.gz")
     chars = {}
     for router in ("martian", "unify"):
         with files.path(f"{COMMERCIAL}{router}.jsonl").open(encoding="utf-8") as fh:

@@ -11,6 +11,7 @@ import logging
 import secrets
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from itertools import chain
 from typing import Any
@@ -185,14 +186,8 @@ def chat_completions(inc: Incoming) -> Reply:
     upstream = routing.upstream_body(body, resolved.model, req.stream)
     if req.stream:
         return _stream(call, engines, upstream)
-    try:
+    with _settled_on_failure(call):
         out = engines.complete(resolved.model.id, upstream)
-    except EngineError as e:
-        call.settle("error", e.type)
-        raise
-    except BaseException:
-        call.settle("error", "gateway_error")
-        raise
     fields.strip(out, resolved.model)
     call.ttft_ms = (time.perf_counter() - call.t0) * 1000
     if out.get("usage"):
@@ -206,6 +201,19 @@ def chat_completions(inc: Incoming) -> Reply:
     if info is not None:
         out["routing"] = info
     return Reply(200, {**JSON_HEADERS, **resolved.headers()}, orjson.dumps(out))
+
+
+@contextmanager
+def _settled_on_failure(call: Call) -> Iterator[None]:
+    """Settle `call` as an error (the engine's type, else gateway_error) if its body raises."""
+    try:
+        yield
+    except EngineError as e:
+        call.settle("error", e.type)
+        raise
+    except BaseException:
+        call.settle("error", "gateway_error")
+        raise
 
 
 def _check_params(req: ChatCompletionRequest, model: CatalogModel) -> None:
@@ -223,18 +231,13 @@ def _check_params(req: ChatCompletionRequest, model: CatalogModel) -> None:
 
 
 def _stream(call: Call, engines: Any, upstream: dict[str, Any]) -> Reply:
-    try:
-        it = engines.stream(call.model.id, upstream)
-        first = next(it)  # an engine failure before the first byte is still a JSON error
-    except StopIteration:
-        first = None
-        it = iter(())
-    except EngineError as e:
-        call.settle("error", e.type)
-        raise
-    except BaseException:
-        call.settle("error", "gateway_error")
-        raise
+    with _settled_on_failure(call):
+        try:
+            it = engines.stream(call.model.id, upstream)
+            first = next(it)  # an engine failure before the first byte is still a JSON error
+        except StopIteration:
+            first = None
+            it = iter(())
     headers = {**SSE_HEADERS, **call.resolved.headers()}
     replica = getattr(it, "replica", None)  # which of the model's replicas serves it, if told
     if replica is not None:

@@ -15,6 +15,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -120,6 +121,36 @@ def stop(proc: subprocess.Popen) -> None:
             proc.kill()
 
 
+def tiny_model(
+    name: str,
+    *,
+    seed: int,
+    replicas: int,
+    port_offset: int,
+    price: tuple[float, float],
+    latency: tuple[float, float],
+    proxy: str,
+    prior: float,
+) -> dict[str, Any]:
+    """A catalog entry for a tiny engine `local/<name>`."""
+    return {
+        "id": f"local/{name}",
+        "context_length": 1024,
+        "price_usd_per_mtok": {"input": price[0], "output": price[1]},
+        "latency": {"ttft_ms": latency[0], "tpot_ms": latency[1]},
+        "launch": {
+            "model": name,
+            "build": "tiny",
+            "seed": seed,
+            "replicas": replicas,
+            "port_offset": port_offset,
+            "max_model_len": 1024,
+        },
+        "routing": {"quality_proxy": proxy, "quality_prior": prior},
+        "engine_params": ["ignore_eos"],  # the tests' exact output lengths
+    }
+
+
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     home = tmp_path_factory.mktemp("e2e-home")
@@ -130,27 +161,11 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             {
                 "port_base": port_base,
                 "models": [
-                    {
-                        "id": "local/tiny-a",
-                        "context_length": 1024,
-                        "price_usd_per_mtok": {"input": 0.10, "output": 0.30},
-                        "latency": {"ttft_ms": 10, "tpot_ms": 2},
-                        "launch": {"model": "tiny-a", "build": "tiny", "seed": 1,
-                                   "replicas": 2, "port_offset": 0, "max_model_len": 1024},
-                        "routing": {"quality_proxy": "mistralai/Mixtral-8x7B-Instruct-v0.1",
-                                    "quality_prior": 0.55},
-                        "engine_params": ["ignore_eos"],  # the tests' exact output lengths
-                    },
-                    {
-                        "id": "local/tiny-b",
-                        "context_length": 1024,
-                        "price_usd_per_mtok": {"input": 1.00, "output": 3.00},
-                        "latency": {"ttft_ms": 12, "tpot_ms": 2.5},
-                        "launch": {"model": "tiny-b", "build": "tiny", "seed": 2,
-                                   "replicas": 1, "port_offset": 2, "max_model_len": 1024},
-                        "routing": {"quality_proxy": "gpt-4-1106-preview", "quality_prior": 0.8},
-                        "engine_params": ["ignore_eos"],
-                    },
+                    tiny_model("tiny-a", seed=1, replicas=2, port_offset=0, price=(0.10, 0.30),
+                               latency=(10, 2), proxy="mistralai/Mixtral-8x7B-Instruct-v0.1",
+                               prior=0.55),
+                    tiny_model("tiny-b", seed=2, replicas=1, port_offset=2, price=(1.00, 3.00),
+                               latency=(12, 2.5), proxy="gpt-4-1106-preview", prior=0.8),
                 ],
             }
         )

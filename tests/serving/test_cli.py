@@ -17,6 +17,12 @@ def run(env, *args):
     return result
 
 
+def create_key(env, name, pool, *args):
+    return run(
+        env, "keys", "create", "--account", "ops@example.com", "--name", name, "--pool", pool, *args
+    )
+
+
 def test_operator_workflow(tmp_path, monkeypatch):
     env = {
         "INFERBASE_HOME": str(tmp_path),
@@ -35,33 +41,11 @@ def test_operator_workflow(tmp_path, monkeypatch):
     assert r.exit_code != 0
     r = run(env, "credits", "grant", "nobody@example.com", "1")
     assert r.exit_code != 0 and "No account" in r.output
-    r = run(
-        env,
-        "keys",
-        "create",
-        "--account",
-        "ops@example.com",
-        "--name",
-        "prod",
-        "--pool",
-        "local/tiny-a,Qwen/Qwen3-14B",
-        "--optimize",
-        "cost",
-    )
+    r = create_key(env, "prod", "local/tiny-a,Qwen/Qwen3-14B", "--optimize", "cost")
     assert r.exit_code == 0, r.output
     raw = r.output.strip().splitlines()[-1]
     assert raw.startswith("inf_") and len(raw) >= 47
-    r = run(
-        env,
-        "keys",
-        "create",
-        "--account",
-        "ops@example.com",
-        "--name",
-        "x",
-        "--pool",
-        "not/a-model",
-    )
+    r = create_key(env, "x", "not/a-model")
     assert r.exit_code != 0 and "Unknown model" in r.output
 
     from serving import create_app
