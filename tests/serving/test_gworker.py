@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import os
 import signal
 import socket
 import subprocess
@@ -125,9 +126,12 @@ def test_serve_refuses_a_port_another_server_listens_on(tmp_path):
         cwd=REPO,
         capture_output=True,
         text=True,
+        # a fresh environment, with the test's own MLflow store: without one the app would load
+        # the project's champion (<repo>/mlflow.db) and MLflow would write into its artifacts
         env={"PATH": "/usr/bin:/bin", "INFERBASE_HOME": str(tmp_path),
              "INFERBASE_DATABASE_URL": f"sqlite:///{tmp_path / 'x.db'}",
              "INFERBASE_ENGINES_FACTORY": "serving.testing.fakes:make_engines",
+             "MLFLOW_TRACKING_URI": os.environ["MLFLOW_TRACKING_URI"],
              "PYTHONPATH": str(REPO)},
         timeout=60,
     )  # fmt: skip
