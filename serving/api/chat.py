@@ -295,13 +295,13 @@ def _frames(call: Call, it: Iterator[dict[str, Any] | None], first: Any) -> Iter
     yield b"data: [DONE]\n\n"
 
 
-def _routing_frame(call: Call, routing: dict[str, Any]) -> bytes:
+def _routing_frame(call: Call, info: dict[str, Any]) -> bytes:
     frame = {
         "id": "routing-" + call.id,
         "object": "routing",
         "created": int(time.time()),
         "choices": [],
-        **routing,
+        **info,
     }
     return b"data: " + orjson.dumps(frame) + b"\n\n"
 
