@@ -15,7 +15,7 @@ export TOKENIZERS_PARALLELISM := false
 export VLLM_NO_USAGE_STATS := 1
 export DO_NOT_TRACK := 1
 
-.PHONY: install browser serve test lint typecheck nbtest lab bench train eval tune promote
+.PHONY: install browser serve test lint typecheck nbtest lab bench fuzz audit train eval tune promote image-smoke
 
 install: $(VENV)/.installed
 
@@ -53,6 +53,17 @@ test: install browser
 	# the notebooks' conftest gives them a throw-away MLflow store; the project's must not leak in
 	env -u MLFLOW_TRACKING_URI $(VENV)/bin/pytest --nbmake notebooks/ --nbmake-timeout=600
 
+## Fuzz the HTTP API with schemathesis over /openapi.json (docs/testing.md): a gunicorn gateway on
+## 127.0.0.1 with the fake engines, every check, stateful links; CI runs a fixed-seed 2,000-case
+## version (tests/serving/test_fuzz.py). FUZZ_ARGS: e.g. --max-time 1800 --seed 0 (random).
+FUZZ_ARGS ?= --max-examples 500 --max-time 900
+fuzz: install
+	PYTHONPATH=$(CURDIR) $(PY) -m serving.testing.fuzz $(FUZZ_ARGS)
+
+## Known vulnerabilities in the installed dependencies (pip-audit; .ci/audit.py says the rule).
+audit: install
+	$(PY) .ci/audit.py
+
 lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
@@ -74,6 +85,11 @@ bench: install
 	# fake_upstream.py is a server the gateway benchmark starts, not a benchmark
 	for b in $(filter-out benchmarks/fake_upstream.py,$(wildcard benchmarks/*.py)); do \
 	  echo "== $$b"; $(PY) $$b || exit 1; done
+
+## The gateway's container image (Dockerfile), built and smoke-tested; where docker is not
+## available, the Dockerfile's steps run in a fresh virtualenv instead (scripts/image_smoke.sh).
+image-smoke:
+	scripts/image_smoke.sh
 
 ## Evals (python -m evals): train + gate a router, judge it beside the baselines, tune, promote.
 train: install

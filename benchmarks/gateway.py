@@ -11,13 +11,15 @@ LiteLLM starts). Prints one markdown table and the issue's targets judged on it.
 With `--libraries` it measures instead, for each hand-written piece on the request path, what the
 best-kept library doing the same job would cost: CPU per request (process CPU time over N requests,
 the variants interleaved in rounds, median over rounds; wall-clock throughput means little on a
-shared machine) of the gateway under `serving.gworker` against stock gunicorn `gthread` with
-SO_REUSEPORT, and of the engine client
+shared machine) of the gateway under `serving.gworker` against stock gunicorn `gthread`, of one
+shared listening socket against a socket per worker (`--parts listen`), and of the engine client
 `serving.engines.wire` against urllib3, httpcore and httpx (benchmarks/engine_client.py), each as a
 share of the gateway's CPU per request.
 
-    python benchmarks/gateway.py [--duration 5] [--no-litellm]
+    python benchmarks/gateway.py [--duration 5] [--no-litellm] [--reuse-port]
     python benchmarks/gateway.py --libraries [--rounds 6] [--n 600] [--port-base 18301]
+    python benchmarks/gateway.py --libraries --parts capture [--database-url postgresql+psycopg://…]
+    python benchmarks/gateway.py --libraries --parts metrics [--rounds 4] [--n 300]
 """
 
 from __future__ import annotations
@@ -269,6 +271,11 @@ def main() -> None:
         help="worker processes of each proxy (as `inferbase serve` defaults: cores + 1)",
     )
     ap.add_argument("--no-litellm", action="store_true")
+    ap.add_argument(
+        "--reuse-port",
+        action="store_true",
+        help="serve with a socket per worker (SO_REUSEPORT) instead of one shared socket",
+    )
     ap.add_argument("--libraries", action="store_true", help="hand-written pieces vs libraries")
     ap.add_argument("--rounds", type=int, default=6, help="--libraries: interleaved rounds")
     ap.add_argument("--n", type=int, default=600, help="--libraries: requests per variant a round")
@@ -276,11 +283,24 @@ def main() -> None:
     ap.add_argument(
         "--parts",
         default="worker,dispatch,engine",
-        help="--libraries: which comparisons to run (engine needs the worker run's numbers)",
+        help="--libraries: which comparisons to run (engine needs the worker run's numbers; "
+        "listen: one shared listening socket against a socket per worker; "
+        "capture: opt-in traffic capture on against off; "
+        "`metrics`: Prometheus metrics and the JSON log line on against off)",
+    )
+    ap.add_argument(
+        "--database-url", default=None, help="--parts capture: this database instead of SQLite"
     )
     args = ap.parse_args()
     if args.libraries:
-        libraries(args.workers, args.rounds, args.n, args.port_base, set(args.parts.split(",")))
+        libraries(
+            args.workers,
+            args.rounds,
+            args.n,
+            args.port_base,
+            set(args.parts.split(",")),
+            args.database_url,
+        )
         return
     if not shutil.which("wrk"):
         sys.exit("wrk is needed: apt-get install -y wrk")
@@ -301,6 +321,7 @@ def main() -> None:
                 str(GATEWAY_PORT),
                 "--workers",
                 str(args.workers),
+                *(["--reuse-port"] if args.reuse_port else []),
             ],
             genv,
             tmp / "gateway.log",
@@ -434,8 +455,11 @@ def targets_check(rows: list[dict], direct: dict) -> None:
         print(f"| {name} | {value:.2f} | {'yes' if goal else 'NO'} |")
 
 
-def load(port: int, key: str, stream: bool, n: int, conns: int) -> None:
-    """`n` chat requests over `conns` kept-alive connections, each sent when the last one ended."""
+def load(
+    port: int, key: str, stream: bool, n: int, conns: int, times: list[float] | None = None
+) -> None:
+    """`n` chat requests over `conns` kept-alive connections, each sent when the last one ended
+    (each one's wall-clock ms appended to `times` when given)."""
     body = json.dumps(
         {"model": MODEL, "messages": [{"role": "user", "content": "Say something short."}],
          "max_tokens": 8, "stream": stream}
@@ -450,6 +474,7 @@ def load(port: int, key: str, stream: bool, n: int, conns: int) -> None:
     def client(count: int) -> None:
         s = socket.create_connection(("127.0.0.1", port))
         for _ in range(count):
+            t0 = time.perf_counter()
             s.sendall(head + body)
             buf = b""
             while True:
@@ -469,6 +494,8 @@ def load(port: int, key: str, stream: bool, n: int, conns: int) -> None:
                     m = re.search(rb"(?i)content-length: (\d+)", buf[:h])
                     if m and len(buf) - h - 4 >= int(m.group(1)):
                         break
+            if times is not None:
+                times.append((time.perf_counter() - t0) * 1000)
         s.close()
 
     threads = [
@@ -483,8 +510,14 @@ def load(port: int, key: str, stream: bool, n: int, conns: int) -> None:
 WORKERS = {"gworker": "serving.gworker.Worker", "gthread": "gthread"}
 
 
+# the listening socket: one shared by the workers (`inferbase serve`'s default), or one per worker
+LISTEN = {"gworker": "serving.gworker.Worker", "gworker --reuse-port": "reuse-port"}
+
+
 def worker_argv(bind: str, workers: int, worker: str) -> list[str]:
-    """`inferbase serve`'s gunicorn command line with another worker class."""
+    """`inferbase serve`'s gunicorn command line with another worker class (or SO_REUSEPORT)."""
+    if worker == "reuse-port":
+        return gunicorn_argv(bind, workers, 64, reuse_port=True)
     argv = gunicorn_argv(bind, workers, 64)
     argv[argv.index("--worker-class") + 1] = worker
     return argv
@@ -564,8 +597,113 @@ def dispatch_cost(tmp: Path, upstream_port: int, rounds: int, n: int) -> None:
     app.extensions["engines"].close()
 
 
-def libraries(workers: int, rounds: int, n: int, base: int, parts: set[str]) -> None:
+def capture_cost(tmp: Path, upstream_port: int, rounds: int, n: int, db_url: str | None) -> None:
+    """Opt-in traffic capture (serving/traffic.py) on the hot path: the whole app in this process
+    (auth, ledger, engine call, the capture row in the settlement's transaction), a key with
+    capture off, a second such key (the noise floor: off against off) and a key capturing every
+    request; CPU and wall time per request, interleaved rounds, medians."""
+    genv, off = gateway_home(tmp, upstream_port)
+    if db_url:
+        genv["INFERBASE_DATABASE_URL"] = db_url
+        inferbase(genv, "db", "upgrade")
+        inferbase(genv, "accounts", "create", "bench@example.com", "--credits", "1000000")
+        off = inferbase(
+            genv, "keys", "create", "--account", "bench@example.com", "--name", "off"
+        ).splitlines()[-1]
+    new_key = ["keys", "create", "--account", "bench@example.com", "--name"]
+    off2 = inferbase(genv, *new_key, "off2").splitlines()[-1]
+    on = inferbase(genv, *new_key, "on", "--capture", "1").splitlines()[-1]
+    saved = dict(os.environ)
+    os.environ.update(genv)
+    try:
+        from serving import create_app
+
+        app = create_app()
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+    bodies = {
+        stream: json.dumps(
+            {"model": MODEL, "max_tokens": 8, "stream": stream, "messages": [
+                {"role": "system", "content": "You are a helpful assistant."},
+                {"role": "user", "content": "Say something short about capture overhead."}]}
+        ).encode()
+        for stream in (False, True)
+    }  # fmt: skip
+    status: list[str] = []
+
+    def start_response(st: str, headers: list[tuple[str, str]], *exc: object) -> None:
+        status.append(st)
+
+    def call(key: str, stream: bool) -> float:
+        body = bodies[stream]
+        env = {
+            "REQUEST_METHOD": "POST", "SCRIPT_NAME": "", "SERVER_NAME": "127.0.0.1",
+            "SERVER_PORT": "80", "SERVER_PROTOCOL": "HTTP/1.1", "wsgi.url_scheme": "http",
+            "wsgi.version": (1, 0), "wsgi.errors": sys.stderr, "wsgi.multithread": True,
+            "wsgi.multiprocess": True, "wsgi.run_once": False,
+            "CONTENT_TYPE": "application/json", "CONTENT_LENGTH": str(len(body)),
+            "HTTP_AUTHORIZATION": f"Bearer {key}",
+            "PATH_INFO": "/api/v1/inference/chat/completions", "wsgi.input": io.BytesIO(body),
+        }  # fmt: skip
+        t0 = time.perf_counter()
+        out = app.wsgi_app(env, start_response)
+        b"".join(out)
+        if hasattr(out, "close"):
+            out.close()
+        wall = (time.perf_counter() - t0) * 1000
+        if not status.pop().startswith("200"):
+            raise RuntimeError("the chat request did not answer 200")
+        return wall
+
+    keys = {"capture off": off, "capture off (2nd key)": off2, "capture on (rate 1)": on}
+    print()
+    print(f"opt-in capture, whole app in-process ({app.config['DATABASE_URL'].split(':')[0]}), ")
+    print(f"{rounds} rounds of {n} requests a variant, interleaved request by request; medians:")
+    print("| mode | variant | CPU ms/req | wall p50 ms | added CPU ms | added p50 ms |")
+    print("|---|---|---:|---:|---:|---:|")
+    for stream in (False, True):
+        for key in keys.values():
+            for _ in range(100):
+                call(key, stream)
+        # interleaved request by request (the machine's load changes by the second here, and
+        # every variant should see the same): CPU and wall time of each request, per variant
+        cpu: dict[str, list[float]] = {label: [] for label in keys}
+        p50: dict[str, list[float]] = {label: [] for label in keys}
+        order = list(keys.items())
+        for _ in range(rounds):
+            walls: dict[str, list[float]] = {label: [] for label in keys}
+            cpus: dict[str, float] = dict.fromkeys(keys, 0.0)
+            for i in range(n):
+                for label, key in order[i % 3 :] + order[: i % 3]:
+                    c0 = time.process_time()
+                    walls[label].append(call(key, stream))
+                    cpus[label] += time.process_time() - c0
+            for label in keys:
+                cpu[label].append(cpus[label] * 1000 / n)
+                p50[label].append(statistics.median(walls[label]))
+        base_cpu = statistics.median(cpu["capture off"])
+        base_p50 = statistics.median(p50["capture off"])
+        for label in keys:
+            c, w = statistics.median(cpu[label]), statistics.median(p50[label])
+            print(
+                f"| {'stream' if stream else 'json'} | {label} | {c:.3f} | {w:.3f} "
+                f"| {c - base_cpu:+.3f} | {w - base_p50:+.3f} |"
+            )
+    app.extensions["engines"].close()
+
+
+def libraries(
+    workers: int, rounds: int, n: int, base: int, parts: set[str], db_url: str | None = None
+) -> None:
+    if "capture" in parts:
+        with ExitStack() as stack, tempfile.TemporaryDirectory() as tmpdir:
+            tmp = Path(tmpdir)
+            start_upstream(stack, tmp, base)
+            capture_cost(tmp, base, rounds, n, db_url)
     ours = worker_cost(workers, rounds, n, base) if parts & {"worker", "engine"} else {}
+    if "listen" in parts:
+        worker_cost(workers, rounds, n, base + 40, LISTEN)
     if "dispatch" in parts:
         with ExitStack() as stack, tempfile.TemporaryDirectory() as tmpdir:
             tmp = Path(tmpdir)
@@ -573,16 +711,121 @@ def libraries(workers: int, rounds: int, n: int, base: int, parts: set[str]) -> 
             dispatch_cost(tmp, base, rounds, n)
     if "engine" in parts:
         engine_cost(rounds, n, base, ours)
+    if "metrics" in parts:
+        metrics_cost(workers, rounds, n, base)
 
 
-def worker_cost(workers: int, rounds: int, n: int, base: int) -> dict[str, float]:
-    """The gateway under serving.gworker against stock gthread (both with SO_REUSEPORT)."""
+METRICS_VARIANTS = {
+    "metrics off": {"INFERBASE_METRICS": "false"},
+    "metrics on": {"INFERBASE_METRICS": "true"},
+    "metrics on + JSON log line": {
+        "INFERBASE_METRICS": "true",
+        "INFERBASE_LOG_LEVEL": "INFO",
+        "INFERBASE_LOG_FORMAT": "json",
+    },
+}
+
+
+RECORDER_BENCH = """
+import sys, time
+from serving.metrics import Recorder
+r, n = Recorder(), int(sys.argv[1])
+def json_request():
+    r.request("/api/v1/inference/chat/completions", "POST", 200)
+    r.routed("general_qa", "bench/upstream", "balanced")
+    r.settled("bench/upstream", False, "success", 12, 8, 5, 0.0004, None)
+def stream_request():
+    r.request("/api/v1/inference/chat/completions", "POST", 200)
+    r.stream_opened()
+    r.settled("bench/upstream", True, "success", 12, 8, 5, 0.0004, 0.0009)
+    r.stream_closed()
+for f in (json_request, stream_request):
+    for _ in range(1000):
+        f()
+    t0 = time.process_time()
+    for _ in range(n):
+        f()
+    print(f.__name__, (time.process_time() - t0) / n * 1e6)
+"""
+
+
+def recorder_cost(n: int = 50_000) -> dict[str, float]:
+    """CPU microseconds of the metric writes one chat request makes (`serving.metrics.Recorder`),
+    in multiprocess mode (mmap files), in a process of their own."""
+    with tempfile.TemporaryDirectory() as tmp:
+        env = dict(os.environ, PROMETHEUS_MULTIPROC_DIR=tmp, PYTHONPATH=str(ROOT))
+        out = subprocess.run(
+            [PY, "-c", RECORDER_BENCH, str(n)], env=env, capture_output=True, text=True, check=True
+        ).stdout
+    return {name: float(us) for name, us in (line.split() for line in out.splitlines())}
+
+
+def metrics_cost(workers: int, rounds: int, n: int, base: int) -> None:
+    """The gateway with Prometheus metrics off, on (multiprocess mode, as `inferbase serve` runs
+    it), and on with the per-request JSON log line written (to a file): CPU per request and, for
+    one client, the median request time, interleaved rounds."""
     with ExitStack() as stack, tempfile.TemporaryDirectory() as tmpdir:
         tmp = Path(tmpdir)
         start_upstream(stack, tmp, base)
         genv, key = gateway_home(tmp, base)
         servers = {}
-        for i, (name, worker) in enumerate(WORKERS.items()):
+        for i, (name, extra) in enumerate(METRICS_VARIANTS.items()):
+            port = base + 1 + i
+            argv = gunicorn_argv(f"127.0.0.1:{port}", workers, 64)
+            proc = spawn(stack, argv, {**genv, **extra}, tmp / f"metrics-{i}.log")
+            servers[name] = (port, proc.pid)
+        for port, _ in servers.values():
+            wait_http(f"http://127.0.0.1:{port}/api/v1/inference/models")
+        loads = (("json, 1 client", False, 1), ("json, 16", False, 16), ("stream, 16", True, 16))
+        cpu: dict[tuple[str, str], list[float]] = {}
+        p50: dict[str, list[float]] = {}
+        for label, stream, conns in loads:
+            for port, _ in servers.values():
+                load(port, key, stream, 100, conns)  # warm-up
+            for _ in range(rounds):
+                for name, (port, pid) in servers.items():
+                    times: list[float] = []
+                    c0 = tree_cpu(pid)
+                    load(port, key, stream, n, conns, times if conns == 1 else None)
+                    cpu.setdefault((name, label), []).append((tree_cpu(pid) - c0) * 1000 / n)
+                    if times:
+                        p50.setdefault(name, []).append(statistics.median(times))
+        off = "metrics off"
+        print(f"gateway with Prometheus metrics off and on ({workers} workers, kept-alive clients;")
+        print(f"{rounds} interleaved rounds of {n} requests; median [min-max], and the share of")
+        print("the variant's CPU per request beyond metrics off):")
+        cols = " | ".join(f"CPU ms/req, {label}" for label, _, _ in loads)
+        print(f"| variant | {cols} | request ms p50, json, 1 client |")
+        print(f"|---|{'---:|' * (len(loads) + 1)}")
+        for name in METRICS_VARIANTS:
+            cells = []
+            for label, _, _ in loads:
+                xs = cpu[(name, label)]
+                med = statistics.median(xs)
+                share = (med - statistics.median(cpu[(off, label)])) / med * 100
+                cells.append(f"{med:.3f} [{min(xs):.3f}-{max(xs):.3f}] ({share:+.1f}%)")
+            lat = statistics.median(p50[name])
+            spread = f"[{min(p50[name]):.3f}-{max(p50[name]):.3f}]"
+            cells.append(f"{lat:.3f} {spread} ({lat - statistics.median(p50[off]):+.3f})")
+            print(f"| {name} | {' | '.join(cells)} |")
+    us = recorder_cost()
+    print()
+    print("the metric writes of one chat request alone (serving.metrics.Recorder, multiprocess")
+    print(f"mode, in-process): json {us['json_request']:.1f} us CPU, stream ", end="")
+    print(f"{us['stream_request']:.1f} us CPU")
+
+
+def worker_cost(
+    workers: int, rounds: int, n: int, base: int, variants: dict[str, str] = WORKERS
+) -> dict[str, float]:
+    """CPU per request of the gateway's `variants` (worker class, or listening socket), side by
+    side: by default serving.gworker against stock gthread (both on the shared socket)."""
+    with ExitStack() as stack, tempfile.TemporaryDirectory() as tmpdir:
+        tmp = Path(tmpdir)
+        start_upstream(stack, tmp, base)
+        genv, key = gateway_home(tmp, base)
+        servers = {}
+        for i, (name, worker) in enumerate(variants.items()):
             port = base + 1 + i
             argv = worker_argv(f"127.0.0.1:{port}", workers, worker)
             proc = spawn(stack, argv, genv, tmp / f"{name}.log")
@@ -605,7 +848,7 @@ def worker_cost(workers: int, rounds: int, n: int, base: int) -> dict[str, float
         print("beyond gworker as a share of its own request CPU):")
         print(f"| worker | {' | '.join(label for label, _, _ in loads)} |")
         print(f"|---|{'---:|' * len(loads)}")
-        for name in WORKERS:
+        for name in variants:
             cells = []
             for label, _, _ in loads:
                 xs = cpu[(name, label)]

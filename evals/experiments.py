@@ -6,6 +6,7 @@ import dataclasses
 import logging
 import time
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -69,13 +70,23 @@ def labels_split(cfg: SuiteConfig, split: str) -> pd.DataFrame:
 
 def real_prompts(cfg: SuiteConfig, split: str) -> dict[str, pd.DataFrame]:
     """The real-prompt tables of one split (by prompt text, as the score table): `difficulty`
-    (FLASK levels, just-eval tags) and `answers` (per-model answer lengths); just-eval's MT-Bench
+    (FLASK levels, just-eval tags), `answers` (per-model answer lengths) and `unlabelled`
+    (ShareGPT first turns, for the task classifier's self-training); just-eval's MT-Bench
     prompts are never in them (see evals.datasets.load_difficulty)."""
     out = {}
     for key, df in (("difficulty", D.load_difficulty()), ("answers", D.load_answer_lengths())):
         s = D.split_by_prompt(df, seed=cfg.split_seed, group="text")
         out[key] = df[df["prompt_id"].map(s) == split].reset_index(drop=True)
+    out["unlabelled"] = unlabelled_prompts(cfg, split)
     return out
+
+
+def unlabelled_prompts(cfg: SuiteConfig, split: str) -> pd.DataFrame:
+    """ShareGPT's first turns in `split` (by prompt text): unlabelled real prompts for the task
+    classifier's self-training; the other splits stay unseen for the traffic checks."""
+    df = D.load("sharegpt")
+    s = D.split_by_prompt(df, seed=cfg.split_seed, group="text")
+    return df[df["prompt_id"].map(s) == split].reset_index(drop=True)
 
 
 def fit_baselines(
@@ -89,13 +100,25 @@ def fit_baselines(
     return out
 
 
-def route_p50(router: Any, prompts: Sequence[str], pool: Sequence[str], n: int = 30) -> float:
-    """p50 of `router.route` wall time on single prompts (what serving pays per request)."""
+def route_p50(
+    router: Any, prompts: Sequence[str], pool: Sequence[str], n: int = 30, repeat: int = 3
+) -> float:
+    """p50 of `router.route` wall time on single prompts (what serving pays per request).
+
+    Each of `n` prompts is routed `repeat` times after one warm-up call and keeps its fastest
+    time (timeit's rule: the slower repeats measure other processes on the machine, not the
+    router), so the promotion gate's speed check compares routers and not the machine's load."""
+    messages = [[{"role": "user", "content": p}] for p in list(prompts)[:n]]
+    if messages:
+        router.route(messages[0], list(pool))  # lazy set-up (sessions, caches) is not per request
     times = []
-    for p in list(prompts)[:n]:
-        t0 = time.perf_counter()
-        router.route([{"role": "user", "content": p}], list(pool))
-        times.append((time.perf_counter() - t0) * 1000.0)
+    for m in messages:
+        best = float("inf")
+        for _ in range(repeat):
+            t0 = time.perf_counter()
+            router.route(m, list(pool))
+            best = min(best, time.perf_counter() - t0)
+        times.append(best * 1000.0)
     return M.routing_p50_ms(times)
 
 
@@ -136,28 +159,79 @@ def train(
     *,
     register: bool = True,
     promotion: promote.PromotionConfig | None = None,
+    traffic: str | None = None,
+    router: Any = None,
 ) -> dict[str, Any]:
-    """Train InferRoute on the train split, judge it on the validation split, log, register."""
+    """Train InferRoute on the train split, judge it on the validation split, log, register.
+
+    `traffic`: a version of the `traffic` dataset ("latest" for the newest export): the router's
+    preference term is fitted on its older records (evals.datasets.traffic_log) and the router is
+    judged on its newest ones too (`traffic_win_rate`, `traffic_apgr`; evals.traffic_eval).
+    `router`: an already trained base router to start from instead of training one (the traffic
+    term is still fitted; quick loops and notebooks)."""
     df, versions = load_suite(cfg)
     params = train_params(cfg, router_overrides)
+    if router is not None and hasattr(router, "config"):  # log the config it was trained with
+        params.update({f"router.{k}": v for k, v in router.config.to_flat_dict().items()})
+    prefs = None
+    tags = {"evals.kind": "train"}
+    if traffic is not None:
+        from evals.datasets import traffic_log
+
+        version = traffic_log.latest_version() if traffic == "latest" else traffic
+        prefs = traffic_log.load_preferences(version)
+        versions["traffic"] = version
+        params["traffic.version"] = version
+        params["traffic.train_labels"] = int((prefs["split"] == "train").sum())
+        params["traffic.test_labels"] = int((prefs["split"] == "test").sum())
     with tracking.run(
-        TRAIN_EXPERIMENT, "train", params, dataset_versions=versions, tags={"evals.kind": "train"}
+        TRAIN_EXPERIMENT, "train", params, dataset_versions=versions, tags=tags
     ) as active:
-        t0 = time.perf_counter()
-        router = train_router(cfg, router_overrides, df)
-        train_s = time.perf_counter() - t0
-        res, gate_metrics = validate_router(router, df, cfg.on_split("val"))
+        t0, c0 = time.perf_counter(), time.process_time()
+        if router is None:
+            router = train_router(cfg, router_overrides, df)
+        gate_metrics: dict[str, float] = {}
+        if prefs is not None:
+            from evals import traffic_eval
+
+            cards = traffic_eval.pool_cards()
+            router = our_router.fit_traffic(router, prefs[prefs["split"] == "train"], cards)
+            held = prefs[prefs["split"] == "test"]
+            measured = traffic_eval.evaluate_traffic(router, held, cards)
+            gate_metrics.update({k: v for k, v in measured.items() if np.isfinite(v)})
+        timings = {"train": (time.perf_counter() - t0, time.process_time() - c0)}
+        timings.update(getattr(router, "train_timings", {}))  # per stage (tqdm shows them live)
+        t0, c0 = time.perf_counter(), time.process_time()
+        res, public = validate_router(router, df, cfg.on_split("val"))
+        gate_metrics = {**public, **gate_metrics}
+        timings["validate"] = (time.perf_counter() - t0, time.process_time() - c0)
+        seconds = {
+            f"{kind}.{name.replace(' ', '_')}": v[i]
+            for name, v in timings.items()
+            for i, kind in enumerate(("seconds", "cpu_seconds"))
+        }
         tracking.log_metrics(
-            {**res.flat_metrics(), **gate_metrics, "train_seconds": train_s},
+            {
+                **res.flat_metrics(),
+                **gate_metrics,
+                "train_seconds": timings["train"][0],
+                **{f"time.{k}": v for k, v in seconds.items()},
+            },
         )
-        out: dict[str, Any] = {"run_id": active.info.run_id, **gate_metrics}
+        out: dict[str, Any] = {
+            "run_id": active.info.run_id,
+            **gate_metrics,
+            "seconds (wall, CPU)": {k: [round(x, 1) for x in v] for k, v in timings.items()},
+        }
         if register:
+            extra = {"traffic_version": versions["traffic"]} if prefs is not None else {}
             out["version"] = promote.register_router(
                 router,
                 gate_metrics,
                 promotion or promote.PromotionConfig(),
                 dataset_version=",".join(f"{k}={v}" for k, v in sorted(versions.items())),
                 run_id=active.info.run_id,
+                **extra,
             )
     return out
 
@@ -171,6 +245,7 @@ def evaluate(
     split: str = "test",
     log: bool = True,
     embedder: str = "router",
+    traffic: str | None = None,
 ) -> dict[str, Any]:
     """Every baseline, the references and (if available) our router on held-out prompts.
 
@@ -205,6 +280,10 @@ def evaluate(
         clf = our_router.classifier_metrics(router, labels_split(cfg, split))
         clf_cv = our_router.classifier_cv(router, D.load_task_labels(mapped_only=True))
         real = real_prompt_metrics(router, cfg, split)
+    own: dict[str, float] = {}
+    if router is not None and traffic is not None:
+        version, own = own_traffic_metrics(router, traffic)
+        versions = {**versions, "traffic": version}
     add_aiq_intervals(results)
     payload = {
         "split": split,
@@ -219,11 +298,24 @@ def evaluate(
         "anchors": {"routellm_paper": anchors.paper_anchors(), "commercial": _commercial()},
         "classifier": {k: v for k, v in clf.items() if k != "confusion"},
         "classifier_cv": clf_cv,
+        "own_traffic": own,
         **real,
     }
     if log:
         _log_eval(cfg, results, payload, versions, clf, baseline_params)
     return payload
+
+
+def own_traffic_metrics(router: Any, traffic: str = "latest") -> tuple[str, dict[str, float]]:
+    """(version, metrics) of `router` on the newest split of a `traffic` dataset version:
+    `traffic_win_rate`, `traffic_apgr` and the number of pairs (evals.traffic_eval)."""
+    from evals import traffic_eval
+    from evals.datasets import traffic_log
+
+    version = traffic_log.latest_version() if traffic == "latest" else traffic
+    prefs = traffic_log.load_preferences(version)
+    held = prefs[prefs["split"] == "test"]
+    return version, traffic_eval.evaluate_traffic(router, held, traffic_eval.pool_cards())
 
 
 def real_prompt_metrics(
@@ -235,6 +327,7 @@ def real_prompt_metrics(
     from evals import realprompts, traffic
 
     held = real_prompts(cfg, split)
+    task_real = realprompts.task_metrics(router, held_out_real_labels(cfg, split))
     complexity = realprompts.complexity_metrics(router, held["difficulty"])
     everyday = realprompts.everyday_metrics(router)
     lengths = realprompts.length_metrics(
@@ -245,6 +338,7 @@ def real_prompt_metrics(
             "complexity": complexity,
             "everyday": {k: v for k, v in everyday.items() if k != "rows"},
             "lengths": lengths,
+            "task_real": task_real,
         },
         "traffic": traffic.traffic_report(router, traffic_prompts),
     }
@@ -258,47 +352,30 @@ def evaluate_seeds(
     split: str = "test",
     log: bool = True,
     n_boot: int = 1000,
+    save_dir: str | Path | None = None,
+    jobs: int = 1,
 ) -> dict[str, Any]:
     """Train the router once per training seed (`seed` override; the data split stays fixed) and
     judge each on the same held-out prompts: per seed, every benchmark's primary metric (APGR for
     pairs, AIQ or top-1 quality for multi) with a 95% bootstrap interval over the judged prompts,
-    and the real-prompt metrics (complexity Spearman, everyday simple share, task accuracy,
-    output-length error); across seeds, each number's mean, min and max (`spread`)."""
-    from evals import realprompts
-
+    the task classifier on the held-out real user prompts (`task_real.*`: accuracy, macro-F1, ECE
+    on the split's Auto-J prompts, with bootstrap intervals) and the other real-prompt metrics
+    (complexity Spearman with a bootstrap interval, everyday simple share and task accuracy,
+    output-length error); across seeds, each number's mean, min and max (`spread`).
+    `save_dir`: each seed's router is saved to `<save_dir>/seed-<n>` (inferroute.load_router).
+    `jobs` > 1: seeds run in that many worker processes (spawned; each loads the suite itself)."""
     df, versions = load_suite(cfg)
-    specs = cfg.on_split(split)
-    real = real_prompts(cfg, split)
-    per_seed: dict[str, dict[str, float]] = {}
-    for seed in seeds:
-        router = train_router(cfg, {**dict(router_overrides or {}), "seed": int(seed)}, df)
-        res = run_eval(our_router.QualityView(router), df, specs, name="inferroute")
-        add_aiq_intervals({"inferroute": res}, n_boot=n_boot)
-        row: dict[str, float] = {}
-        for bench, br in res.benchmarks.items():
-            key = (
-                "apgr" if br.kind == "pair" else ("aiq" if "aiq" in br.metrics else "best_quality")
-            )
-            row[f"{bench}.{key}"] = br.metrics[key]
-            if br.pair is not None:
-                draws = M.apgr_bootstrap(*br.pair, n_boot=n_boot)
-                lo, hi = np.nanpercentile(draws, [2.5, 97.5])
-                row[f"{bench}.{key}_lo"], row[f"{bench}.{key}_hi"] = float(lo), float(hi)
-            elif "aiq_lo" in br.metrics:
-                row[f"{bench}.aiq_lo"] = br.metrics["aiq_lo"]
-                row[f"{bench}.aiq_hi"] = br.metrics["aiq_hi"]
-        cm = realprompts.complexity_metrics(router, real["difficulty"])
-        em = realprompts.everyday_metrics(router)
-        lm = realprompts.length_metrics(router, real["answers"])
-        row.update(
-            {
-                "complexity.spearman": cm.get("spearman", float("nan")),
-                "everyday.simple_called_simple": em["simple_called_simple"],
-                "everyday.task_accuracy": em["task_accuracy"],
-                "lengths.median_abs_log_ratio": lm.get("router.median_abs_log_ratio", float("nan")),
-            }
-        )
-        per_seed[str(seed)] = row
+    args = [(cfg, router_overrides, int(s), split, n_boot, save_dir) for s in seeds]
+    if jobs > 1 and len(args) > 1:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        ctx = multiprocessing.get_context("spawn")  # torch in a forked child can hang
+        with ProcessPoolExecutor(min(jobs, len(args)), mp_context=ctx) as pool:
+            rows = list(pool.map(_seed_row, *zip(*args, strict=True)))
+    else:
+        rows = [_seed_row(*a, df=df) for a in tqdm(args, desc="seeds", disable=None)]
+    per_seed = {str(int(s)): row for s, row in zip(seeds, rows, strict=True)}
     spread = seed_spread(per_seed)
     payload: dict[str, Any] = {
         "split": split,
@@ -318,6 +395,62 @@ def evaluate_seeds(
             tracking.log_metrics({f"{k}.{stat}": v[stat] for k, v in spread.items() for stat in v})
             tracking.log_json(payload, "seeds.json")
     return payload
+
+
+def _seed_row(
+    cfg: SuiteConfig,
+    router_overrides: Mapping[str, Any] | None,
+    seed: int,
+    split: str,
+    n_boot: int,
+    save_dir: str | Path | None,
+    df: pd.DataFrame | None = None,
+) -> dict[str, float]:
+    """One training seed of `evaluate_seeds`: train, (save,) judge; the flat row of numbers."""
+    from evals import realprompts
+
+    df = load_suite(cfg)[0] if df is None else df
+    router = train_router(cfg, {**dict(router_overrides or {}), "seed": seed}, df)
+    if save_dir is not None:
+        router.save(str(Path(save_dir) / f"seed-{seed}"))
+    res = run_eval(our_router.QualityView(router), df, cfg.on_split(split), name="inferroute")
+    add_aiq_intervals({"inferroute": res}, n_boot=n_boot)
+    row: dict[str, float] = {}
+    for bench, br in res.benchmarks.items():
+        key = primary_key(br)
+        row[f"{bench}.{key}"] = br.metrics[key]
+        if br.pair is not None:
+            draws = M.apgr_bootstrap(*br.pair, n_boot=n_boot)
+            lo, hi = np.nanpercentile(draws, [2.5, 97.5])
+            row[f"{bench}.{key}_lo"], row[f"{bench}.{key}_hi"] = float(lo), float(hi)
+        elif "aiq_lo" in br.metrics:
+            row[f"{bench}.aiq_lo"] = br.metrics["aiq_lo"]
+            row[f"{bench}.aiq_hi"] = br.metrics["aiq_hi"]
+    real = real_prompts(cfg, split)
+    cm = realprompts.complexity_metrics(router, real["difficulty"], n_boot=n_boot)
+    em = realprompts.everyday_metrics(router)
+    lm = realprompts.length_metrics(router, real["answers"])
+    row.update(realprompts.task_metrics(router, held_out_real_labels(cfg, split), n_boot=n_boot))
+    row.update(
+        {
+            "complexity.spearman": cm.get("spearman", float("nan")),
+            "complexity.spearman_lo": cm.get("spearman_lo", float("nan")),
+            "complexity.spearman_hi": cm.get("spearman_hi", float("nan")),
+            "complexity.complex_share_sharegpt": realprompts.complex_share(router),
+            "everyday.simple_called_simple": em["simple_called_simple"],
+            "everyday.task_accuracy": em["task_accuracy"],
+            "lengths.median_abs_log_ratio": lm.get("router.median_abs_log_ratio", float("nan")),
+        }
+    )
+    return row
+
+
+def held_out_real_labels(cfg: SuiteConfig, split: str) -> pd.DataFrame:
+    """The real user prompts (the router config's `clf_real_datasets`: Auto-J) with a task label
+    in `split`: the task classifier's held-out real prompts for a router trained on the train
+    split (`labels_split`, split by prompt text)."""
+    labels = labels_split(cfg, split)
+    return labels[our_router.is_real(labels, our_router.router_config())].reset_index(drop=True)
 
 
 def seed_spread(per_seed: Mapping[str, Mapping[str, float]]) -> dict[str, dict[str, float]]:
@@ -390,6 +523,9 @@ def _log_eval(
         cv = payload.get("classifier_cv") or {}
         flat.update(
             {f"inferroute.clf_cv.{k}": cv[k] for k in ("macro_f1", "accuracy", "ece") if k in cv}
+        )
+        flat.update(
+            {f"inferroute.{k}": v for k, v in payload.get("own_traffic", {}).items() if v == v}
         )
         tracking.log_metrics(flat)
         tracking.log_json(payload, "results.json")

@@ -195,6 +195,26 @@ def bars(
     return fig
 
 
+def learning_curve_figure(curve: pd.DataFrame, target: float = 0.9) -> Figure:
+    """Share of held-out prompts routed to each task's winner vs labelled pairs (mean over seeds,
+    band = min..max), the target as a dotted line (evals.learning_curve)."""
+    fig = Figure(figsize=(7, 3.5))
+    ax = fig.subplots()
+    for task, g in curve.groupby("task", sort=True):
+        s = g.groupby("n_pairs")["to_winner"]
+        x = np.asarray(s.mean().index, dtype=np.float64)
+        ax.plot(x, s.mean().to_numpy(), "-o", label=str(task))
+        ax.fill_between(x, s.min().to_numpy(), s.max().to_numpy(), alpha=0.2)
+    ax.axhline(target, ls=":", color="grey", label=f"{target:.0%}")
+    ax.set_xscale("symlog", linthresh=10)
+    ax.set_ylim(0, 1.02)
+    ax.set_xlabel("labelled pairs")
+    ax.set_ylabel("held-out prompts routed to the winner")
+    ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    return fig
+
+
 def as_figure(obj: Any) -> Figure:
     """The Figure behind an Axes (or array of Axes) returned by a library plot (e.g. optuna)."""
     if isinstance(obj, Figure):

@@ -19,6 +19,7 @@ from typing import Any, Literal, Protocol
 import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
+from tqdm.auto import tqdm
 
 from evals import embeddings
 from evals import metrics as M
@@ -211,7 +212,7 @@ def run_eval(
     timing_prompts: int = 30,
 ) -> EvalResult:
     result = EvalResult(name)
-    for spec in specs:
+    for spec in tqdm(list(specs), desc=f"judge {name}", disable=None, leave=False):
         bd = BenchData.build(df, spec)
         if not bd.prompts:
             logger.warning("benchmark %s has no evaluation prompts; skipped", spec.name)

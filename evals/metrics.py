@@ -344,3 +344,45 @@ def routing_p50_ms(times_ms: ArrayLike) -> float:
 def suite_score(headlines: ArrayLike) -> float:
     v = _f(headlines)
     return float(v.mean()) if v.size else float("nan")
+
+
+# --------------------------------------------------------------------------- own traffic
+
+
+@register_metric(
+    "traffic_win_rate",
+    higher_is_better=True,
+    description="held-out traffic comparisons with a winner where the router's predicted quality "
+    "ranks the winner first (a predicted tie counts half), weighted",
+)
+def traffic_win_rate(
+    predicted_gap: ArrayLike, outcome: ArrayLike, weight: ArrayLike | None = None
+) -> float:
+    """`predicted_gap` = q_a - q_b per comparison; `outcome` 1 (a won), 0 (b won), 0.5 (tie:
+    left out, it names no winner)."""
+    gap, y = _f(predicted_gap), _f(outcome)
+    w = np.ones_like(y) if weight is None else _f(weight)
+    decisive = y != 0.5
+    if not (decisive & (w > 0)).any():
+        return float("nan")
+    hit = np.where(gap == 0, 0.5, ((gap > 0) == (y > 0.5)).astype(np.float64))
+    return float((hit * w)[decisive].sum() / w[decisive].sum())
+
+
+@register_metric(
+    "traffic_apgr",
+    higher_is_better=True,
+    description="APGR on the newest traffic: the pool's most compared pair, each answer scored "
+    "1 won / 0 lost / 0.5 tie, the dearer model as the strong one",
+)
+def traffic_apgr(
+    strong_win: ArrayLike, strong_scores: ArrayLike, weak_scores: ArrayLike, min_gap: float = 0.1
+) -> float:
+    """APGR is a share of the gap between always-strong and always-weak: when the two models win
+    about equally often (gap below `min_gap`) there is no gap to recover and it is NaN (the
+    win rate still says how well the router picks)."""
+    s, w = _f(strong_scores), _f(weak_scores)
+    if s.size == 0 or abs(s.mean() - w.mean()) < min_gap:
+        return float("nan")
+    pct, perf = threshold_sweep(strong_win, s, w)
+    return apgr(pct, perf, float(w.mean()), float(s.mean()))

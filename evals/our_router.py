@@ -30,8 +30,10 @@ __all__ = [
     "available",
     "classifier_cv",
     "classifier_metrics",
+    "fit_traffic",
     "load",
     "log_router",
+    "messages_to_text",
     "router_config",
     "fit_task_classifier",
     "is_real",
@@ -71,6 +73,23 @@ def train(
     import inferroute
 
     return inferroute.train(scores, labels, router_config(overrides), **dict(real or {}))
+
+
+def messages_to_text(messages: Sequence[Mapping[str, Any]]) -> str:
+    """The text InferRoute reads from a request's messages (every user turn)."""
+    from inferroute.policy import messages_to_text as to_text
+
+    return to_text(messages)[0]
+
+
+def fit_traffic(
+    router: Any, prefs: pd.DataFrame, cards: Mapping[str, ModelCard] | None = None
+) -> Any:
+    """`router` with InferRoute's traffic preference term (a Bradley-Terry residual on the pool's
+    own model ids) fitted on a preference table (evals.datasets.traffic_log.preferences)."""
+    from inferroute.training import fit_preferences
+
+    return fit_preferences(router, prefs, cards)
 
 
 def load(uri: str) -> Any:

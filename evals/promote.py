@@ -40,6 +40,13 @@ class PromotionConfig:
     margin: float = 0.002  # ... by at least this much (in the metric's better direction)
     speed_metric: str = "routing_p50_ms"  # the registered metric the candidate must not lose on
     max_p50_slowdown: float = 1.5  # ... by more than this factor
+    # The own-traffic option: the candidate must beat the champion on `traffic_metric` by
+    # `traffic_margin`, both measured on the candidate's newest traffic split, and may lose at most
+    # `public_tolerance` on `metric` (the public benchmarks) instead of having to beat it.
+    require_traffic: bool = False
+    traffic_metric: str = "traffic_win_rate"
+    traffic_margin: float = 0.0
+    public_tolerance: float = 0.0
 
     @classmethod
     def from_mapping(cls, d: Mapping[str, Any] | None) -> PromotionConfig:
@@ -77,19 +84,53 @@ def gate(
     if champion is None:
         return True, "no champion yet"
     cand, champ = candidate[name], champion[name]
+    if cfg.require_traffic:
+        return _traffic_gate(candidate, champion, cfg)
     if gain(name, cand, champ) < cfg.margin:
         return False, (
             f"{name} {cand:.4f} does not beat champion {champ:.4f} by the margin {cfg.margin} "
             f"({better} is better)"
         )
-    speed = cfg.speed_metric
-    cs, hs = candidate.get(speed), champion.get(speed)
-    if cs is not None and hs is not None and worse_factor(speed, cs, hs) > cfg.max_p50_slowdown:
-        return False, f"{speed} {cs:.2f} is over {cfg.max_p50_slowdown} x champion's {hs:.2f}"
+    ok, why = _speed_ok(candidate, champion, cfg)
+    if not ok:
+        return False, why
     return (
         True,
         f"{name} {cand:.4f} beats champion {champ:.4f} by >= {cfg.margin} ({better} is better)",
     )
+
+
+def _speed_ok(
+    candidate: Mapping[str, float], champion: Mapping[str, float], cfg: PromotionConfig
+) -> tuple[bool, str]:
+    speed = cfg.speed_metric
+    cs, hs = candidate.get(speed), champion.get(speed)
+    if cs is not None and hs is not None and worse_factor(speed, cs, hs) > cfg.max_p50_slowdown:
+        return False, f"{speed} {cs:.2f} is over {cfg.max_p50_slowdown} x champion's {hs:.2f}"
+    return True, ""
+
+
+def _traffic_gate(
+    candidate: Mapping[str, float], champion: Mapping[str, float], cfg: PromotionConfig
+) -> tuple[bool, str]:
+    """Better on the own traffic by the margin, no worse than the tolerance on the public suite."""
+    t, name = cfg.traffic_metric, cfg.metric
+    if t not in candidate:
+        return False, f"candidate has no {t}: train it with --traffic"
+    ct, ht = candidate[t], champion.get(t)
+    if ht is not None and gain(t, ct, ht) < cfg.traffic_margin:
+        return False, f"{t} {ct:.4f} does not beat champion {ht:.4f} by {cfg.traffic_margin}"
+    cand, champ = candidate[name], champion[name]
+    if gain(name, cand, champ) < -cfg.public_tolerance:
+        return False, (
+            f"{name} {cand:.4f} regresses from champion {champ:.4f} by more than "
+            f"{cfg.public_tolerance} on the public benchmarks"
+        )
+    ok, why = _speed_ok(candidate, champion, cfg)
+    if not ok:
+        return False, why
+    vs = "champion has none" if ht is None else f"champion {ht:.4f}"
+    return True, f"{t} {ct:.4f} ({vs}) and {name} {cand:.4f} vs {champ:.4f} within tolerance"
 
 
 def client() -> Any:
@@ -158,6 +199,14 @@ def promote(version: str | None = None, cfg: PromotionConfig | None = None) -> G
     if champ == version:
         return GateDecision(False, "already champion", version, champ)
     champ_metrics = _version_metrics(c.get_model_version(cfg.model_name, champ)) if champ else None
+    if cfg.require_traffic and champ is not None and champ_metrics is not None:
+        # traffic numbers compare only on the same records: the champion is measured again on
+        # the candidate's newest traffic split (its own tag came from an older export)
+        champ_metrics = dict(champ_metrics)
+        champ_metrics.pop(cfg.traffic_metric, None)
+        traffic_version = cand.tags.get("traffic_version")
+        if traffic_version:
+            champ_metrics.update(_champion_on_traffic(champ, traffic_version, cfg))
     ok, reason = gate(cand_metrics, champ_metrics or None, cfg)
     if ok:
         if champ is not None:
@@ -168,6 +217,20 @@ def promote(version: str | None = None, cfg: PromotionConfig | None = None) -> G
     else:
         logger.info("kept champion v%s; candidate v%s rejected: %s", champ, version, reason)
     return GateDecision(ok, reason, version, champ)
+
+
+def _champion_on_traffic(
+    version: str, traffic_version: str, cfg: PromotionConfig
+) -> dict[str, float]:
+    """The champion's traffic metrics on the held-out split of `traffic_version`."""
+    from evals import our_router, traffic_eval
+    from evals.datasets import traffic_log
+
+    prefs = traffic_log.load_preferences(traffic_version)
+    router = our_router.load(f"models:/{cfg.model_name}/{version}")
+    held = prefs[prefs["split"] == "test"]
+    measured = traffic_eval.evaluate_traffic(router, held, traffic_eval.pool_cards())
+    return {k: v for k, v in measured.items() if v == v}  # NaN: not measurable
 
 
 def replace_champion(version: str, reason: str, cfg: PromotionConfig | None = None) -> GateDecision:

@@ -21,10 +21,11 @@ from evals.tracking import REPO_ROOT
 EVERYDAY_PATH = REPO_ROOT / "tests" / "fixtures" / "everyday_prompts.yaml"
 
 
-def complexity_metrics(router: Any, difficulty: pd.DataFrame) -> dict[str, Any]:
+def complexity_metrics(router: Any, difficulty: pd.DataFrame, n_boot: int = 0) -> dict[str, Any]:
     """Spearman rank correlation of `router.complexity` with held-out difficulty labels, overall
-    and per label source (FLASK's five levels, just-eval's three), with how many prompts of each
-    label level are called simple / complex."""
+    (with a 95% bootstrap interval over the prompts when `n_boot` > 0: `spearman_lo/hi`) and per
+    label source (FLASK's five levels, just-eval's three), with how many prompts of each label
+    level are called simple / complex."""
     from scipy.stats import spearmanr
 
     if difficulty.empty:
@@ -36,6 +37,16 @@ def complexity_metrics(router: Any, difficulty: pd.DataFrame) -> dict[str, Any]:
         "spearman": float(spearmanr(df["score"], df["difficulty"]).statistic),
         "n": len(df),
     }
+    if n_boot:
+        rng = np.random.default_rng(0)
+        y = df["difficulty"].to_numpy(dtype=float)
+        draws = [
+            spearmanr(score[idx], y[idx]).statistic
+            for idx in (rng.integers(0, len(y), len(y)) for _ in range(n_boot))
+        ]
+        out["spearman_lo"], out["spearman_hi"] = (
+            float(v) for v in np.nanpercentile(draws, [2.5, 97.5])
+        )
     for name, g in df.groupby("dataset"):
         out[f"spearman.{name}"] = float(spearmanr(g["score"], g["difficulty"]).statistic)
         out[f"n.{name}"] = len(g)
@@ -104,3 +115,35 @@ def constant_lengths(value: float) -> Any:
 
 def summarise(metrics: Mapping[str, Any], keys: Sequence[str]) -> dict[str, float]:
     return {k: float(metrics[k]) for k in keys if k in metrics}
+
+
+def task_metrics(router: Any, labels: pd.DataFrame, n_boot: int = 1000) -> dict[str, float]:
+    """The task classifier on labelled prompts it never saw (for a router trained on the train
+    split: the test split's real user prompts, `experiments.held_out_real_labels`): accuracy,
+    macro-F1 over the 15 tasks and ECE as `evals.task_eval` computes them, each with a 95%
+    bootstrap interval over the prompts (`*_lo` / `*_hi`)."""
+    from evals import task_eval
+
+    labels = labels[labels["task"].notna()]
+    if labels.empty:
+        return {}
+    out = router.classify(list(labels["prompt"].astype(str)))
+    pred = task_eval.Predictions(
+        list(labels["task"].astype(str)),
+        [t for t, _ in out],
+        np.array([c for _, c in out], dtype=np.float64),
+    )
+    row = {f"task_real.{k}": v for k, v in task_eval.scores(pred).items()}
+    row["task_real.n"] = float(len(pred.truth))
+    if n_boot:
+        for k, (lo, hi) in task_eval.bootstrap_interval([pred], n_boot).items():
+            row[f"task_real.{k}_lo"], row[f"task_real.{k}_hi"] = lo, hi
+    return row
+
+
+def complex_share(router: Any, n: int = 600) -> float:
+    """Share of `n` ShareGPT first turns (evals.traffic's sample) the router calls `complex`."""
+    from evals import traffic
+
+    scores = router.complexity(traffic.sharegpt_prompts(n))
+    return float(np.mean([router.complexity_label(float(s)) == "complex" for s in scores]))

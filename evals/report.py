@@ -221,28 +221,81 @@ def render_real(payload: Mapping[str, Any]) -> list[str]:
     return out
 
 
-def render_seeds(payload: Mapping[str, Any]) -> list[str]:
-    """Per-number mean, range over training seeds and the typical 95% bootstrap interval."""
+def evaluated_numbers(payload: Mapping[str, Any]) -> dict[str, float]:
+    """The evaluated router's numbers of an `evaluate` payload under the keys `evaluate --seeds`
+    uses (`mmlu.apgr`, `routerbench.aiq`, `task_real.accuracy`, `complexity.spearman`, ...)."""
+    out: dict[str, float] = {}
+    for bench, m in (payload.get("results") or {}).get("inferroute", {}).items():
+        if not isinstance(m, Mapping):
+            continue
+        key = "apgr" if "apgr" in m else ("aiq" if "aiq" in m else "best_quality")
+        if key in m:
+            out[f"{bench}.{key}"] = float(m[key])
+    real = payload.get("real_prompts") or {}
+    for k, v in (real.get("task_real") or {}).items():
+        out[k] = float(v)
+    if "spearman" in (real.get("complexity") or {}):
+        out["complexity.spearman"] = float(real["complexity"]["spearman"])
+    for k in ("simple_called_simple", "task_accuracy"):
+        if k in (real.get("everyday") or {}):
+            out[f"everyday.{k}"] = float(real["everyday"][k])
+    lengths = real.get("lengths") or {}
+    if "router.median_abs_log_ratio" in lengths:
+        out["lengths.median_abs_log_ratio"] = float(lengths["router.median_abs_log_ratio"])
+    return out
+
+
+def render_seeds(
+    payload: Mapping[str, Any], evaluated: Mapping[str, Any] | None = None
+) -> list[str]:
+    """Per-number mean, range over training seeds and the typical 95% bootstrap interval; with
+    `evaluated` (an `evaluate` payload: the champion's run), its number beside the range and
+    whether it lies inside it."""
     spread = payload.get("spread") or {}
     if not spread:
         return []
     seeds = ", ".join(map(str, payload.get("seeds", [])))
+    champ = evaluated_numbers(evaluated) if evaluated else {}
+    who = (evaluated or {}).get("router_uri") or "the evaluated router"
     out = [
         f"## Spread over training seeds ({seeds})",
         "",
-        f"One router per training seed (same data split), judged on the `{payload.get('split')}` "
-        "prompts. Interval: 95% bootstrap over the judged prompts (1,000 resamples), averaged "
-        "over the seeds.",
+        f"One router per training seed (same data split and recipe as `evals train` and "
+        f"`make serve`'s bootstrap), judged on the `{payload.get('split')}` prompts. Interval: "
+        "95% bootstrap over the judged prompts (1,000 resamples), averaged over the seeds. "
+        "`task_real.*`: the task classifier on the split's held-out real user prompts (Auto-J); "
+        "`complexity.spearman`: against held-out FLASK / just-eval difficulty labels.",
         "",
-        "| number | mean | min | max | 95% interval |",
-        "|---|---:|---:|---:|---:|",
     ]
+    head = "| number | mean | min | max | 95% interval |"
+    rule = "|---|---:|---:|---:|---:|"
+    if champ:
+        out.append(
+            f"Last column: `{who}` as judged in the tables above (inside = within the "
+            "seeds' [min, max])."
+        )
+        out.append("")
+        head += " evaluated router |"
+        rule += "---:|"
+    out += [head, rule]
+    inside_all = True
     for key, v in spread.items():
-        if key.endswith(("_lo", "_hi")):
+        if key.endswith(("_lo", "_hi")) or key.endswith(".n"):
             continue
         lo, hi = spread.get(f"{key}_lo"), spread.get(f"{key}_hi")
         ci = f"[{_f(lo['mean'])}, {_f(hi['mean'])}]" if lo and hi else "—"
-        out.append(f"| {key} | {_f(v['mean'])} | {_f(v['min'])} | {_f(v['max'])} | {ci} |")
+        line = f"| {key} | {_f(v['mean'])} | {_f(v['min'])} | {_f(v['max'])} | {ci} |"
+        if champ:
+            c = champ.get(key)
+            if c is None:
+                line += " — |"
+            else:
+                inside = v["min"] - 1e-9 <= c <= v["max"] + 1e-9
+                inside_all &= inside
+                line += f" {_f(c)} ({'inside' if inside else 'OUTSIDE'}) |"
+        out.append(line)
+    if champ:
+        out += ["", f"Evaluated router inside every seed range: {'yes' if inside_all else 'no'}."]
     out.append("")
     return out
 
@@ -256,7 +309,7 @@ def report(out_path: Path | None = Path("reports/results.md")) -> str:
     seeds = tracking.latest_run(EVAL_EXPERIMENT, "tags.`evals.kind` = 'seeds'")
     if seeds is not None:
         text += "\n" + "\n".join(
-            render_seeds(tracking.load_json_artifact(seeds.info.run_id, "seeds.json"))
+            render_seeds(tracking.load_json_artifact(seeds.info.run_id, "seeds.json"), payload)
         )
     text += f"\n\n_Generated from MLflow run `{run.info.run_id}`._\n"
     if out_path is not None:

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import yaml
+from tqdm.auto import tqdm
 
 from evals import datasets as D
 from evals.harness import BenchmarkSpec
@@ -83,7 +84,7 @@ class SuiteConfig:
 
 def load_suite(cfg: SuiteConfig) -> tuple[pd.DataFrame, dict[str, str]]:
     frames, versions = [], {}
-    for name in cfg.datasets():
+    for name in tqdm(cfg.datasets(), desc="load data", disable=None, leave=False):
         df = D.load(name)
         versions[name] = D.dataset_version(df)
         frames.append(df)

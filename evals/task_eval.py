@@ -143,13 +143,26 @@ class Features:
     emb: NDArray[np.float32]
     stats: NDArray[np.float32]
     embedder: Any = field(repr=False)
+    # unlabelled real prompts (ShareGPT) for self-training: texts, embeddings, text statistics
+    u_texts: list[str] = field(default_factory=list, repr=False)
+    u_emb: NDArray[np.float32] | None = field(default=None, repr=False)
+    u_stats: NDArray[np.float32] | None = field(default=None, repr=False)
 
     @classmethod
-    def build(cls, labels: pd.DataFrame, config: Any, embedder: Any = None) -> Features:
+    def build(
+        cls,
+        labels: pd.DataFrame,
+        config: Any,
+        embedder: Any = None,
+        unlabelled: Sequence[str] = (),
+    ) -> Features:
+        """`unlabelled` prompts are embedded for the recipe's self-training (as in
+        `inferroute.train`, they are not in the static table's corpus)."""
         from evals.our_router import StaticEmbedder, text_stats
 
         labels = labels[labels["task"].notna() & labels["prompt"].notna()].reset_index(drop=True)
         texts = labels["prompt"].astype(str).tolist()
+        u_texts = sorted(set(map(str, unlabelled)))
         if embedder is None:
             embedder = StaticEmbedder.distill(
                 texts,
@@ -159,7 +172,17 @@ class Features:
                 config.seed,
                 config.static_source,
             )
-        return cls(labels, embedder.encode(texts), text_stats(texts), embedder)
+        if not u_texts:
+            return cls(labels, embedder.encode(texts), text_stats(texts), embedder)
+        return cls(
+            labels,
+            embedder.encode(texts),
+            text_stats(texts),
+            embedder,
+            u_texts,
+            embedder.encode(u_texts),
+            text_stats(u_texts),
+        )
 
     def dense(self, rows: NDArray[np.int64], train: NDArray[np.int64]) -> NDArray[np.float32]:
         mu, sd = self.stats[train].mean(0), self.stats[train].std(0) + 1e-6
@@ -172,8 +195,18 @@ class Features:
         chosen = select_labels(self.labels.iloc[train], config)
         rows = chosen.index.to_numpy()
         texts = self.labels["prompt"].astype(str).tolist()
+        unlabelled = None
+        if self.u_emb is not None and self.u_stats is not None and self.u_texts:
+            mu, sd = self.stats[rows].mean(0), self.stats[rows].std(0) + 1e-6
+            u_dense = np.hstack([self.u_emb, (self.u_stats - mu) / sd]).astype(np.float32)
+            unlabelled = (u_dense, self.u_texts)
         clf = fit_task_classifier(
-            self.dense(rows, rows), [texts[i] for i in rows], chosen, config, self.emb.shape[1]
+            self.dense(rows, rows),
+            [texts[i] for i in rows],
+            chosen,
+            config,
+            self.emb.shape[1],
+            unlabelled,
         )
         proba = clf.predict_proba(self.dense(test, rows), [texts[i] for i in test])
         pred = [TASK_NAMES[j] for j in proba.argmax(1)]
@@ -204,11 +237,13 @@ def evaluate(
     loso: bool = True,
     n_boot: int = 1000,
     embedder: Any = None,
+    unlabelled: Sequence[str] = (),
 ) -> dict[str, Any]:
-    """Held-out real prompts over `seeds`, and leave-one-source-out, as nested dicts."""
+    """Held-out real prompts over `seeds`, and leave-one-source-out, as nested dicts.
+    `unlabelled`: unlabelled real prompts (ShareGPT) for the recipe's self-training."""
     from evals.our_router import is_real
 
-    feats = Features.build(labels, config, embedder)
+    feats = Features.build(labels, config, embedder, unlabelled)
     real = is_real(feats.labels, config)
     held: list[Predictions] = []
     last: Any = None

@@ -30,7 +30,7 @@ bits), with its own cuts; the support is the lower of the two.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -78,15 +78,28 @@ def source_weights(tasks: Sequence[str], is_real: BoolArray, real_share: float) 
     """Per-row training weights: the real prompts carry `real_share` of the total weight and the
     benchmark prompts the rest (each group's share to itself when the other is empty); within a
     group every class weighs the same (rare task types count as much as MMLU). Mean weight 1."""
-    y = np.asarray(tasks)
     real = np.asarray(is_real, dtype=bool)
+    groups = np.where(real, "real", "benchmark")
+    return group_weights(tasks, groups, {"real": real_share, "benchmark": 1.0 - real_share})
+
+
+def group_weights(
+    tasks: Sequence[str], groups: Sequence[str] | npt.NDArray[Any], shares: Mapping[str, float]
+) -> FloatArray:
+    """Per-row training weights: each group (e.g. real / benchmark / pseudo-labelled) carries its
+    share of the total weight, the shares of the groups present renormalised to sum to 1; within a
+    group every class weighs the same. Mean weight 1."""
+    y = np.asarray(tasks)
+    g = np.asarray(groups)
     w = np.zeros(len(y))
-    groups = [(m, share) for m, share in ((real, real_share), (~real, 1.0 - real_share)) if m.any()]
-    for m, share in groups:
-        share = share if len(groups) == 2 else 1.0
+    present = [name for name in shares if (g == name).any() and shares[name] > 0]
+    total_share = sum(shares[name] for name in present)
+    for name in present:
+        m = g == name
+        share = shares[name] / total_share
         names, counts = np.unique(y[m], return_counts=True)
-        for name, n in zip(names, counts, strict=True):
-            w[m & (y == name)] = share / (len(names) * n)
+        for task, n in zip(names, counts, strict=True):
+            w[m & (y == task)] = share / (len(names) * n)
     total = w.sum()
     out: FloatArray = w * len(y) / total if total > 0 else np.ones(len(y))
     return out
@@ -115,6 +128,18 @@ def support(sim: FloatArray, lo: float, hi: float) -> FloatArray:
         return np.ones_like(sim)
     out: FloatArray = np.clip((sim - lo) / (hi - lo), 0.0, 1.0)
     return out
+
+
+@dataclass(frozen=True, slots=True)
+class TextFeatures:
+    """A batch's hashed text features, computed once and read by every classifier whose hashing
+    settings match (the routing classifier and the quality one read the same prompt)."""
+
+    n_hash: int
+    n_char: int
+    words_hashed: sparse.csr_matrix  # word 1-2-grams into n_hash buckets
+    chars_hashed: sparse.csr_matrix | None  # char 2-4-grams into n_char buckets (n_char > 0)
+    word_counts: sparse.csr_matrix | None  # words into WORD_BUCKETS (None: not computed)
 
 
 @dataclass
@@ -154,14 +179,35 @@ class TaskClassifier:
             parts.append(self._char_hasher.transform(texts))
         return sparse.hstack(parts, format="csr")
 
-    def logits(self, dense: npt.NDArray[Any], texts: Sequence[str]) -> FloatArray:
+    def text_features(self, texts: Sequence[str]) -> TextFeatures:
+        """The hashed features `predict_proba` reads, to share with another classifier."""
+        return TextFeatures(
+            self.n_hash,
+            self.n_char,
+            self._hasher.transform(texts),
+            None if self._char_hasher is None else self._char_hasher.transform(texts),
+            self._words.transform(texts) if len(self.seen_words) else None,
+        )
+
+    def _features(self, texts: Sequence[str], feats: TextFeatures | None) -> TextFeatures:
+        """`feats` when they were hashed with this classifier's settings, else hashed anew."""
+        if feats is None or (feats.n_hash, feats.n_char) != (self.n_hash, self.n_char):
+            return self.text_features(texts)
+        if feats.word_counts is None and len(self.seen_words):
+            return replace(feats, word_counts=self._words.transform(texts))
+        return feats
+
+    def logits(
+        self, dense: npt.NDArray[Any], texts: Sequence[str], feats: TextFeatures | None = None
+    ) -> FloatArray:
+        f = self._features(texts, feats)
         out: FloatArray = (
             np.asarray(dense, dtype=np.float64) @ self._coef_dense
-            + np.asarray(self._hasher.transform(texts) @ self._coef_hash)
+            + np.asarray(f.words_hashed @ self._coef_hash)
             + self.intercept
         )
-        if self._char_hasher is not None:
-            out += np.asarray(self._char_hasher.transform(texts) @ self._coef_char)
+        if f.chars_hashed is not None:
+            out += np.asarray(f.chars_hashed @ self._coef_char)
         return out
 
     def nearest_similarity(self, dense: npt.NDArray[Any]) -> FloatArray:
@@ -173,21 +219,25 @@ class TaskClassifier:
         out: FloatArray = (emb @ self._bank32).max(axis=1).astype(np.float64)
         return out
 
-    def known_words(self, texts: Sequence[str]) -> FloatArray:
+    def known_words(self, texts: Sequence[str], feats: TextFeatures | None = None) -> FloatArray:
         """Share of each prompt's words that occur in the training prompts (1 with no words)."""
         if len(self.seen_words) == 0:
             return np.ones(len(texts))
-        counts = self._words.transform(texts)
+        counts = feats.word_counts if feats is not None else None
+        if counts is None:
+            counts = self._words.transform(texts)
         total = np.asarray(counts.sum(axis=1)).ravel()
         known = np.asarray(counts @ self._seen).ravel()
         out: FloatArray = np.where(total > 0, known / np.maximum(total, 1), 1.0)
         return out
 
-    def support(self, dense: npt.NDArray[Any], texts: Sequence[str]) -> FloatArray:
+    def support(
+        self, dense: npt.NDArray[Any], texts: Sequence[str], feats: TextFeatures | None = None
+    ) -> FloatArray:
         """How much the training data backs each prompt, in [0, 1] (see the module docstring):
         the lower of the nearest-neighbour and the known-words terms."""
         near = support(self.nearest_similarity(dense), self.ood_lo, self.ood_hi)
-        words = support(self.known_words(texts), self.words_lo, self.words_hi)
+        words = support(self.known_words(texts, feats), self.words_lo, self.words_hi)
         out: FloatArray = np.minimum(near, words)
         return out
 
@@ -196,9 +246,14 @@ class TaskClassifier:
         out: FloatArray = s[:, None] * p + (1.0 - s[:, None]) / p.shape[1]
         return out
 
-    def predict_proba(self, dense: npt.NDArray[Any], texts: Sequence[str]) -> FloatArray:
-        """Probabilities over TASK_NAMES order (classes never seen in training get 0)."""
-        p = self._proba(self.logits(dense, texts), self.support(dense, texts))
+    def predict_proba(
+        self, dense: npt.NDArray[Any], texts: Sequence[str], feats: TextFeatures | None = None
+    ) -> FloatArray:
+        """Probabilities over TASK_NAMES order (classes never seen in training get 0). `feats`:
+        the texts' hashed features from `text_features` (this or another classifier's; hashed
+        anew where their settings differ)."""
+        f = self._features(texts, feats)
+        p = self._proba(self.logits(dense, texts, f), self.support(dense, texts, f))
         full = np.zeros((p.shape[0], len(TASK_NAMES)))
         for j, name in enumerate(self.classes):
             full[:, TASK_NAMES.index(name)] = p[:, j]
@@ -255,10 +310,13 @@ class TaskClassifier:
         def weights(fitted: LogisticRegression) -> tuple[FloatArray, FloatArray]:
             coef = np.zeros((len(classes), x.shape[1]))
             intercept = np.full(len(classes), -30.0)  # a class missing from the fit: never chosen
+            rows, biases = fitted.coef_, fitted.intercept_
+            if len(fitted.classes_) == 2:  # one logit for the second class: softmax([0, z])
+                rows, biases = np.vstack([0 * rows, rows]), np.concatenate([0 * biases, biases])
             for j, name in enumerate(fitted.classes_):
                 k = classes.index(str(name))
-                coef[k] = fitted.coef_[j]
-                intercept[k] = fitted.intercept_[j]
+                coef[k] = rows[j]
+                intercept[k] = biases[j]
             return coef, intercept
 
         def bank_of(rows: BoolArray) -> npt.NDArray[np.float16]:
@@ -318,6 +376,8 @@ class TaskClassifier:
                 model.words_hi,
             )
             if refit:
+                if len(lr.classes_) != len(classes):  # a class only in the calibration split:
+                    lr.set_params(warm_start=False)  # the first fit's shape cannot start this one
                 coef, intercept = weights(lr.fit(x, y, sample_weight=w))
                 every = np.ones(len(y), bool)  # the calibrated temperature and cuts are kept
                 model = replace(

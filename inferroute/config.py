@@ -41,6 +41,11 @@ class RouterConfig:
     clf_real_datasets: str = "autoj_scenarios,autoj_pairwise,autoj_critiques"
     clf_real_share: float = 0.5
     clf_bank_size: int = 2000  # training embeddings kept for the out-of-distribution term (0: off)
+    # self-training on unlabelled real prompts (ShareGPT; inferroute.training.fit_task_classifier):
+    # the pseudo-labelled prompts' share of the loss (taken from the benchmarks' share; 0: off)
+    # and the calibrated confidence a prompt needs to be pseudo-labelled
+    clf_pseudo_share: float = 0.0
+    clf_pseudo_min_conf: float = 0.7
     # --- quality model (task prior + kNN over scored prompts; see inferroute.scoring) ---
     knn_k: int = 50  # neighbours per model
     knn_power: float = 4.0  # neighbour weight = max(cosine, 0) ** power
@@ -65,15 +70,32 @@ class RouterConfig:
     lat_source_penalty: float = 1.0  # L2 on the per-(model, source) calibration offsets
     lat_source_terms: str = "zero"  # per-source offsets: "zero" (learned from 0), "mean", "none"
     lat_task_scale: float = 1.0  # scale of the task probabilities among the inputs
+    # which task probabilities the quality models read (latent inputs, kNN task prior):
+    # "router" (the routing decision's classifier) or "benchmark" (a second classifier fitted on the
+    # benchmark labels only, saved with the router: real-prompt labels lack some benchmark tasks,
+    # e.g. Auto-J has no `reasoning`, and shifted MT-Bench's task inputs; docs/evals.md)
+    lat_task_source: str = "router"
     lat_members: int = 5  # ensemble of seeds
     # --- complexity ---
     complexity_alpha: float = 10.0  # ridge strength of the difficulty regressor
     complexity_bench_weight: float = 0.0  # benchmark failure rates' total weight vs the labels'
     complexity_simple_max_label: float = 0.0  # labels <= this are "simple" (FLASK level 1, easy)
     complexity_complex_min_label: float = 0.75  # labels >= this are "complex" (FLASK major+)
+    # how the simple / complex cuts are placed on the labelled prompts (inferroute.difficulty):
+    # "youden" (best separation, blind to how common each level is) or "prevalence" (as many
+    # prompts called simple / complex as are labelled so)
+    complexity_cut_rule: str = "youden"
     # --- cost / latency ---
     default_output_tokens: float = 300.0
     queue_penalty: float = 0.5  # latency *= 1 + queue_penalty * queue_depth
+    # --- traffic preference term (inferroute.preferences: Bradley-Terry on the pool's models) ---
+    pref_logit_scale: float = 4.0  # logits per unit of predicted quality (k)
+    pref_l2: float = 1.0  # L2 on the per-model residual weights (pulls towards the base router)
+    pref_w_vote: float = 1.0  # weight of a person's vote on a side-by-side pair
+    pref_w_verdict: float = 0.5  # ... of a judge model's verdict (both orders agreed or tie)
+    pref_w_feedback: float = 0.25  # ... of a thumbs up / down on one answer
+    pref_embedding: bool = False  # the prompt embedding among the term's features
+    pref_fit_scale: bool = True  # fit k to the traffic (pref_logit_scale: its prior)
     # --- policies (tuned by evals with Optuna; see inferroute.policy) ---
     policy_balanced_w_quality: float = 0.8
     policy_balanced_w_cost: float = 0.15

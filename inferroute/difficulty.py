@@ -52,8 +52,10 @@ def fit_complexity(
     alpha: float,
     simple_max: float,
     complex_min: float,
+    cut_rule: str = "youden",
 ) -> ComplexityFit:
-    """Ridge on [x, one-hot(source)] with sample `weights`; cuts from the `labelled` rows."""
+    """Ridge on [x, one-hot(source)] with sample `weights`; cuts from the `labelled` rows
+    (`cut_rule`: "youden" or "prevalence", see `cuts`)."""
     from sklearn.linear_model import Ridge
 
     names = sorted(set(sources))
@@ -65,10 +67,43 @@ def fit_complexity(
     ref = REFERENCE_SOURCE if REFERENCE_SOURCE in names else names[0]
     intercept = float(ridge.intercept_) + float(ridge.coef_[d + names.index(ref)])
     rows = labelled if labelled.any() else np.ones(len(y), dtype=bool)
-    pred = x[rows] @ coef + intercept
-    lo = _youden(pred, y[rows] <= simple_max + 1e-9)
-    hi = -_youden(-pred, y[rows] >= complex_min - 1e-9)
-    return ComplexityFit(coef, intercept, (lo, max(hi, lo + 1e-6)))
+    pred = np.clip(x[rows] @ coef + intercept, 0.0, 1.0)  # the scores routing labels
+    return ComplexityFit(
+        coef,
+        intercept,
+        cuts(pred, y[rows] <= simple_max + 1e-9, y[rows] >= complex_min - 1e-9, cut_rule),
+    )
+
+
+def cuts(
+    pred: FloatArray,
+    simple: npt.NDArray[np.bool_],
+    complex_: npt.NDArray[np.bool_],
+    rule: str = "youden",
+) -> tuple[float, float]:
+    """(lo, hi): `simple` below lo, `complex` at or above hi, from predictions on labelled prompts.
+
+    "youden": each cut maximises TPR - FPR of its level against the rest. It ignores how common
+    the level is, so when the level is a minority and the scores overlap it moves the cut into
+    the bulk of the other prompts (many more called `complex` than are labelled complex).
+    "prevalence": each cut is the quantile that calls as many labelled prompts simple (complex) as
+    are labelled so, i.e. the predicted mix matches the labelled mix; the ranking, and so the
+    Spearman correlation, is the same under both rules."""
+    if rule == "prevalence":
+        lo = float(np.quantile(pred, simple.mean())) if simple.any() else float(np.min(pred))
+        if (pred < lo).mean() < simple.mean():  # ties at the quantile (scores clipped at 0)
+            lo = float(np.nextafter(lo, np.inf))
+        hi = (
+            float(np.quantile(pred, 1.0 - complex_.mean()))
+            if complex_.any()
+            else float(np.max(pred)) + 1.0
+        )
+    elif rule == "youden":
+        lo = _youden(pred, simple)
+        hi = -_youden(-pred, complex_)
+    else:
+        raise ValueError(f"unknown complexity cut rule {rule!r}: youden or prevalence")
+    return lo, max(hi, lo + 1e-6)
 
 
 def _youden(score: FloatArray, positive: npt.NDArray[np.bool_]) -> float:

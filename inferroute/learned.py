@@ -9,6 +9,7 @@ how easy the prompt looks to the trained models on average; otherwise 0.5 scaled
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ from inferroute.costs import OutputLengths
 from inferroute.features import Embedder, load_embedder, text_stats
 from inferroute.latent import LatentQualityModel, inputs
 from inferroute.policy import Analysis, FloatArray, Router
+from inferroute.preferences import PreferenceTerm
 from inferroute.scoring import QualityModel
 from inferroute.taxonomy import TASK_NAMES
 from inferroute.types import ModelCard
@@ -47,8 +49,14 @@ class LearnedRouter(Router):
         complexity_intercept: float,
         complexity_cuts: tuple[float, float],
         lengths: OutputLengths,
+        preferences: PreferenceTerm | None = None,
+        quality_classifier: TaskClassifier | None = None,
     ):
         super().__init__(config, book, version)
+        self.preferences = preferences
+        # the task probabilities the quality models read, when not the routing classifier's
+        # (config.lat_task_source "benchmark"; inferroute.training._quality_classifier)
+        self.quality_classifier = quality_classifier
         self.embedder = embedder
         self.stats_mu = stats_mu
         self.stats_sd = stats_sd
@@ -59,6 +67,8 @@ class LearnedRouter(Router):
         self.complexity_intercept = complexity_intercept
         self.complexity_cuts = complexity_cuts
         self.lengths = lengths
+        # seconds (wall, CPU) per training stage, set by inferroute.training.train (not saved)
+        self.train_timings: dict[str, tuple[float, float]] = {}
         self._mean_prior = float(quality.task_means.mean())
         self._general = quality.task_means.mean(1)  # each trained model's mean over the tasks
 
@@ -76,6 +86,40 @@ class LearnedRouter(Router):
     def _complexity(self, dense: npt.NDArray[np.float32]) -> FloatArray:
         out: FloatArray = np.clip(dense @ self.complexity_coef + self.complexity_intercept, 0, 1)
         return out
+
+    def task_and_quality_proba(
+        self, dense: npt.NDArray[np.float32], texts: Sequence[str]
+    ) -> tuple[FloatArray, FloatArray]:
+        """(routing classifier's, quality models') task probabilities: the quality models read the
+        quality classifier's when the router has one, the routing classifier's otherwise. Both
+        classifiers read one hashing of the texts."""
+        qclf = self.quality_classifier
+        feats = None if qclf is None else self.classifier.text_features(texts)
+        probs = self.classifier.predict_proba(dense, texts, feats)
+        return probs, probs if qclf is None else qclf.predict_proba(dense, texts, feats)
+
+    def preference_features(self, dense: npt.NDArray[np.float32], probs: FloatArray) -> FloatArray:
+        """phi(x) of the traffic preference term: [1, task probabilities, complexity], and the
+        prompt embedding too when `pref_embedding` is on (the term then tells prompts apart
+        within a task, or where the task classifier is unsure)."""
+        ones = np.ones((dense.shape[0], 1))
+        parts: list[npt.NDArray[Any]] = [ones, probs, self._complexity(dense)[:, None]]
+        if self.config.pref_embedding:
+            parts.append(dense[:, : self.embedder.dim])
+        return np.hstack(parts).astype(np.float64)
+
+    def with_preferences(self, term: PreferenceTerm | None, version: str) -> LearnedRouter:
+        """The same router with `term` correcting its predicted quality (None: without one)."""
+        router = copy.copy(self)  # every fitted part is shared, read-only
+        router.preferences, router.version, router.train_timings = term, version, {}
+        return router
+
+    def _shift(
+        self, dense: npt.NDArray[np.float32], probs: FloatArray, models: Sequence[str]
+    ) -> FloatArray | None:
+        if self.preferences is None:
+            return None
+        return self.preferences.shift(self.preference_features(dense, probs), models)
 
     def _resolve(self, model: str, cards: Mapping[str, ModelCard]) -> tuple[int | None, float]:
         """(trained column to use, prior) for a model."""
@@ -112,7 +156,12 @@ class LearnedRouter(Router):
         probs: FloatArray,
         models: Sequence[str],
         cards: Mapping[str, ModelCard],
+        with_preferences: bool = True,
+        shift_probs: FloatArray | None = None,
     ) -> FloatArray:
+        """Predicted quality (n, len(models)) from the quality models' task probabilities `probs`
+        (task_and_quality_proba); with the traffic term's shift unless told not, whose features read
+        `shift_probs` (the routing classifier's; default `probs`)."""
         resolved = [self._resolve(m, cards) for m in models]
         cols = sorted({c for c, _ in resolved if c is not None})
         out = np.zeros((emb.shape[0], len(models)))
@@ -126,6 +175,10 @@ class LearnedRouter(Router):
                 out[:, j] = pred[:, cols.index(col)]
             else:
                 out[:, j] = np.clip(prior * ease, 0.0, 1.0)
+        if with_preferences:
+            shift = self._shift(dense, probs if shift_probs is None else shift_probs, models)
+            if shift is not None:
+                out = np.clip(out + shift, 0.0, 1.0)
         return out
 
     # --- Router API -----------------------------------------------------------------------------
@@ -133,10 +186,10 @@ class LearnedRouter(Router):
         self, text: str, turns: int, pool: Sequence[str], cards: Mapping[str, ModelCard]
     ) -> Analysis:
         emb, dense = self.features([text], [turns])
-        probs = self.classifier.predict_proba(dense, [text])
+        probs, qprobs = self.task_and_quality_proba(dense, [text])
         t = int(probs[0].argmax())
         task = TASK_NAMES[t]
-        quality = self._quality(emb, dense, probs, pool, cards)[0]
+        quality = self._quality(emb, dense, qprobs, pool, cards, shift_probs=probs)[0]
         out_tokens = np.array(
             [
                 self.lengths.expected(m, task, getattr(cards.get(m), "quality_proxy", None))
@@ -145,6 +198,9 @@ class LearnedRouter(Router):
         )
         complexity = float(self._complexity(dense)[0])
         general = np.array([self._general_quality(m, cards) for m in pool])
+        shift = self._shift(dense, probs, pool)
+        if shift is not None:  # the traffic term speaks for the pool's models on any task
+            general = np.clip(general + shift[0], 0.0, 1.0)
         return Analysis(task, float(probs[0, t]), complexity, quality, out_tokens, general)
 
     def _general_quality(self, model: str, cards: Mapping[str, ModelCard]) -> float:
@@ -174,42 +230,35 @@ class LearnedRouter(Router):
         cards: Mapping[str, ModelCard] | None = None,
     ) -> FloatArray:
         emb, dense = self.features(prompts)
-        probs = self.classifier.predict_proba(dense, prompts)
-        return self._quality(emb, dense, probs, models, cards or {})
+        probs, qprobs = self.task_and_quality_proba(dense, prompts)
+        return self._quality(emb, dense, qprobs, models, cards or {}, shift_probs=probs)
 
     # --- persistence (Router.save writes router.json; inferroute.persist reads it) --------------
     def save_state(self, path: Path) -> dict[str, Any]:
-        clf = self.classifier
         arrays: dict[str, npt.NDArray[Any]] = {
-            "clf_coef": clf.coef,
-            "clf_intercept": clf.intercept,
-            "clf_bank": clf.bank,
-            "clf_seen_words": np.packbits(clf.seen_words),
+            **_classifier_arrays(self.classifier, "clf"),
             "complexity_coef": self.complexity_coef,
             **self.quality.arrays(),
             **self.latent.arrays(),
         }
+        if self.preferences is not None:
+            arrays["pref_weights"] = self.preferences.weights
+        qclf = self.quality_classifier
+        if qclf is not None:
+            arrays.update(_classifier_arrays(qclf, "qclf"))
         np.savez(path / "arrays.npz", allow_pickle=False, **arrays)
         return {
             "embedder": self.embedder.save(path),
             "stats": {"mu": self.stats_mu.tolist(), "sd": self.stats_sd.tolist()},
-            "classifier": {
-                "classes": list(clf.classes),
-                "n_dense": clf.n_dense,
-                "n_hash": clf.n_hash,
-                "temperature": clf.temperature,
-                "n_char": clf.n_char,
-                "ood_lo": clf.ood_lo,
-                "ood_hi": clf.ood_hi,
-                "words_lo": clf.words_lo,
-                "words_hi": clf.words_hi,
-            },
+            "classifier": _classifier_meta(self.classifier),
+            "quality_classifier": None if qclf is None else _classifier_meta(qclf),
             "quality": self.quality.params(),
             "complexity": {
                 "intercept": self.complexity_intercept,
                 "cuts": list(self.complexity_cuts),
             },
             "lengths": self.lengths.to_dict(),
+            "preferences": None if self.preferences is None else self.preferences.to_dict(),
         }
 
     @classmethod
@@ -217,22 +266,9 @@ class LearnedRouter(Router):
         cls, path: Path, meta: Mapping[str, Any], config: RouterConfig, book: CardBook
     ) -> LearnedRouter:
         arr = np.load(path / "arrays.npz")
-        c = meta["classifier"]
-        clf = TaskClassifier(
-            tuple(c["classes"]),
-            arr["clf_coef"],
-            arr["clf_intercept"],
-            int(c["n_dense"]),
-            int(c["n_hash"]),
-            float(c["temperature"]),
-            int(c.get("n_char", 0)),
-            arr["clf_bank"] if "clf_bank" in arr else np.zeros((0, 0), np.float16),
-            float(c.get("ood_lo", 0.0)),
-            float(c.get("ood_hi", 0.0)),
-            _seen_words(arr),
-            float(c.get("words_lo", 0.0)),
-            float(c.get("words_hi", 0.0)),
-        )
+        clf = _load_classifier(meta["classifier"], arr, "clf")
+        qmeta = meta.get("quality_classifier")  # routers saved before it existed: none
+        qclf = _load_classifier(qmeta, arr, "qclf") if qmeta else None
         cuts = meta["complexity"]["cuts"]
         return cls(
             config,
@@ -248,12 +284,63 @@ class LearnedRouter(Router):
             float(meta["complexity"]["intercept"]),
             (float(cuts[0]), float(cuts[1])),
             OutputLengths.from_dict(meta["lengths"]),
+            _preferences(meta, arr),
+            qclf,
         )
 
 
-def _seen_words(arr: Any) -> npt.NDArray[np.bool_]:
+def _classifier_arrays(clf: TaskClassifier, prefix: str) -> dict[str, npt.NDArray[Any]]:
+    return {
+        f"{prefix}_coef": clf.coef,
+        f"{prefix}_intercept": clf.intercept,
+        f"{prefix}_bank": clf.bank,
+        f"{prefix}_seen_words": np.packbits(clf.seen_words),
+    }
+
+
+def _classifier_meta(clf: TaskClassifier) -> dict[str, Any]:
+    return {
+        "classes": list(clf.classes),
+        "n_dense": clf.n_dense,
+        "n_hash": clf.n_hash,
+        "temperature": clf.temperature,
+        "n_char": clf.n_char,
+        "ood_lo": clf.ood_lo,
+        "ood_hi": clf.ood_hi,
+        "words_lo": clf.words_lo,
+        "words_hi": clf.words_hi,
+    }
+
+
+def _load_classifier(c: Mapping[str, Any], arr: Any, prefix: str) -> TaskClassifier:
+    return TaskClassifier(
+        tuple(c["classes"]),
+        arr[f"{prefix}_coef"],
+        arr[f"{prefix}_intercept"],
+        int(c["n_dense"]),
+        int(c["n_hash"]),
+        float(c["temperature"]),
+        int(c.get("n_char", 0)),
+        arr[f"{prefix}_bank"] if f"{prefix}_bank" in arr else np.zeros((0, 0), np.float16),
+        float(c.get("ood_lo", 0.0)),
+        float(c.get("ood_hi", 0.0)),
+        _seen_words(arr, prefix),
+        float(c.get("words_lo", 0.0)),
+        float(c.get("words_hi", 0.0)),
+    )
+
+
+def _preferences(meta: Mapping[str, Any], arr: Any) -> PreferenceTerm | None:
+    """The traffic preference term (routers saved without one, or before it existed: None)."""
+    saved = meta.get("preferences")
+    if not saved or "pref_weights" not in arr:
+        return None
+    return PreferenceTerm.from_saved(saved, arr["pref_weights"])
+
+
+def _seen_words(arr: Any, prefix: str = "clf") -> npt.NDArray[np.bool_]:
     """The classifier's known-words bitmap (routers saved before it existed: empty, term off)."""
-    if "clf_seen_words" not in arr:
+    if f"{prefix}_seen_words" not in arr:
         return np.zeros(0, np.bool_)
-    out: npt.NDArray[np.bool_] = np.unpackbits(arr["clf_seen_words"]).astype(np.bool_)
+    out: npt.NDArray[np.bool_] = np.unpackbits(arr[f"{prefix}_seen_words"]).astype(np.bool_)
     return out

@@ -25,7 +25,8 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Sequence
+import time
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -33,17 +34,48 @@ import numpy.typing as npt
 from tqdm.auto import tqdm
 
 from inferroute.catalog import load_cardbook
-from inferroute.classifier import BoolArray, TaskClassifier, source_weights
+from inferroute.classifier import BoolArray, TaskClassifier, group_weights, source_weights
 from inferroute.config import RouterConfig
 from inferroute.costs import CHARS_PER_TOKEN, OutputLengths
 from inferroute.difficulty import ComplexityFit, fit_complexity, fit_output_lengths
+from inferroute.errors import ConfigError
 from inferroute.features import Embedder, MiniLMEmbedder, StaticEmbedder, text_stats
 from inferroute.latent import LatentQualityModel, inputs
 from inferroute.learned import LearnedRouter
+from inferroute.preferences import PreferenceRows, fit_term, outcome
 from inferroute.scoring import QualityModel, task_means
 from inferroute.taxonomy import TASK_NAMES
+from inferroute.types import ModelCard
 
 logger = logging.getLogger(__name__)
+
+
+class StageBar:
+    """The training progress bar (tqdm, one step per stage) that also times each stage: wall and
+    CPU seconds (`time.process_time`, every thread of the process) per stage in `timings`, logged
+    at INFO as each stage ends. CPU seconds are what a busy shared machine cannot inflate: wall
+    time there measures the other users' load as much as the work."""
+
+    def __init__(self, total: int, desc: str) -> None:
+        self.bar = tqdm(total=total, desc=desc)
+        self.timings: dict[str, tuple[float, float]] = {}
+        self._stage: tuple[str, float, float] | None = None
+
+    def set_postfix_str(self, stage: str) -> None:
+        self.bar.set_postfix_str(stage)
+        self._stage = (stage, time.perf_counter(), time.process_time())
+
+    def update(self) -> None:
+        if self._stage is not None:
+            name, wall, cpu = self._stage
+            took = (time.perf_counter() - wall, time.process_time() - cpu)
+            self.timings[name] = took
+            logger.info("train stage %s: %.1f s wall, %.1f s CPU", name, *took)
+            self._stage = None
+        self.bar.update()
+
+    def close(self) -> None:
+        self.bar.close()
 
 
 def _empty(df: Any, columns: list[str]) -> Any:
@@ -112,6 +144,7 @@ def _complexity(
         config.complexity_alpha,
         config.complexity_simple_max_label,
         config.complexity_complex_min_label,
+        config.complexity_cut_rule,
     )
 
 
@@ -134,11 +167,22 @@ def select_labels(labels_df: Any, config: RouterConfig) -> Any:
 
 
 def fit_task_classifier(
-    dense: npt.NDArray[Any], texts: Sequence[str], labels: Any, config: RouterConfig, n_emb: int
+    dense: npt.NDArray[Any],
+    texts: Sequence[str],
+    labels: Any,
+    config: RouterConfig,
+    n_emb: int,
+    unlabelled: tuple[npt.NDArray[Any], Sequence[str]] | None = None,
 ) -> TaskClassifier:
     """The task classifier on `labels` (task, dataset columns; rows aligned with `dense`/`texts`):
     real prompts carry clf_real_share of the loss and are the calibration set (when there are
-    any); the first `n_emb` dense columns (the embedding) feed the out-of-distribution term."""
+    any); the first `n_emb` dense columns (the embedding) feed the out-of-distribution term.
+
+    Self-training (clf_pseudo_share > 0, `unlabelled` = (dense, texts) of unlabelled real prompts,
+    e.g. ShareGPT): the classifier fitted on the labels predicts the unlabelled prompts; those it
+    gives a calibrated confidence of at least clf_pseudo_min_conf join the training set with their
+    predicted task, as a third group carrying clf_pseudo_share of the loss, and the classifier is
+    fitted again. The temperature is still calibrated on labelled real prompts only."""
     real = is_real(labels, config)
     tasks = labels["task"].astype(str).tolist()
     kwargs = config.classifier_kwargs()
@@ -146,7 +190,57 @@ def fit_task_classifier(
         kwargs["sample_weight"] = source_weights(tasks, real, config.clf_real_share)
     if real.sum() >= 80:
         kwargs["calibrate_on"] = real
-    return TaskClassifier.fit(dense, texts, tasks, n_emb=n_emb, **kwargs)
+    clf = TaskClassifier.fit(dense, texts, tasks, n_emb=n_emb, **kwargs)
+    if config.clf_pseudo_share <= 0 or unlabelled is None or len(unlabelled[1]) == 0:
+        return clf
+    u_dense, u_texts = unlabelled
+    proba = clf.predict_proba(u_dense, u_texts)
+    keep = np.flatnonzero(proba.max(1) >= config.clf_pseudo_min_conf)
+    logger.info(
+        "self-training: %d of %d unlabelled prompts pseudo-labelled", len(keep), len(u_texts)
+    )
+    if len(keep) == 0:
+        return clf
+    pseudo = [TASK_NAMES[int(j)] for j in proba[keep].argmax(1)]
+    all_tasks = tasks + pseudo
+    groups = np.concatenate([np.where(real, "real", "benchmark"), np.full(len(keep), "pseudo")])
+    kwargs["sample_weight"] = group_weights(
+        all_tasks,
+        groups,
+        {
+            "real": config.clf_real_share,
+            "benchmark": max(1.0 - config.clf_real_share - config.clf_pseudo_share, 0.0),
+            "pseudo": config.clf_pseudo_share,
+        },
+    )
+    if "calibrate_on" in kwargs:
+        kwargs["calibrate_on"] = np.concatenate([real, np.zeros(len(keep), bool)])
+    return TaskClassifier.fit(
+        np.vstack([np.asarray(dense), np.asarray(u_dense)[keep]]),
+        list(texts) + [u_texts[i] for i in keep],
+        all_tasks,
+        n_emb=n_emb,
+        **kwargs,
+    )
+
+
+LAT_TASK_SOURCES = ("router", "benchmark")
+
+
+def _quality_classifier(
+    dense: npt.NDArray[Any], texts: Sequence[str], labels: Any, config: RouterConfig, n_emb: int
+) -> TaskClassifier | None:
+    """The task classifier the quality models read when config.lat_task_source is "benchmark":
+    fitted like the routing one on the benchmark labels alone (None: they read the routing one)."""
+    if config.lat_task_source == "router":
+        return None
+    bench = ~is_real(labels, config)
+    if len(set(labels["task"][bench])) < 2:
+        raise ConfigError("lat_task_source 'benchmark' needs benchmark labels of two tasks or more")
+    keep = np.flatnonzero(bench)
+    return fit_task_classifier(
+        np.asarray(dense)[keep], [texts[i] for i in keep], labels.iloc[keep], config, n_emb
+    )
 
 
 def train(
@@ -157,16 +251,24 @@ def train(
     embedder: Embedder | None = None,
     difficulty: Any = None,
     answers: Any = None,
+    unlabelled: Any = None,
 ) -> LearnedRouter:
     """Train a LearnedRouter. `embedder` reuses an already distilled embedder (evals, tuning).
 
     `difficulty`: prompts with a difficulty label (columns prompt, dataset, difficulty in [0, 1];
     evals.datasets.load_difficulty) for the complexity model. `answers`: per-model answer lengths on
     real prompts (prompt, model, output_tokens; evals.datasets.load_answer_lengths) for the expected
-    output tokens. Without them complexity and lengths come from the score table alone."""
+    output tokens. Without them complexity and lengths come from the score table alone.
+    `unlabelled`: unlabelled real prompts (a `prompt` column; ShareGPT) for the task classifier's
+    self-training (config.clf_pseudo_share)."""
     config = config or RouterConfig.from_yaml()
+    if config.lat_task_source not in LAT_TASK_SOURCES:
+        raise ConfigError(
+            f"lat_task_source must be one of {', '.join(LAT_TASK_SOURCES)}, "
+            f"got {config.lat_task_source!r}"
+        )
     rng = np.random.default_rng(config.seed)
-    steps = tqdm(total=7, desc="train inferroute")
+    steps = StageBar(7, "train inferroute")
     excluded = {d.strip() for d in config.train_exclude_datasets.split(",") if d.strip()}
     has_text = scores_df["prompt"].notna() & (scores_df["prompt"].astype(str).str.len() > 0)
     scores = scores_df[scores_df["score"].notna() & has_text & ~scores_df["dataset"].isin(excluded)]
@@ -182,6 +284,8 @@ def train(
     answers = _empty(answers, ["prompt", "model", "output_tokens"])
     d_texts = difficulty["prompt"].astype(str).tolist()
     a_texts = sorted(set(answers["prompt"].astype(str)) - set(d_texts))
+    unlabelled = _empty(unlabelled, ["prompt"])
+    u_texts = sorted(set(unlabelled["prompt"].astype(str)))
 
     steps.set_postfix_str("embedder")
     if embedder is not None:
@@ -212,7 +316,12 @@ def train(
     steps.update()
 
     steps.set_postfix_str("task classifier")
-    clf = fit_task_classifier(l_dense, l_texts, labels, config, embedder.dim)
+    u_part = None
+    if config.clf_pseudo_share > 0 and u_texts:
+        u_dense = np.hstack([embedder.encode(u_texts), (text_stats(u_texts) - mu) / sd])
+        u_part = (u_dense.astype(np.float32), u_texts)
+    clf = fit_task_classifier(l_dense, l_texts, labels, config, embedder.dim, u_part)
+    qclf = _quality_classifier(l_dense, l_texts, labels, config, embedder.dim)
     steps.update()
 
     steps.set_postfix_str("quality")
@@ -225,7 +334,7 @@ def train(
         .reindex(index=prompts["prompt_id"], columns=list(models))
     )
     s_mat = matrix.to_numpy(dtype=np.float32)
-    probs = clf.predict_proba(p_dense, p_texts)
+    probs = (qclf or clf).predict_proba(p_dense, p_texts)
     given = scores.drop_duplicates("prompt_id").set_index("prompt_id")["task"]
     task_idx = probs.argmax(1)
     for pid, t in given.items():
@@ -259,6 +368,7 @@ def train(
     cfit = _complexity(config, p_dense, s_mat, x_dense[: len(d_texts)], difficulty)
     steps.update()
 
+    steps.set_postfix_str("output lengths")
     task_of = {p: TASK_NAMES[t] for p, t in zip(prompts["prompt_id"], task_idx, strict=True)}
     x_tasks = clf.predict_proba(x_dense, extra_texts).argmax(1) if extra_texts else []
     task_of_text = {t: TASK_NAMES[int(i)] for t, i in zip(extra_texts, x_tasks, strict=True)}
@@ -279,8 +389,64 @@ def train(
         cfit.intercept,
         cfit.cuts,
         lengths,
+        quality_classifier=qclf,
     )
     steps.update()
     steps.close()
+    router.train_timings = steps.timings
     logger.info("trained %s on %d prompts x %d models", router.version, len(prompts), len(models))
     return router
+
+
+def fit_preferences(
+    router: LearnedRouter,
+    prefs: Any,
+    cards: Mapping[str, ModelCard] | None = None,
+) -> LearnedRouter:
+    """`router` with a traffic preference term (inferroute.preferences) fitted on `prefs`: one row
+    per labelled comparison, columns `prompt` (the text the router reads), `model_a`, `model_b`
+    (empty for a thumbs up / down on `model_a`), `outcome` (1: a wins / up, 0: b wins / down,
+    0.5: tie), `source` (vote, verdict, feedback) and optionally `weight` (multiplies the source's
+    weight from the router's config). `cards`: the serving catalog's cards of the pool models
+    (their quality_proxy / quality_prior give the base quality the term corrects)."""
+    config = router.config
+    rows = prefs[prefs["prompt"].notna() & prefs["model_a"].notna()].reset_index(drop=True)
+    if rows.empty:
+        return router.with_preferences(None, router.version)
+    texts = rows["prompt"].astype(str)
+    unique = sorted(set(texts))
+    pos = {t: i for i, t in enumerate(unique)}
+    at = texts.map(pos).to_numpy(dtype=np.int64)
+    has_b = rows["model_b"].notna() & (rows["model_b"].astype(str) != "")
+    models = sorted(set(rows["model_a"].astype(str)) | set(rows.loc[has_b, "model_b"].astype(str)))
+    idx = {m: i for i, m in enumerate(models)}
+    emb, dense = router.features(unique)
+    probs, qprobs = router.task_and_quality_proba(dense, unique)
+    q = router._quality(emb, dense, qprobs, models, cards or {}, with_preferences=False)
+    phi = router.preference_features(dense, probs)
+    a = rows["model_a"].astype(str).map(idx).to_numpy(dtype=np.int64)
+    b = np.where(has_b, rows["model_b"].astype(str).map(idx).fillna(-1), -1).astype(np.int64)
+    k = config.pref_logit_scale
+    qa = q[at, a]
+    qb = np.where(b >= 0, q[at, np.maximum(b, 0)], 0.0)
+    by_source = {
+        "vote": config.pref_w_vote,
+        "verdict": config.pref_w_verdict,
+        "feedback": config.pref_w_feedback,
+    }
+    w = rows["source"].map(by_source).fillna(0.0).to_numpy(dtype=np.float64)
+    if "weight" in rows.columns:
+        w = w * rows["weight"].fillna(1.0).to_numpy(dtype=np.float64)
+    data = PreferenceRows(
+        phi=phi[at],
+        offset=k * (qa - qb),
+        a=a,
+        b=b,
+        y=rows["outcome"].map(outcome).to_numpy(dtype=np.float64),
+        w=w,
+    )
+    term = fit_term(data, models, k, config.pref_l2, config.pref_fit_scale)
+    h = hashlib.sha1(term.weights.tobytes())
+    h.update(json.dumps(term.to_dict(), sort_keys=True).encode())
+    logger.info("preference term on %d rows over %d models", len(rows), len(models))
+    return router.with_preferences(term, f"{router.version}+pref-{h.hexdigest()[:8]}")

@@ -16,7 +16,19 @@ logger = logging.getLogger(__name__)
 
 
 def create_app(test_config: dict[str, Any] | None = None) -> Flask:
-    from serving import api, auth, config, cors, db, errors, front, ratelimit, upstream
+    from serving import (
+        api,
+        auth,
+        compare,
+        config,
+        cors,
+        db,
+        errors,
+        front,
+        metrics,
+        ratelimit,
+        upstream,
+    )
 
     app = Flask(__name__, instance_relative_config=False)
     app.session_interface = _NoFlaskSession()
@@ -32,8 +44,10 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     if test_config is None or "ENGINES" not in test_config:
         atexit.register(engines.close)
     app.extensions["router"] = _build_router(app)
+    compare.init_app(app)
     api.register(app)
     cors.init_app(app)  # off unless CORS_ORIGINS
+    metrics.init_app(app)  # Prometheus: the recorder Front and chat use, GET /metrics
     if app.config.get("DASHBOARD", True):  # browser dashboard + live events (serving/dashboard)
         from serving import dashboard
 

@@ -13,7 +13,7 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from flask import Flask, current_app, has_app_context
 
-from serving import ledger
+from serving import ledger, traffic
 from serving.errors import ApiError
 from serving.schema import accounts, sessions, utcnow
 
@@ -166,8 +166,10 @@ def revoke_sessions(conn: sa.Connection, account_id: int) -> int:
 
 
 def deactivate(conn: sa.Connection, email: str) -> int:
+    """Deactivate the account; its captured traffic, pairs and feedback are deleted."""
     row = require(conn, email)
     conn.execute(accounts.update().where(accounts.c.id == row["id"]).values(active=False))
+    traffic.delete_for(conn, int(row["id"]))
     logger.info("account deactivated id=%s", row["id"])
     return int(row["id"])
 

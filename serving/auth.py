@@ -22,7 +22,7 @@ import jwt
 import sqlalchemy as sa
 from flask import Flask, Response, current_app, g, request
 
-from serving import db, keys
+from serving import bell, db, keys
 from serving.errors import ApiError
 from serving.incoming import Incoming
 from serving.schema import accounts, sessions, utcnow
@@ -183,16 +183,18 @@ def end_session(rv: Response) -> None:
     """Revoke the current request's session (if its cookie is valid) and clear the cookies."""
     token = request.cookies.get(SESSION_COOKIE)
     try:
-        sid = str(_claims(token)["jti"]) if token else None
+        claims = _claims(token) if token else {}
     except jwt.PyJWTError:
-        sid = None
+        claims = {}
+    sid = claims.get("jti")
     if sid:
         with db.write() as conn:
             conn.execute(
                 sessions.update()
-                .where(sessions.c.id == sid, sessions.c.revoked_at.is_(None))
+                .where(sessions.c.id == str(sid), sessions.c.revoked_at.is_(None))
                 .values(revoked_at=utcnow())
             )
+        bell.ring(current_app, int(claims["sub"]), reauth=True)  # its sockets, on every host
     rv.delete_cookie(SESSION_COOKIE, path="/")
     rv.delete_cookie(CSRF_COOKIE, path="/")
 

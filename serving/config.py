@@ -22,8 +22,9 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULTS: dict[str, Any] = {
     "HOME": str(REPO_ROOT / "instance"),
     "DATABASE_URL": None,  # default: sqlite:///<HOME>/inferbase.db
-    "REDIS_URL": None,  # rate-limit storage shared by every worker and host
-    "RATELIMIT_STORAGE": "auto",  # auto (redis if REDIS_URL, else file) | file | database | URI
+    "REDIS_URL": None,  # rate-limit storage and live-event bus shared by every worker and host
+    "REDIS_PREFIX": "inferbase",  # Redis keys and channels start with this (one per deployment)
+    "RATELIMIT_STORAGE": "auto",  # auto (redis if REDIS_URL, else database) | file | database | URI
     "CATALOG": str(REPO_ROOT / "data" / "catalog.local.yaml"),
     "ENGINES_FACTORY": "serving.engines:build_engines",  # "module:callable", called with the app
     "SECRET_KEY": None,  # generated and persisted under HOME when unset
@@ -47,7 +48,17 @@ DEFAULTS: dict[str, Any] = {
     "MAX_CONTENT_LENGTH": 4 * 1024 * 1024,
     "EVENTS_MAX_PER_ACCOUNT": 8,  # live-event WebSockets per account, per worker process
     "EVENTS_MAX_TOTAL": 256,  # live-event WebSockets per worker process (each holds a thread)
+    "EVENTS_BUS": "auto",  # auto (redis if REDIS_URL, else poll) | poll | redis (dashboard/bus.py)
+    "EVENTS_POLL_S": 0.5,  # without the Redis bus: how often each worker polls for new events
+    "EVENTS_SAFETY_POLL_S": 5.0,  # with the Redis bus: the poll that catches a lost wake-up
     "DB_POOL_SIZE": 16,
+    # learning from traffic (serving/traffic.py, serving/compare.py, docs/traffic.md)
+    "TRAFFIC_RETENTION_DAYS": 30,  # captures, pairs and feedback are deleted after this many days
+    "EVAL_ACCOUNT": None,  # email of the operator's account that pays for comparisons; None: off
+    "COMPARE_RATE": 0.1,  # share of captured `auto` requests compared, unless the key sets its own
+    "COMPARE_QUEUE_MAX": 64,  # comparisons waiting per worker process; more are dropped
+    "METRICS": True,  # Prometheus metrics (serving/metrics.py); GET /metrics needs METRICS_TOKEN
+    "METRICS_TOKEN": None,  # bearer token for GET /metrics; unset: /metrics is a 404
 }
 
 
@@ -81,7 +92,10 @@ def load_config(app: Flask, test_config: dict[str, Any] | None) -> None:
             cfg["SECRET_KEY"] = _secret_key(home)
     for key in ("DEFAULT_RPM", "DEFAULT_TPM", "MAX_OUTPUT_TOKENS_RESERVE", "MICROS_PER_CREDIT"):
         cfg[key] = int(cfg[key])
-    for key in ("RESERVATION_TTL_S", "SWEEP_INTERVAL_S", "KEY_CACHE_TTL_S"):
+    for key in (
+        "RESERVATION_TTL_S", "SWEEP_INTERVAL_S", "KEY_CACHE_TTL_S", "TRAFFIC_RETENTION_DAYS",
+        "COMPARE_RATE",
+    ):  # fmt: skip
         cfg[key] = float(cfg[key])
 
 
@@ -101,7 +115,7 @@ def trust_proxies(app: Flask) -> None:
 
 def public_config(app: Flask) -> dict[str, Any]:
     """The configuration snapshot that is safe to log (no secrets, no credentials in URLs)."""
-    hidden = {"SECRET_KEY"}
+    hidden = {"SECRET_KEY", "METRICS_TOKEN"}
     out = {k: app.config.get(k) for k in DEFAULTS if k not in hidden}
     for k in ("DATABASE_URL", "REDIS_URL"):
         if out.get(k) and "@" in str(out[k]):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import sqlite3
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -35,11 +36,26 @@ def connect_sqlite(engine: sa.Engine) -> sqlite3.Connection:
         check_same_thread=False,
     )
     synchronous = engine.get_execution_options().get("sqlite_synchronous", "NORMAL")
-    for pragma in (
-        "journal_mode=WAL", f"synchronous={synchronous}", "busy_timeout=30000", "foreign_keys=ON"
-    ):  # fmt: skip
+    _wal(conn)
+    for pragma in (f"synchronous={synchronous}", "busy_timeout=30000", "foreign_keys=ON"):
         conn.execute(f"PRAGMA {pragma}")
     return conn
+
+
+def _wal(conn: sqlite3.Connection, within_s: float = 30.0) -> None:
+    """Put the database in WAL mode (it stays so). Processes that open a new database together
+    (gunicorn's workers at boot) race for the exclusive lock this takes, and SQLite answers the
+    loser "database is locked" at once, without its busy handler (which would deadlock there), so
+    the loser tries again; by then the winner has usually made it WAL and there is nothing to do."""
+    deadline = time.monotonic() + within_s
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as e:
+            if "locked" not in str(e) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
 
 
 def make_engine(url: str, pool_size: int = 16, synchronous: str = "NORMAL") -> sa.Engine:

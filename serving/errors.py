@@ -13,6 +13,7 @@ from typing import Any
 import orjson
 from flask import Flask, Response
 from pydantic import ValidationError
+from sqlalchemy import exc as sa_exc
 from werkzeug.exceptions import HTTPException
 
 from serving.engines.base import EngineError
@@ -84,10 +85,31 @@ def from_validation_error(e: ValidationError) -> ApiError:
     return ApiError(400, message, param=param, code=code)
 
 
+def db_unavailable(e: BaseException) -> bool:
+    """Whether `e` says the database cannot be reached now (a PostgreSQL server restarting or
+    gone, a connection it dropped): SQLAlchemy's OperationalError, or psycopg's own from the raw
+    cursors of `serving.fastsql`."""
+    if isinstance(e, sa_exc.OperationalError):
+        return True
+    kind = type(e)
+    return kind.__module__.startswith("psycopg") and any(
+        c.__name__ == "OperationalError" for c in kind.__mro__
+    )
+
+
 def to_api_error(e: BaseException) -> ApiError:
     """Any exception raised while answering a request, as the error the client sees."""
     if isinstance(e, ApiError):
         return e
+    if db_unavailable(e):
+        logger.error("database unavailable: %s", str(e).splitlines()[0] if str(e) else type(e))
+        return ApiError(
+            503,
+            "The gateway's database is unavailable. Retry shortly.",
+            type="api_error",
+            code="database_unavailable",
+            headers={"Retry-After": "1"},
+        )
     if isinstance(e, EngineError):
         logger.warning("engine error: %s (%s)", e.message, e.status)
         return from_engine_error(e)

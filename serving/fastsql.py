@@ -11,13 +11,14 @@ what ``fn`` returns once it has committed (an exception rolls it back and is rai
 differ only in how:
 
 - `SQLiteExecutor`: SQLite has one writer at a time, so writers of this process queue and share
-  transactions (group commit, each job in its own savepoint); processes (gunicorn workers) queue on
-  an flock of a file beside the database; a thread of its own checkpoints the WAL.
+  transactions (group commit, each job in its own savepoint) on the process's one write connection;
+  processes (gunicorn workers) queue on an flock of a file beside the database; a thread of its own
+  checkpoints the WAL and starts it over, between two write transactions.
 - `PostgresExecutor`: a pooled connection per transaction (row locks do the queueing), and
   ``atomic(fn)`` for one self-contained statement in autocommit mode (one round trip).
 
 Connections are set up by `serving.db` (`connect_sqlite`, `make_engine`), for the pool and for the
-SQLite executor's own per-thread connections alike.
+SQLite executor's own connections (the write connection, each thread's read connection) alike.
 """
 
 from __future__ import annotations
@@ -42,6 +43,9 @@ from serving import db
 T = TypeVar("T")
 logger = logging.getLogger(__name__)
 CHECKPOINT_INTERVAL_S = 1.0
+CHECKPOINT_BUSY_MS = 200
+# a WAL this long is started over (`SQLiteExecutor.checkpoint`)
+WAL_RESET_BYTES = 64 * 2**20
 _PARAM = re.compile(r"(?<![:\w]):(\w+)")
 
 
@@ -81,7 +85,8 @@ class SQLiteExecutor(TxExecutor):
 
     def __init__(self, engine: sa.Engine) -> None:
         super().__init__(engine)
-        self._local = threading.local()
+        self._local = threading.local()  # each thread's read connection
+        self._write_cur: sqlite3.Cursor | None = None  # on the process's one write connection
         # SQLite's busy handler waits by sleeping (up to 100 ms a try), which collapses throughput
         # when many workers write. Writers queue instead: threads on a lock, processes on an flock
         # of a file beside the database, which wakes the next waiter as soon as it is released.
@@ -99,21 +104,34 @@ class SQLiteExecutor(TxExecutor):
         return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ")
 
     def _conn(self) -> sqlite3.Connection:
-        """This thread's own connection (no pool check-out on the hot path)."""
+        """This thread's own read connection (no pool check-out; reads are rare on the hot path)."""
         conn = getattr(self._local, "conn", None)
         if conn is None:
+            conn = self._local.conn = db.connect_sqlite(self.engine)
+        return conn
+
+    def _cursor(self) -> sqlite3.Cursor:
+        """The write cursor, used only under the write lock: one connection per process runs every
+        write transaction, whichever thread leads it (the lock lets one at a time write anyway).
+        A connection per thread (one per gunicorn thread that ever led, ~70 a worker under 200
+        streams) each kept its own page cache, prepared statements and lookaside memory: SQLite's
+        memory in `benchmarks/soak.py` was 10-21 MiB a worker and rising, and is 2.4 MiB and flat
+        with one. The cursor is kept: a new one per transaction left a weak reference behind on
+        the connection each time."""
+        cur = self._write_cur
+        if cur is None:
             conn = db.connect_sqlite(self.engine)
             if self._lock_fd is not None:  # a file: checkpoints run off the request path
                 conn.execute("PRAGMA wal_autocheckpoint=0")
                 self._start_checkpointer()
-            self._local.conn = conn
-        return conn
+            cur = self._write_cur = conn.cursor()
+        return cur
 
     def _start_checkpointer(self) -> None:
-        """One thread per process copies the WAL back into the database every second (a PASSIVE
-        checkpoint: writers go on meanwhile). With SQLite's default, the commit that crosses 1,000
-        WAL pages does it, and that request waits; the hot pages (an account's row, the tables'
-        last pages) are also copied once a second instead of once per thousand pages."""
+        """One thread per process checkpoints the WAL every second (`checkpoint`). With SQLite's
+        default, the commit that crosses 1,000 WAL pages does it, and that request waits; the hot
+        pages (an account's row, the tables' last pages) are also copied once a second instead of
+        once per thousand pages."""
         with self._pending_lock:  # (the caller may hold the write lock)
             if self._checkpointer is not None:
                 return
@@ -124,12 +142,58 @@ class SQLiteExecutor(TxExecutor):
 
     def _checkpoint_loop(self) -> None:
         conn = db.connect_sqlite(self.engine)
+        # a reader that keeps an old snapshot makes the checkpoint wait; it holds every writer
+        # of the server meanwhile, so it gives up soon and tries again the next round
+        conn.execute(f"PRAGMA busy_timeout={CHECKPOINT_BUSY_MS}")
         while True:
             time.sleep(CHECKPOINT_INTERVAL_S)
+            self.checkpoint(conn)
+
+    def checkpoint(self, conn: sqlite3.Connection) -> None:
+        """Copy the WAL back into the database (PASSIVE: the writers go on); once the WAL file is
+        `WAL_RESET_BYTES` long, also copy what they wrote meanwhile and make the next writer start
+        the WAL over from its beginning (RESTART), between two write transactions: under this
+        process's write lock and the servers' flock, so no writer of the gateway waits in SQLite's
+        busy handler meanwhile.
+
+        PASSIVE alone never lets the WAL start over under constant load: SQLite rewinds it only
+        when a transaction begins after a checkpoint that copied every frame, and the other
+        processes' commits always land in between. In `benchmarks/soak.py` (200 streams) the WAL
+        file grew to 613 MB in 65 s, and its index (the -shm file, which every worker maps) with
+        it: 1.2 MiB resident a worker, growing for as long as the load lasts. Started over at
+        64 MiB, the file stays near that size and its index under 200 KiB. RESTART and not
+        TRUNCATE: the writers wait for it, and cutting the file (a 64 MiB ftruncate) took the
+        gateway benchmark's added p99 (1 client, json) from 6 to 60 ms; RESTART leaves it at 3 ms.
+        """
+        try:
+            conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        except sqlite3.Error as e:  # busy with another process's checkpoint: next round
+            logger.debug("checkpoint skipped: %s", e)
+            return
+        try:
+            if os.path.getsize(f"{self.engine.url.database}-wal") < WAL_RESET_BYTES:
+                return
+        except OSError:  # no WAL (yet, or another process just removed it)
+            return
+        with self._write_lock, self._servers_lock():
             try:
-                conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
-            except sqlite3.Error as e:  # busy with another process's checkpoint: next round
+                busy, _, _ = conn.execute("PRAGMA wal_checkpoint(RESTART)").fetchone()
+                if busy:
+                    logger.debug("checkpoint not finished: a reader held an old snapshot")
+            except sqlite3.Error as e:
                 logger.debug("checkpoint skipped: %s", e)
+
+    @contextmanager
+    def _servers_lock(self) -> Iterator[None]:
+        """The flock the servers' writers queue on (none for an in-memory database)."""
+        if self._lock_fd is None:
+            yield
+            return
+        fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
 
     def transaction(self, fn: Callable[[Any], T]) -> T:
         """Group commit: ``fn`` joins the jobs of this process's threads waiting to write. Whoever
@@ -150,7 +214,7 @@ class SQLiteExecutor(TxExecutor):
         return job.result  # type: ignore[no-any-return]
 
     def _run(self, batch: list[_Job]) -> None:
-        cur = self._conn().cursor()
+        cur = self._cursor()
         if self._lock_fd is not None:
             fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
         single = len(batch) == 1
@@ -176,7 +240,6 @@ class SQLiteExecutor(TxExecutor):
             if not isinstance(e, Exception):
                 raise
         finally:
-            cur.close()
             if self._lock_fd is not None:
                 fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
             for job in batch:

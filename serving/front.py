@@ -2,9 +2,10 @@
 
 `Front` is the only place that gives a request its id (`X-Request-Id`, always the gateway's own:
 a client's `X-Client-Request-Id` or `X-Request-Id` is kept apart as the client's id, echoed as
-`X-Client-Request-Id` and logged beside ours, never trusted as ours), writes its log line and sends
-its errors. It pushes the app context (so `g` is the same object for it and for Flask, which
-reuses a pushed context of its own app), then either
+`X-Client-Request-Id` and logged beside ours, never trusted as ours), counts it in the Prometheus
+metrics (`serving/metrics.py`), writes its one log line (`log_response`; a stream's when it ends,
+with what it delivered and cost) and sends its errors. It pushes the app context (so `g` is the
+same object for it and for Flask, which reuses a pushed context of its own app), then either
 
 - answers a *lean* route itself: a view marked `@lean` is called with the `Incoming` request and
   returns a `Reply`, without Flask's URL matching, request context, hooks and `Response` object
@@ -31,7 +32,7 @@ from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any, TypeVar
 
-from flask import Flask, g
+from flask import Flask, g, has_request_context, request
 
 from serving import cors
 from serving.errors import to_api_error
@@ -75,19 +76,45 @@ def client_request_id(environ: dict[str, Any]) -> str | None:
     return sent if sent and _REQUEST_ID.match(sent) else None
 
 
-def log_response(method: str, path: str, status: int, rid: str, principal: Any, t0: float) -> None:
-    """The request log line (every error; every request at DEBUG). Never the body or a raw key."""
-    if status >= 400 or logger.isEnabledFor(logging.DEBUG):
-        logger.info(
-            "%s %s %d request_id=%s client_request_id=%s key=%s latency_ms=%.1f",
-            method,
-            path,
-            status,
-            rid,
-            g.get("client_request_id"),
-            principal.key_id if principal else None,
-            (time.perf_counter() - t0) * 1000,
-        )
+def log_response(
+    method: str,
+    path: str,
+    route: str,
+    status: int,
+    rid: str,
+    principal: Any,
+    t0: float,
+    call: Any = None,
+    always: bool = False,
+) -> None:
+    """The request's one log line: every chat request (`always`: lean routes) and every error at
+    INFO, every other request at DEBUG. Its fields also go on the record (`extra`), which the JSON
+    format (`serving.logs`) writes out; with a chat call, what it was billed and how it was routed
+    (`Call.log_fields`). Never the body or a raw key."""
+    if not logger.isEnabledFor(logging.INFO if always or status >= 400 else logging.DEBUG):
+        return
+    latency = (time.perf_counter() - t0) * 1000
+    key_id = principal.key_id if principal else None
+    crid = g.get("client_request_id")
+    fields: dict[str, Any] = {
+        "summary": f"{method} {path} {status}",  # the JSON line's message (serving.logs)
+        "request_id": rid,
+        "client_request_id": crid,
+        "method": method,
+        "route": route,
+        "path": path,
+        "status": status,
+        "key_id": key_id,
+        "latency_ms": round(latency, 3),
+    }
+    msg = "%s %s %d request_id=%s client_request_id=%s key=%s latency_ms=%.1f"
+    args: tuple[Any, ...] = (method, path, status, rid, crid, key_id, latency)
+    if call is not None:
+        more = call.log_fields()
+        fields.update(more)
+        msg += " " + " ".join(f"{k}=%s" for k in more)
+        args += tuple(more.values())
+    logger.info(msg, *args, extra=fields)
 
 
 class Front:
@@ -96,6 +123,7 @@ class Front:
         self.flask_wsgi = flask_wsgi
         self.lean: dict[tuple[str, str], LeanView] = {}
         self.cors = bool(app.extensions.get("cors_origins"))  # serving/cors.py
+        self.metrics = app.extensions.get("metrics")  # serving/metrics.py; None when off
         for rule in app.url_map.iter_rules():
             view = app.view_functions.get(rule.endpoint)
             if getattr(view, "_lean", False):
@@ -124,7 +152,12 @@ class Front:
 
                 def start(status: str, headers: list[tuple[str, str]], *exc: Any) -> Any:
                     headers.extend(ids)
-                    log_response(method, path, int(status[:3]), rid, g.get("principal"), t0)
+                    code = int(status[:3])
+                    route = _flask_route()
+                    if self.metrics is not None:
+                        self.metrics.request(route, method, code)
+                    principal, call = g.get("principal"), g.get("call")
+                    log_response(method, path, route, code, rid, principal, t0, call)
                     return start_response(status, headers, *exc)
 
                 return self.flask_wsgi(environ, start)
@@ -133,42 +166,74 @@ class Front:
             except Exception as e:
                 err = to_api_error(e)
                 reply = Reply(err.status, {**JSON_HEADERS, **err.headers}, err.body())
-            log_response(method, path, reply.status, rid, g.get("principal"), t0)
+            if self.metrics is not None:
+                self.metrics.request(path, method, reply.status)
             headers = list(reply.headers.items())
             headers.extend(ids)
             if self.cors:
                 headers.extend(cors.lean_headers(self.app, environ.get("HTTP_ORIGIN", "")))
             if isinstance(reply.body, bytes):
+                log_response(
+                    method, path, path, reply.status, rid, g.get("principal"), t0,
+                    g.get("call"), always=True,
+                )  # fmt: skip
                 headers.append(("Content-Length", str(len(reply.body))))
                 start_response(STATUS[reply.status], headers)
                 return [reply.body]
             start_response(STATUS[reply.status], headers)
             kept = True
-            return _Stream(reply.body, ctx)
+            return _Stream(reply.body, ctx, self.metrics, (method, path, reply.status, rid, t0))
         finally:
             if not kept:
                 ctx.pop()
 
 
+def _flask_route() -> str:
+    """The URL rule Flask matched (a metrics label of bounded cardinality), or `unmatched`."""
+    rule = request.url_rule if has_request_context() else None
+    return rule.rule if rule is not None else "unmatched"
+
+
 class _Stream:
     """A lean stream's frames, with the app context kept until the server closes the response
-    (WSGI servers call `close()` whether or not they iterated, so the stream always settles)."""
+    (WSGI servers call `close()` whether or not they iterated, so the stream always settles);
+    its log line is written then, when what it delivered and cost is known."""
 
-    __slots__ = ("frames", "ctx")
+    __slots__ = ("frames", "ctx", "metrics", "request")
 
-    def __init__(self, frames: Iterator[bytes], ctx: Any) -> None:
+    def __init__(
+        self,
+        frames: Iterator[bytes],
+        ctx: Any,
+        metrics: Any,
+        request: tuple[str, str, int, str, float],
+    ) -> None:
         self.frames = frames
         self.ctx = ctx
+        self.metrics = metrics
+        self.request = request
+        if metrics is not None:
+            metrics.stream_opened()
 
     def __iter__(self) -> Iterator[bytes]:
         return self.frames
 
     def close(self) -> None:
+        if self.ctx is None:
+            return
         try:
             close = getattr(self.frames, "close", None)
             if close is not None:
                 close()
         finally:
-            if self.ctx is not None:
-                ctx, self.ctx = self.ctx, None
+            ctx, self.ctx = self.ctx, None
+            try:
+                if self.metrics is not None:
+                    self.metrics.stream_closed()
+                method, path, status, rid, t0 = self.request
+                log_response(
+                    method, path, path, status, rid, g.get("principal"), t0, g.get("call"),
+                    always=True,
+                )  # fmt: skip
+            finally:
                 ctx.pop()

@@ -159,10 +159,20 @@ def _bound(address: Any) -> str:
 
 class Logger(GunicornLogger):  # type: ignore[misc]  # gunicorn ships no types
     """gunicorn's logger, except that with SO_REUSEPORT (every worker binds its own socket and the
-    master none) the master's "Listening at:" line names the bound address instead of nothing.
+    master none) the master's "Listening at:" line names the bound address instead of nothing,
+    and its lines are JSON when the app's are (`INFERBASE_LOG_FORMAT`, serving/logs.py), so one
+    stderr carries one format.
 
         gunicorn --logger-class serving.gworker.Logger ...
     """
+
+    def setup(self, cfg: Any) -> None:
+        super().setup(cfg)
+        from serving import logs
+
+        fmt = logs.log_format()
+        logs.reformat(self.error_log.handlers, fmt)
+        logs.reformat(self.access_log.handlers, fmt)
 
     def info(self, msg: str, *args: Any, **kwargs: Any) -> None:
         if msg.startswith("Listening at: %s") and args and not args[0]:

@@ -39,6 +39,8 @@ class KeyInfo:
     tpm_limit: int | None
     revoked: bool
     account_active: bool
+    capture_rate: float = 0.0  # the share of requests captured (serving/traffic.py); 0: off
+    compare_rate: float | None = None  # of captured `auto` ones, compared (None: the default)
 
 
 def generate() -> str:
@@ -63,6 +65,8 @@ _LOOKUP = (
         api_keys.c.tpm_limit,
         api_keys.c.revoked_at,
         accounts.c.active,
+        api_keys.c.capture_rate,
+        api_keys.c.compare_rate,
     )
     .select_from(api_keys.join(accounts, accounts.c.id == api_keys.c.account_id))
     .where(api_keys.c.key_hash == sa.bindparam("h"))
@@ -82,6 +86,8 @@ def lookup(conn: sa.Connection, key_hash: str) -> KeyInfo | None:
         tpm_limit=row.tpm_limit,
         revoked=row.revoked_at is not None,
         account_active=bool(row.active),
+        capture_rate=float(row.capture_rate or 0.0),
+        compare_rate=row.compare_rate,
     )
 
 
@@ -198,6 +204,8 @@ def create(
     rpm_limit: int | None = None,
     tpm_limit: int | None = None,
     parent_key_id: str | None = None,
+    capture_rate: float = 0.0,
+    compare_rate: float | None = None,
 ) -> tuple[dict[str, Any], str]:
     raw = generate()
     values = {
@@ -212,6 +220,8 @@ def create(
         "tpm_limit": tpm_limit,
         "created_at": utcnow(),
         "parent_key_id": parent_key_id,
+        "capture_rate": capture_rate,
+        "compare_rate": compare_rate,
     }
     conn.execute(api_keys.insert().values(**values))
     return get(conn, account_id, str(values["id"])), raw
@@ -232,6 +242,8 @@ def to_public(row: Any) -> dict[str, Any]:
         "revoked": row.revoked_at is not None,
         "revoked_at": row.revoked_at,
         "parent_key_id": row.parent_key_id,
+        "capture_rate": float(row.capture_rate or 0.0),
+        "compare_rate": row.compare_rate,
     }
 
 
@@ -245,8 +257,12 @@ def list_for(
         start = conn.execute(
             sa.select(c.created_at).where(c.id == after, c.account_id == account_id)
         ).scalar()
-        if start is None:
-            raise ApiError(400, f"No API key {after} to continue after.", param="cursor")
+        if (
+            start is None
+        ):  # well formed (KeyPageQuery), but no key of this account: as GET /keys/{id}
+            raise ApiError(
+                404, f"No API key {after} to continue after.", param="cursor", code="key_not_found"
+            )
         stmt = stmt.where(
             sa.or_(c.created_at < start, sa.and_(c.created_at == start, c.id > after))
         )
@@ -286,7 +302,8 @@ def get(conn: sa.Connection, account_id: int, key_id: str) -> dict[str, Any]:
 def update(conn: sa.Connection, account_id: int, key_id: str, **changes: Any) -> dict[str, Any]:
     current = get(conn, account_id, key_id)
     if current["revoked"]:
-        raise ApiError(400, "A revoked key cannot be changed.", code="key_revoked")
+        # the request is well formed; the key's state refuses it (a 409, as OpenAPI documents)
+        raise ApiError(409, "A revoked key cannot be changed.", param="key_id", code="key_revoked")
     changes = {k: v for k, v in changes.items() if v is not None}
     if changes:
         conn.execute(api_keys.update().where(api_keys.c.id == key_id).values(**changes))

@@ -14,23 +14,46 @@ concurrent workers can never hold more than the account has.
 
 from __future__ import annotations
 
+import functools
 import logging
+import os
+import socket
+import time
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
 from serving import db, fastsql
-from serving.errors import ApiError
+from serving.errors import ApiError, db_unavailable
 from serving.schema import accounts, api_keys, reservations, transactions, utcnow
 
 if TYPE_CHECKING:
     from serving.ratelimit import Fused
 
 logger = logging.getLogger(__name__)
+SETTLE_RETRY_S = 10.0  # how long a settlement waits for an unreachable database
+
+
+def holder_id(pid: int | None = None) -> str:
+    """Who holds a reservation: "host:boot:pid" of a process on this host (`pid`, default this
+    one). The boot id (Linux) keeps a pid of an earlier boot of the same host apart; the gunicorn
+    master names its dead worker with it (`release_holder`)."""
+    return f"{_host()}:{os.getpid() if pid is None else pid}"
+
+
+@functools.cache
+def _host() -> str:
+    try:
+        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()[:8]
+    except OSError:  # not Linux: the host and pid alone
+        boot = "-"
+    return f"{socket.gethostname()[:60]}:{boot}"
 
 
 def cost_micros(prompt_tokens: int, completion_tokens: int, in_price: int, out_price: int) -> int:
@@ -78,7 +101,7 @@ _RESERVE = (
 _KEY_LIVE = " AND EXISTS (SELECT 1 FROM api_keys WHERE id = :kid AND revoked_at IS NULL)"
 _HOLD = (
     "INSERT INTO reservations (id, account_id, key_id, amount_micros, status, created_at, "
-    "expires_at) VALUES (:rid, :acct, :kid, :amt, 'open', :now, :exp)"
+    "expires_at, holder) VALUES (:rid, :acct, :kid, :amt, 'open', :now, :exp, :holder)"
 )
 _HOLD_TXN = (
     "INSERT INTO transactions (account_id, kind, amount_micros, reservation_id, created_at) "
@@ -88,7 +111,8 @@ _HOLD_TXN = (
 _RESERVE_PG = (
     "WITH upd AS (" + _RESERVE + "{key} RETURNING id), "
     "hold AS (INSERT INTO reservations (id, account_id, key_id, amount_micros, status, created_at, "
-    "expires_at) SELECT :rid, id, :kid, :amt, 'open', :now, :exp FROM upd RETURNING id) "
+    "expires_at, holder) SELECT :rid, id, :kid, :amt, 'open', :now, :exp, :holder FROM upd "
+    "RETURNING id) "
     "INSERT INTO transactions (account_id, kind, amount_micros, reservation_id, created_at) "
     "SELECT id, 'reservation', :neg, :rid, :now FROM upd"
 )
@@ -132,6 +156,15 @@ _SETTLE_PG = (
     + _USAGE
     + " RETURNING (SELECT count(*) FROM closed)"
 )
+# opt-in traffic capture (serving/traffic.py): the captured request's row, written in the
+# settlement's own transaction (on PostgreSQL one more data-modifying CTE of the same statement)
+_CAPTURE = (
+    "INSERT INTO captures (id, account_id, key_id, created_at, requested_model, served_model, "
+    "task, routing, messages, answer) VALUES (:c_id, :acct, :c_key_id, :now, :c_requested, "
+    ":c_served, :c_task, :c_routing, :c_messages, :c_answer)"
+)
+_SETTLE_PG_CAPTURE = _SETTLE_PG.replace("WITH ", "WITH cap AS (" + _CAPTURE + " RETURNING 1), ", 1)
+_SETTLED = "SELECT cost_micros FROM usage_logs WHERE id = :rid"
 _LATE_USAGE = "UPDATE usage_logs SET cost_micros = :u_cost_micros WHERE id = :u_id"
 _USAGE_DEFAULTS = {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0, "stream": False}
 
@@ -178,6 +211,7 @@ class Ledger(ABC):
             "now": tx.ts(now),
             "exp": tx.ts(now + timedelta(seconds=ttl_s)),
             "neg": -amount,
+            "holder": holder_id(),
         }
         live = key_id is not None
         if limits is None:
@@ -201,29 +235,40 @@ class Ledger(ABC):
         cost: int,
         usage: dict[str, Any],
         limits: Fused | None = None,
+        capture: dict[str, Any] | None = None,
     ) -> Settlement:
         """Close a reservation: charge `cost` (capped at the hold), release the rest, log usage.
 
         Idempotent: only the first settlement of a reservation moves money. A reservation the
         sweeper already released is charged what the balance still covers. `limits`: the key's
-        counters, which count the request's tokens in the same transaction."""
+        counters, which count the request's tokens in the same transaction. `capture`: a captured
+        request's row (`serving.traffic.capture_row`, `c_` parameters), written with the usage
+        row in the same transaction."""
         tx = self.tx
         now = utcnow()
         charged = min(cost, amount)
         p: dict[str, Any] = {"rid": reservation_id, "acct": account_id, "amt": amount}
         p.update(now=tx.ts(now), charged=charged, neg=-charged)
+        if capture is not None:
+            p.update(capture)
         row = {**_USAGE_DEFAULTS, **usage, "cost_micros": charged, "created_at": now}
         p.update({"u_" + c: row.get(c) for c in USAGE_COLUMNS}, u_created_at=p["now"])
         tokens = int(row.get("total_tokens") or 0)
 
         def close(cur: Any) -> tuple[bool, int | None]:
-            closed = self._close(cur, p, cost)
+            # the counters first, as in `reserve` (key's counter rows, then the account's row):
+            # the other order deadlocked on PostgreSQL against a reservation of the same key
             if limits is not None:
                 limits.add_tokens(tx, cur, tokens)
-            return closed
+            return self._close(cur, p, cost)
 
-        late, done = (tx.atomic if limits is None else tx.transaction)(close)
-        charged = done if done is not None else tx.transaction(lambda cur: self._late(cur, p, cost))
+        def once() -> tuple[bool, int]:
+            late, done = (tx.atomic if limits is None else tx.transaction)(close)
+            if done is None:
+                done = tx.transaction(lambda cur: self._late(cur, p, cost))
+            return late, done
+
+        late, charged = self._retrying(once, reservation_id)
         if charged < cost:
             logger.warning(
                 "request %s cost %d but only %d was charged (late=%s)",
@@ -233,6 +278,32 @@ class Ledger(ABC):
                 late,
             )
         return Settlement(charged, late)
+
+    def _retrying(self, once: Callable[[], tuple[bool, int]], rid: str) -> tuple[bool, int]:
+        """`once()`, tried again while the database is unreachable (a PostgreSQL restart, a
+        dropped connection), for up to `SETTLE_RETRY_S`: the request was served, so its
+        settlement waits for the database rather than leave the hold open until it expires. A
+        try whose commit went through but whose answer was lost is found by its usage row (one per
+        reservation): it is not settled twice."""
+        deadline = time.monotonic() + SETTLE_RETRY_S
+        while True:
+            try:
+                return once()
+            except Exception as e:
+                if not db_unavailable(e) or time.monotonic() > deadline:
+                    raise
+                logger.warning("settlement of %s: database unavailable, retrying", rid)
+            time.sleep(0.2)
+            try:
+                with self.tx.read() as cur:
+                    cur.execute(self.tx.sql(_SETTLED), {"rid": rid})
+                    row = cur.fetchone()
+            except Exception as e:
+                if not db_unavailable(e):
+                    raise
+                continue
+            if row is not None:  # an earlier try committed
+                return False, int(row[0])
 
     @abstractmethod
     def _hold(self, cur: Any, p: dict[str, Any], key_live: bool) -> bool:
@@ -274,17 +345,22 @@ class SQLiteLedger(Ledger):
     def _close(self, cur: Any, p: dict[str, Any], cost: int) -> tuple[bool, int | None]:
         sql = self.tx.sql
         cur.execute(sql(_CLOSE), p)
-        if cur.rowcount == 1:
+        late = cur.rowcount != 1
+        if not late:
+            charged = p["charged"]
             cur.execute(sql(_CHARGE), p)
-            if p["charged"]:
+            if charged:
                 cur.execute(sql(_RELEASE_AND_DEDUCT), p)
             else:
                 cur.execute(sql(_TXN), {**p, "kind": "release", "value": p["amt"]})
             cur.execute(sql(_USAGE), p)
-            return False, p["charged"]
-        charged = self._charge_late(cur, p, cost)  # in this same transaction
-        cur.execute(sql(_USAGE), {**p, "u_cost_micros": charged})  # (a copy: a retry starts afresh)
-        return True, charged
+        else:
+            charged = self._charge_late(cur, p, cost)  # in this same transaction
+            # (a copy of the parameters: a retry starts afresh)
+            cur.execute(sql(_USAGE), {**p, "u_cost_micros": charged})
+        if "c_id" in p:  # the captured request's row, with its usage row
+            cur.execute(sql(_CAPTURE), p)
+        return late, charged
 
 
 class PostgresLedger(Ledger):
@@ -293,7 +369,7 @@ class PostgresLedger(Ledger):
         return bool(cur.rowcount != 1)
 
     def _close(self, cur: Any, p: dict[str, Any], cost: int) -> tuple[bool, int | None]:
-        cur.execute(self.tx.sql(_SETTLE_PG), p)
+        cur.execute(self.tx.sql(_SETTLE_PG_CAPTURE if "c_id" in p else _SETTLE_PG), p)
         if cur.fetchone()[0] == 1:
             return False, p["charged"]
         return True, None  # (not in this statement's transaction: autocommit has none)
@@ -333,10 +409,11 @@ def settle(
     usage: dict[str, Any],
     engine: sa.Engine | None = None,
     limits: Fused | None = None,
+    capture: dict[str, Any] | None = None,
 ) -> Settlement:
     """`Ledger.settle` on `engine` (default: the app's)."""
     led = for_engine(engine or db.get_engine())
-    return led.settle(reservation_id, account_id, amount, cost, usage, limits)
+    return led.settle(reservation_id, account_id, amount, cost, usage, limits, capture)
 
 
 def _refuse(conn: sa.Connection, account_id: int, key_id: str | None, amount: int) -> None:
@@ -370,12 +447,40 @@ def _txn(account_id: int, kind: str, amount: int, rid: str, now: datetime) -> di
 
 
 def release_expired(engine: sa.Engine, limit: int = 200) -> int:
-    """Release reservations whose worker died (past expires_at). Safe to run in every worker."""
+    """Release reservations past expires_at (their worker died, or their host did). Safe to run in
+    every worker."""
+    now = utcnow()
+    stale = sa.and_(reservations.c.status == "open", reservations.c.expires_at < now)
+    released = _release(engine, stale, "expired", "expired reservation released", limit)
+    if released:
+        logger.warning("released %d expired reservations", released)
+    return released
+
+
+def release_holder(engine: sa.Engine, holder: str) -> int:
+    """Release the open reservations of `holder` (`holder_id`), a process that is gone: its
+    requests can never settle. The gunicorn master calls it for each worker it reaps
+    (`serving.gconf.child_exit`); a request of that worker is then not billed at all."""
+    released = 0
+    while True:
+        mine = sa.and_(reservations.c.status == "open", reservations.c.holder == holder)
+        n = _release(engine, mine, "abandoned", f"holder {holder} exited", 200)
+        released += n
+        if n < 200:
+            break
+    return released
+
+
+def _release(
+    engine: sa.Engine, where: sa.ColumnElement[bool], status: str, why: str, limit: int
+) -> int:
+    """Release up to `limit` open reservations matching `where`, each in a transaction of its own
+    (a settlement that comes first wins: the reservation is re-checked open)."""
     now = utcnow()
     with db.read(engine) as conn:
         stale = conn.execute(
             sa.select(reservations.c.id, reservations.c.account_id, reservations.c.amount_micros)
-            .where(reservations.c.status == "open", reservations.c.expires_at < now)
+            .where(where)
             .limit(limit)
         ).all()
     released = 0
@@ -384,7 +489,7 @@ def release_expired(engine: sa.Engine, limit: int = 200) -> int:
             done = conn.execute(
                 reservations.update()
                 .where(reservations.c.id == rid, reservations.c.status == "open")
-                .values(status="expired")
+                .values(status=status)
             ).rowcount
             if done != 1:
                 continue
@@ -394,11 +499,9 @@ def release_expired(engine: sa.Engine, limit: int = 200) -> int:
                 .values(reserved_micros=accounts.c.reserved_micros - amount)
             )
             row = _txn(account_id, "release", amount, rid, now)
-            row["description"] = "expired reservation released"
+            row["description"] = why[:200]
             conn.execute(transactions.insert(), row)
             released += 1
-    if released:
-        logger.warning("released %d expired reservations", released)
     return released
 
 

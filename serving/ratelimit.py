@@ -1,12 +1,20 @@
 """Per-key rate limits (requests and tokens per minute) with the `limits` library.
 
 Storage is shared by every worker (``INFERBASE_RATELIMIT_STORAGE``): ``auto`` (default) is Redis
-when ``INFERBASE_REDIS_URL`` is set, else ``database`` when the gateway's database is SQLite, else
-``file``; ``file`` is a SQLite file under HOME shared by the workers of this host; ``database``
-keeps the counters in the gateway's database (shared by every host); anything else is a `limits`
-storage URI.
+when ``INFERBASE_REDIS_URL`` is set, else ``database``, the gateway's own database (so shared by
+every host that shares it: on PostgreSQL the default was once ``file``, and two hosts each allowed
+a key its full limit); ``file`` is a SQLite file under HOME shared by the workers of this host
+only; anything else is a `limits` storage URI (a Redis URI's keys start with
+``INFERBASE_REDIS_PREFIX``, so several gateways or test runs can share one Redis).
 
-With the counters in the gateway's own database (``database``, the default on SQLite), the chat
+On plain Redis (the storage several gateway hosts share), admitting a request is one Lua script
+(`RedisCounters`) over the `limits` library's own keys: count the request against RPM, check the
+token window still has room, count the request's worst-case tokens; and giving tokens back never
+takes a window below zero. The library's own calls (`hit`, `test`, `hit`) are three round trips,
+and between the token check and the token count every other worker on every host could pass the
+same check: 32 simultaneous admissions of 60 tokens on a `tpm_limit` of 100 let 6 through, not 2.
+
+With the counters in the gateway's own database (``database``, the default without Redis), the chat
 path does not pay for separate transactions: the request's RPM hit and TPM check run inside the
 reservation's transaction and its tokens are counted inside the settlement's (`Fused`, run by the
 ledger on either database), with the same keys, windows and rows as the `limits` storage, so the
@@ -26,7 +34,7 @@ from typing import Any
 import sqlalchemy as sa
 from flask import Flask, current_app
 from limits import RateLimitItem, RateLimitItemPerMinute, parse
-from limits.storage import Storage, storage_from_string
+from limits.storage import RedisClusterStorage, RedisStorage, Storage, storage_from_string
 from limits.strategies import FixedWindowRateLimiter
 
 from serving import db, fastsql
@@ -124,7 +132,8 @@ class Fused:
     """One key's counters, updated by the ledger inside its own transactions. `reserved`: the
     request's worst-case tokens, counted against TPM when it is admitted and corrected to what it
     used when it settles (as the ledger does for credits), so concurrent requests cannot all pass
-    a window that only their finished predecessors filled."""
+    a window that only their finished predecessors filled. A request is admitted while the window
+    holds less than the limit, so a minute's tokens stay within the limit plus one request."""
 
     rpm_key: str
     rpm_limit: int
@@ -142,6 +151,8 @@ class Fused:
         count, expires_at = cur.fetchone()
         if count > self.rpm_limit:
             raise _limited(self.rpm_limit, "requests", _retry_after(float(expires_at)))
+        # the RPM upsert above holds the key's row until this transaction ends (PostgreSQL), so
+        # a key's admissions on every host take turns and each sees the tokens counted before it
         cur.execute(tx.sql(_GET), {"k": self.tpm_key, "now": now})
         row = cur.fetchone()
         if row is not None and row[0] >= self.tpm_limit:
@@ -163,25 +174,94 @@ class Fused:
             cur.execute(tx.sql(_GIVE_BACK), {"k": self.tpm_key, "a": -delta, "now": now})
 
 
+class RedisCounters:
+    """The request's admission and its token give-back as single Lua scripts on a `RedisStorage`,
+    on the same keys (prefixed by the storage) and with the same fixed windows as the `limits`
+    library, so `get_window_stats` and the library's own `hit` still see the same counts. Hand
+    written because `limits` offers no atomic "count if the window still has room" (its `hit`
+    with a cost refuses a request whose worst case does not fit whole, which is a different
+    limit) and no floor for a negative increment. Not for Redis Cluster: the two keys of a
+    request live in different hash slots."""
+
+    # KEYS: rpm, tpm; ARGV: rpm limit, tpm limit, reserved tokens, window seconds.
+    # -> {0, 0} admitted; {1, ms} over RPM; {2, ms} over TPM (ms: until the window ends).
+    # A refused request is not counted (as when the counters are in the database).
+    ADMIT = """
+local n = redis.call('incr', KEYS[1])
+if n == 1 then redis.call('expire', KEYS[1], ARGV[4]) end
+if n > tonumber(ARGV[1]) then
+  redis.call('decr', KEYS[1])
+  return {1, redis.call('pttl', KEYS[1])}
+end
+local t = tonumber(redis.call('get', KEYS[2]) or '0')
+if t >= tonumber(ARGV[2]) then
+  redis.call('decr', KEYS[1])
+  return {2, redis.call('pttl', KEYS[2])}
+end
+local r = tonumber(ARGV[3])
+if r > 0 then
+  if redis.call('incrby', KEYS[2], r) == r then redis.call('expire', KEYS[2], ARGV[4]) end
+end
+return {0, 0}
+"""
+    # KEYS: tpm; ARGV: tokens to give back (never below zero; an ended window is left alone)
+    GIVE_BACK = """
+local t = tonumber(redis.call('get', KEYS[1]) or '0')
+local a = tonumber(ARGV[1])
+if t > 0 then redis.call('decrby', KEYS[1], math.min(t, a)) end
+return t
+"""
+
+    def __init__(self, storage: RedisStorage) -> None:
+        self.storage = storage
+        client = storage.get_connection()
+        self._admit = client.register_script(self.ADMIT.encode())
+        self._give_back = client.register_script(self.GIVE_BACK.encode())
+
+    @staticmethod
+    def usable(storage: Storage) -> bool:
+        return isinstance(storage, RedisStorage) and not isinstance(storage, RedisClusterStorage)
+
+    def admit(
+        self, rpm: RateLimitItemPerMinute, tpm: RateLimitItemPerMinute, key_id: str, reserved: int
+    ) -> None:
+        keys = [self.storage.prefixed_key(rpm.key_for(key_id)),
+                self.storage.prefixed_key(tpm.key_for(key_id))]  # fmt: skip
+        args = [rpm.amount, tpm.amount, reserved, rpm.get_expiry()]
+        over, ms = (int(v) for v in self._admit(keys, args))
+        if over:
+            item, what = (rpm, "requests") if over == 1 else (tpm, "tokens")
+            raise _limited(item.amount, what, max(1, math.ceil(max(ms, 0) / 1000)))
+
+    def give_back(self, tpm: RateLimitItemPerMinute, key_id: str, tokens: int) -> None:
+        self._give_back([self.storage.prefixed_key(tpm.key_for(key_id))], [tokens])
+
+
 def file_engine(home: Path) -> sa.Engine:
     """A SQLite file under HOME for the counters alone (no fsync: a crash may lose counts)."""
     home.mkdir(parents=True, exist_ok=True)
     engine = db.make_engine(f"sqlite:///{home / 'ratelimits.db'}", 16, synchronous="OFF")
-    rate_limits.create(engine, checkfirst=True)
+    # BEGIN IMMEDIATE: gunicorn's workers all create it at boot; in a deferred transaction the
+    # check (a read) then the CREATE (a write) failed at once with "database is locked" when
+    # another worker wrote in between (7 of 60 workers started together, here)
+    with db.write(engine) as conn:
+        rate_limits.create(conn, checkfirst=True)
     return engine
 
 
 def make_storage(app: Flask) -> Storage:
     choice = str(app.config.get("RATELIMIT_STORAGE") or "auto")
     url = app.config.get("REDIS_URL")
-    if choice == "auto":
-        sqlite = app.extensions["db"].dialect.name == "sqlite"
-        choice = url if url else ("database" if sqlite else "file")
+    if choice == "auto":  # shared by every worker and every host that shares the database
+        choice = url if url else "database"
     if choice == "file":
         return SQLStorage(file_engine(Path(app.config["HOME"])))
     if choice == "database":
         return SQLStorage(app.extensions["db"])
-    storage = storage_from_string(choice)
+    options: dict[str, Any] = {}
+    if choice.startswith(("redis", "rediss", "valkey")):
+        options["key_prefix"] = f"{app.config.get('REDIS_PREFIX') or 'inferbase'}:limits"
+    storage = storage_from_string(choice, **options)
     if not isinstance(storage, Storage):
         raise ValueError(f"INFERBASE_RATELIMIT_STORAGE={choice!r} names an async storage")
     return storage
@@ -197,6 +277,12 @@ class RateLimits:
         # counters in the gateway's own database: the ledger updates them in its transactions
         self.fusable = (
             isinstance(self.storage, SQLStorage) and self.storage.engine is app.extensions["db"]
+        )
+        # counters on Redis: each admission is one atomic script (exact across hosts)
+        self.redis = (
+            RedisCounters(self.storage)  # type: ignore[arg-type]
+            if RedisCounters.usable(self.storage)
+            else None
         )
 
     def fused(self, key: KeyInfo | None) -> Fused | None:
@@ -225,9 +311,12 @@ class RateLimits:
         count the request's worst-case tokens (`reserved`) in it until `add_tokens` corrects
         them."""
         rpm = self._item("rpm", key.rpm_limit or self.default_rpm)
+        tpm = self._item("tpm", key.tpm_limit or self.default_tpm)
+        if self.redis is not None:
+            self.redis.admit(rpm, tpm, key.id, reserved)
+            return
         if not self.limiter.hit(rpm, key.id):
             raise self._refuse(rpm, key.id, "requests")
-        tpm = self._item("tpm", key.tpm_limit or self.default_tpm)
         if not self.limiter.test(tpm, key.id):
             raise self._refuse(tpm, key.id, "tokens")
         if reserved > 0:
@@ -239,6 +328,8 @@ class RateLimits:
         delta = tokens - reserved
         if delta > 0:
             self.limiter.hit(tpm, key.id, cost=delta)
+        elif delta < 0 and self.redis is not None:
+            self.redis.give_back(tpm, key.id, -delta)
         elif delta < 0:
             k = tpm.key_for(key.id)
             have = self.storage.get(k)
@@ -295,6 +386,6 @@ def init_app(app: Flask) -> None:
     # ledger's for its write lock, so logins count in the host's counter file instead (SQLite
     # serves one host either way)
     storage = limits.storage
-    if limits.fusable:
+    if limits.fusable and app.extensions["db"].dialect.name == "sqlite":
         storage = SQLStorage(file_engine(Path(app.config["HOME"])))
     app.extensions["login_throttle"] = LoginThrottle(app, storage)

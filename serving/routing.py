@@ -82,6 +82,14 @@ def resolve(
     router: RouterClient | None,  # or a fake with the same route() in tests
     micros_per_credit: int,
 ) -> Resolved:
+    overrides = req.routing
+    pool = list(overrides.model_pool or []) if overrides and overrides.model_pool else []
+    # checked whichever model is asked for: an unknown id is the client's mistake either way
+    unknown = [m for m in pool if engines.get(m) is None]
+    if unknown:
+        raise ApiError(
+            400, f"Unknown model id(s): {', '.join(unknown)}.", param="routing.model_pool"
+        )
     if req.model != "auto":
         model = engines.get(req.model)
         if model is None:
@@ -101,15 +109,7 @@ def resolve(
         )
     known = {m.id: m for m in engines.models()}
     key = principal.key
-    overrides = req.routing
-    pool = list(overrides.model_pool or []) if overrides and overrides.model_pool else []
-    if pool:
-        unknown = [m for m in pool if m not in known]
-        if unknown:
-            raise ApiError(
-                400, f"Unknown model id(s): {', '.join(unknown)}.", param="routing.model_pool"
-            )
-    else:
+    if not pool:
         pool = [m for m in (key.model_pool if key else ()) if m in known] or list(known)
     if not pool:
         raise ApiError(404, "No models are available to route to.", param="model")

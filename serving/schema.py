@@ -69,6 +69,11 @@ api_keys = sa.Table(
     # the API key that created this one (its limits bound this key's); None: dashboard or CLI
     sa.Column("parent_key_id", sa.String(32), nullable=True),
     sa.Column("revoked_at", UTCDateTime, nullable=True),
+    # opt-in traffic capture (serving/traffic.py): the share of requests stored, 0 = off
+    sa.Column("capture_rate", sa.Float, nullable=False, server_default="0"),
+    # the share of captured `auto` requests also answered by another pool model (None: the
+    # gateway's COMPARE_RATE)
+    sa.Column("compare_rate", sa.Float, nullable=True),
 )
 
 # One row per browser login: the session cookie's JWT names its row (`jti`), and a cookie counts
@@ -104,9 +109,13 @@ reservations = sa.Table(
     sa.Column("account_id", sa.Integer, sa.ForeignKey("accounts.id"), nullable=False),
     sa.Column("key_id", sa.String(32), nullable=True),
     sa.Column("amount_micros", sa.BigInteger, nullable=False),
-    sa.Column("status", sa.String(12), nullable=False),  # open, settled, expired
+    # open, settled, expired (released at expires_at), abandoned (released: its holder died)
+    sa.Column("status", sa.String(12), nullable=False),
     sa.Column("created_at", UTCDateTime, nullable=False, default=utcnow),
     sa.Column("expires_at", UTCDateTime, nullable=False),
+    # the process that holds it, "host:boot:pid" (`ledger.holder_id`); the open ones of a dead
+    # gunicorn worker are released when the master reaps it (`serving.gconf.child_exit`)
+    sa.Column("holder", sa.String(100), nullable=True),
     sa.Index("ix_reservations_status_expires", "status", "expires_at"),
 )
 
@@ -144,4 +153,88 @@ rate_limits = sa.Table(
     sa.Column("key", sa.String(255), primary_key=True),
     sa.Column("count", sa.BigInteger, nullable=False),
     sa.Column("expires_at", sa.Float, nullable=False),  # unix time
+)
+
+# Captured traffic (serving/traffic.py): only from keys with capture_rate > 0, scoped to the
+# account, deleted with the key (revocation) or the account (deactivation) and after
+# TRAFFIC_RETENTION_DAYS. JSON payloads are stored as text (written on the hot path's raw cursor).
+captures = sa.Table(
+    "captures",
+    metadata,
+    sa.Column("id", sa.String(40), primary_key=True),  # the request's X-Request-Id
+    sa.Column("account_id", sa.Integer, sa.ForeignKey("accounts.id"), nullable=False),
+    # (no index of its own: one b-tree less on the hot path; a key's rows are found through the
+    # account's index when the key is revoked)
+    sa.Column("key_id", sa.String(32), nullable=True),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("requested_model", sa.String(200), nullable=False),
+    sa.Column("served_model", sa.String(200), nullable=False),
+    sa.Column("task", sa.String(64), nullable=True),
+    sa.Column("routing", sa.Text, nullable=True),  # JSON: the decision as the response carried it
+    sa.Column("messages", sa.Text, nullable=False),  # JSON
+    sa.Column("answer", sa.Text, nullable=False),
+    sa.Index("ix_captures_account_created", "account_id", "created_at"),
+    sa.Index("ix_captures_created", "created_at"),
+)
+
+# A side-by-side comparison: the user's answer and another pool model's, in a random A/B order
+pairs = sa.Table(
+    "pairs",
+    metadata,
+    sa.Column("seq", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True),
+    sa.Column("id", sa.String(40), nullable=False, unique=True),
+    sa.Column("account_id", sa.Integer, sa.ForeignKey("accounts.id"), nullable=False),
+    sa.Column("key_id", sa.String(32), nullable=True, index=True),
+    sa.Column("request_id", sa.String(40), nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("messages", sa.Text, nullable=False),
+    sa.Column("task", sa.String(64), nullable=True),
+    sa.Column("routing", sa.Text, nullable=True),
+    sa.Column("model_a", sa.String(200), nullable=False),
+    sa.Column("answer_a", sa.Text, nullable=False),
+    sa.Column("model_b", sa.String(200), nullable=False),
+    sa.Column("answer_b", sa.Text, nullable=False),
+    sa.Column("served", sa.String(1), nullable=False),  # which side is the user's answer: a | b
+    sa.Column("compare_cost_micros", sa.BigInteger, nullable=False, default=0),
+    sa.Index("ix_pairs_account_seq", "account_id", "seq"),
+    sa.Index("ix_pairs_created", "created_at"),
+)
+
+pair_votes = sa.Table(
+    "pair_votes",
+    metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True),
+    sa.Column("pair_id", sa.String(40), sa.ForeignKey("pairs.id"), nullable=False, index=True),
+    sa.Column("winner", sa.String(4), nullable=False),  # a, b, tie
+    sa.Column("source", sa.String(16), nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+)
+
+pair_verdicts = sa.Table(
+    "pair_verdicts",
+    metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True),
+    sa.Column("pair_id", sa.String(40), sa.ForeignKey("pairs.id"), nullable=False, index=True),
+    sa.Column("judge", sa.String(200), nullable=False),
+    sa.Column("winner", sa.String(4), nullable=False),
+    sa.Column("detail", sa.Text, nullable=True),  # JSON
+    sa.Column("created_at", UTCDateTime, nullable=False),
+)
+
+feedback = sa.Table(
+    "feedback",
+    metadata,
+    sa.Column("seq", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True),
+    sa.Column("id", sa.String(40), nullable=False, unique=True),
+    sa.Column("account_id", sa.Integer, sa.ForeignKey("accounts.id"), nullable=False),
+    sa.Column("key_id", sa.String(32), nullable=True, index=True),
+    sa.Column("request_id", sa.String(40), nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("model", sa.String(200), nullable=True),
+    sa.Column("task", sa.String(64), nullable=True),
+    sa.Column("routing", sa.Text, nullable=True),
+    sa.Column("rating", sa.SmallInteger, nullable=False),
+    sa.Column("comment", sa.Text, nullable=True),
+    sa.Index("ix_feedback_account_seq", "account_id", "seq"),
+    sa.Index("ix_feedback_created", "created_at"),
 )

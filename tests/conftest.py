@@ -117,3 +117,19 @@ def _own_mlflow_store(
         monkeypatch.setenv("INFERBASE_HOME", str(_SESSION_TMP / "home"))
     yield store
     _reset_mlflow()
+
+
+@pytest.fixture(autouse=True)
+def _no_leaked_app_context() -> Iterator[None]:
+    """Pop the Flask app contexts a test left pushed. A lean stream keeps its request's app context
+    until the WSGI server closes the response (`serving.front._Stream`); a test client response that
+    is never closed leaves it on this thread, and then `flask.cli.with_appcontext` runs the next
+    test's CLI command in that old app (its database: "No account ..." in the full-suite run)."""
+    yield
+    from flask.globals import _cv_app
+
+    while (ctx := _cv_app.get(None)) is not None:
+        try:
+            ctx.pop()
+        except Exception:  # pushed in another context: nothing this thread can undo
+            break

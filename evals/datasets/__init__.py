@@ -33,6 +33,7 @@ from . import (  # noqa: F401
     routerbench_mini,
     routerdc,
     sharegpt,
+    traffic_log,
 )
 from .priors import load_leaderboards, load_output_lengths, load_prices
 from .registry import DATASETS, DatasetSpec, get_spec
@@ -67,12 +68,15 @@ __all__ = [
 def list_datasets(kind: str | None = None, include_hub: bool = False) -> list[str]:
     """Registered dataset names, optionally only one kind ("scores", "anchor", "labels").
 
-    Hub-only datasets (not in the shared data directory) are listed only with `include_hub`.
+    Hub-only datasets (not in the shared data directory) are listed only with `include_hub`; the
+    operator's own traffic (kind "preferences", exported from a gateway: traffic_log) only when
+    that kind is asked for.
     """
     return [
         n
         for n, s in DATASETS.items()
-        if (kind is None or s.kind == kind) and (include_hub or not s.hub)
+        if (s.kind == kind if kind is not None else s.kind != "preferences")
+        and (include_hub or not s.hub)
     ]
 
 

@@ -27,7 +27,7 @@ from .source import DatasetError
 
 logger = logging.getLogger(__name__)
 
-Kind = Literal["scores", "anchor", "labels", "difficulty", "lengths", "prompts"]
+Kind = Literal["scores", "anchor", "labels", "difficulty", "lengths", "prompts", "preferences"]
 CACHE_FORMAT = "2"  # bump to invalidate every cached frame
 
 
@@ -68,6 +68,7 @@ class DatasetSpec:
     label_source: str | None = None  # key into data/task_map.yaml
     description: str = ""
     hub: bool = False  # fetched from the HF hub only (not in the shared data directory)
+    cached: bool = True  # False: read afresh each time (data that changes without a file list)
 
 
 DATASETS: dict[str, DatasetSpec] = {}
@@ -81,11 +82,12 @@ def register(
     label_source: str | None = None,
     description: str = "",
     hub: bool = False,
+    cached: bool = True,
 ) -> Callable[[Loader], Loader]:
     def deco(fn: Loader) -> Loader:
         if name in DATASETS:
             raise DatasetError(f"dataset {name!r} registered twice")
-        DATASETS[name] = DatasetSpec(name, kind, files, fn, label_source, description, hub)
+        DATASETS[name] = DatasetSpec(name, kind, files, fn, label_source, description, hub, cached)
         return fn
 
     return deco
@@ -117,6 +119,8 @@ _MEMO: dict[Path, pd.DataFrame] = {}
 def load_raw(spec: DatasetSpec, root: Path | None) -> pd.DataFrame:
     """The loader's frame (raw model names and labels), from the parquet cache when possible."""
     files = Files(spec.files, root)
+    if not spec.cached:  # its data is not a file list the cache key could hash
+        return conform(spec.loader(files).assign(dataset=spec.name), KIND_COLUMNS[spec.kind])
     path = cache_dir() / f"{spec.name}-{_cache_key(spec, files)}.parquet"
     if path in _MEMO:
         return _MEMO[path].copy(deep=False)

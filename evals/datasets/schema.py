@@ -41,6 +41,11 @@ LENGTH_COLUMNS: tuple[str, ...] = (
     "prompt_id", "dataset", "subset", "prompt", "model", "output_chars", "output_tokens",
 )  # fmt: skip
 PROMPT_COLUMNS: tuple[str, ...] = ("prompt_id", "dataset", "prompt")
+# Pairwise preferences on an operator's own traffic (evals.datasets.traffic_log): one row per label.
+PREFERENCE_COLUMNS: tuple[str, ...] = (
+    "record_id", "dataset", "kind", "created_at", "prompt_id", "prompt", "task", "model_a",
+    "model_b", "outcome", "source", "judge", "split",
+)  # fmt: skip
 KIND_COLUMNS: dict[str, tuple[str, ...]] = {
     "scores": SCORE_COLUMNS,
     "anchor": SCORE_COLUMNS,
@@ -48,8 +53,9 @@ KIND_COLUMNS: dict[str, tuple[str, ...]] = {
     "difficulty": DIFFICULTY_COLUMNS,
     "lengths": LENGTH_COLUMNS,
     "prompts": PROMPT_COLUMNS,
+    "preferences": PREFERENCE_COLUMNS,
 }
-_FLOATS = frozenset(FLOAT_COLUMNS) | {"difficulty", "output_tokens"}
+_FLOATS = frozenset(FLOAT_COLUMNS) | {"difficulty", "output_tokens", "outcome"}
 
 
 def conform(df: pd.DataFrame, columns: tuple[str, ...] = SCORE_COLUMNS) -> pd.DataFrame:

@@ -122,6 +122,30 @@ def register(
     return {"run_id": active.info.run_id, "version": version, **gate_metrics}
 
 
+TRAFFIC_DEMO_MODEL = "inferroute-traffic-demo"
+
+
+def fresh_registered_model(name: str) -> bool:
+    """Delete the registered model `name` with its versions, if it exists (True: it did).
+
+    For a demo that owns its registered model (notebook 6 registers routers trained on synthetic
+    traffic under `TRAFFIC_DEMO_MODEL`): each run starts from an empty registry entry, so its gate
+    compares what this run trained and a re-run behaves as the first one did. Runs stay tracked.
+    """
+    from mlflow.exceptions import MlflowException
+
+    from evals import promote
+
+    c = promote.client()
+    try:
+        c.get_registered_model(name)
+    except MlflowException:
+        return False
+    c.delete_registered_model(name)
+    logger.info("deleted registered model %s (a fresh demo run)", name)
+    return True
+
+
 def router_space(trial: Any) -> dict[str, Any]:
     """InferRoute's quality-model and classifier hyperparameters (RouterConfig keys) for Optuna:
     `evals.tuning.router_space` (joint latent model, its blend with kNN, classifier C) plus the

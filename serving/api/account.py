@@ -9,7 +9,7 @@ from flask import current_app, g, request
 
 from serving import db, ledger
 from serving.api import bp
-from serving.api.openapi import doc
+from serving.api.openapi import doc, link
 from serving.auth import require_auth
 from serving.protocol import (
     Credits,
@@ -37,7 +37,12 @@ def credits() -> Any:
 
 
 @bp.get("/credits/transactions")
-@doc("Credit transactions, newest first", query=PageQuery, responses={200: TransactionList})
+@doc(
+    "Credit transactions, newest first",
+    query=PageQuery,
+    responses={200: TransactionList},
+    links={"NextPage": link("get", "/credits/transactions", cursor="$response.body#/next_cursor")},
+)
 @require_auth
 def credit_transactions() -> Any:
     q = PageQuery.model_validate(request.args.to_dict())
@@ -55,7 +60,12 @@ def credit_transactions() -> Any:
 
 
 @bp.get("/usage")
-@doc("Usage log: one row per request, newest first", query=UsageQuery, responses={200: UsageList})
+@doc(
+    "Usage log: one row per request, newest first",
+    query=UsageQuery,
+    responses={200: UsageList},
+    links={"NextPage": link("get", "/usage", cursor="$response.body#/next_cursor")},
+)
 @require_auth
 def usage() -> Any:
     q = UsageQuery.model_validate(request.args.to_dict())

@@ -8,7 +8,6 @@ its id and log line and renders what it raises, as for every other route."""
 from __future__ import annotations
 
 import logging
-import secrets
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -19,16 +18,16 @@ from typing import Any
 import orjson
 from flask import current_app, g
 
-from serving import db, ledger, ratelimit, routing
+from serving import bell, compare, db, ledger, ratelimit, routing, traffic
 from serving.api import bp
-from serving.api.openapi import doc
+from serving.api.openapi import doc, link
 from serving.auth import Principal, authenticate
 from serving.engines import fields
 from serving.engines.base import CatalogModel, EngineError
 from serving.errors import ApiError, error_payload, from_engine_error
 from serving.front import JSON_HEADERS, Reply, lean
 from serving.incoming import Incoming
-from serving.protocol import ChatCompletion, ChatCompletionChunk, ChatCompletionRequest
+from serving.protocol import INTEGRAL, ChatCompletion, ChatCompletionChunk, ChatCompletionRequest
 
 logger = logging.getLogger("serving.requests")
 
@@ -48,20 +47,28 @@ class Call:
         req: ChatCompletionRequest,
         resolved: routing.Resolved,
         hold: int,
+        metrics: Any = None,
     ) -> None:
-        self.id = "req_" + secrets.token_hex(12)
+        # the reservation's and the usage row's id: the request's own X-Request-Id, so a client
+        # names its request (feedback, the dashboard's request view) by the id it was given
+        self.id = self.request_id = g.request_id
         self.principal = principal
         self.req = req
         self.resolved = resolved
         self.hold = hold
         self.t0 = g.t0
-        self.request_id = g.request_id
+        self.answer: list[str] | None = None  # the answer's text so far, when captured
+        self.body: dict[str, Any] = {}  # the request body, kept when captured
         self.ttft_ms: float | None = None
+        self.engine_s = 0.0  # waiting on the engine: the whole answer (JSON), its first chunk
+        self.metrics = metrics  # serving.metrics.Recorder, None when metrics are off
+        self.fields: dict[str, Any] | None = None  # for the request's log line, once settled
         self.prompt_tokens = 0
         self.completion_tokens = 0
         self.settled = False
         self.tokens = 0  # worst-case tokens counted against the key's TPM until settled
         self.limits = ratelimit.get().fused(principal.key)
+        self.ring = bell.for_rows(current_app)  # the live events of other hosts, if any
 
     @property
     def model(self) -> CatalogModel:
@@ -101,25 +108,78 @@ class Call:
             "status": status,
             "error_type": error_type,
         }
+        capture = None
+        if self.answer is not None and status == "success":  # opt-in capture (serving/traffic)
+            capture = traffic.capture_row(
+                self.request_id,
+                self.principal.key_id,
+                self.req.model,
+                m.id,
+                self.resolved.routing(),
+                self.body["messages"],
+                "".join(self.answer),
+            )
         result = ledger.settle(
-            self.id, self.principal.account_id, self.hold, cost, usage, limits=self.limits
+            self.id,
+            self.principal.account_id,
+            self.hold,
+            cost,
+            usage,
+            limits=self.limits,
+            capture=capture,
         )
+        if self.ring is not None:
+            self.ring(self.principal.account_id)
+        if capture is not None and d is not None:
+            self._maybe_compare(d)
         if self.principal.key is not None and self.limits is None:
             ratelimit.get().add_tokens(self.principal.key, usage["total_tokens"], self.tokens)
-        logger.info(
-            "chat request_id=%s usage_id=%s key=%s model=%s prompt=%d completion=%d cost=%d "
-            "latency_ms=%.1f ttft_ms=%s status=%s",
+        # the request's log line (serving.front) carries these; the prompt never
+        self.fields = {
+            "usage_id": self.id,
+            "model": m.id,
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "cost_micros": result.charged,
+            "ttft_ms": usage["ttft_ms"],
+            "outcome": status,
+            "stream": self.req.stream,
+            "routing_task": usage["routing_task"],
+        }
+        if self.metrics is not None:
+            stream = bool(self.req.stream)
+            ttft_s = self.ttft_ms / 1000 if self.ttft_ms is not None else None
+            if stream:  # the gateway's part of the time to the first token
+                added = ttft_s - self.engine_s if ttft_s is not None else None
+            else:  # the gateway's part of the whole answer
+                added = latency / 1000 - self.engine_s if status == "success" else None
+            self.metrics.settled(
+                m.id, stream, status, self.prompt_tokens, self.completion_tokens,
+                result.charged, added, ttft_s,
+            )  # fmt: skip
+
+    def log_fields(self) -> dict[str, Any]:
+        """What the request's log line says of this call: its settlement, or the model it was
+        resolved to when it never reserved."""
+        return self.fields if self.fields is not None else {"model": self.model.id}
+
+    def _maybe_compare(self, d: Any) -> None:
+        """Hand a sampled share of captured `auto` requests (`d`: the routing decision) to the
+        comparison thread (`serving.compare`): after the answer, never in its way."""
+        app = current_app._get_current_object()  # type: ignore[attr-defined]
+        key = self.principal.key
+        rate = key.compare_rate if key is not None else None
+        if not traffic.sampled(app.config["COMPARE_RATE"] if rate is None else rate):
+            return
+        job = compare.Job(
             self.request_id,
-            self.id,
-            self.principal.key_id,
-            m.id,
-            self.prompt_tokens,
-            self.completion_tokens,
-            result.charged,
-            latency,
-            usage["ttft_ms"],
-            status,
+            self.principal.account_id,
+            self.model.id,
+            tuple(d.candidates),
+            self.body,
+            self.req,
         )
+        compare.get(app).submit(job)
 
     def take_usage(self, usage: dict[str, Any] | None) -> None:
         if usage:
@@ -134,6 +194,7 @@ class Call:
     responses={200: ChatCompletion},
     stream=ChatCompletionChunk,
     errors=(400, 401, 402, 403, 404, 413, 429, 502),
+    links={"Usage": link("get", "/usage"), "Credits": link("get", "/credits")},
 )
 @lean
 def chat_completions(inc: Incoming) -> Reply:
@@ -148,6 +209,9 @@ def chat_completions(inc: Incoming) -> Reply:
     if not isinstance(body, dict):
         raise ApiError(400, "The request body must be a JSON object.", code="invalid_json")
     req = ChatCompletionRequest.model_validate(body)
+    for name in INTEGRAL:  # an integral float (2.0) goes upstream as the int it was read as
+        if type(body.get(name)) is float:
+            body[name] = getattr(req, name)
     engines = app.extensions["engines"]
     resolved = routing.resolve(
         req,
@@ -158,7 +222,14 @@ def chat_completions(inc: Incoming) -> Reply:
         int(app.config["MICROS_PER_CREDIT"]),
     )
     _check_params(req, resolved.model)
-    call = Call(principal, req, resolved, 0)
+    metrics = app.extensions.get("metrics")
+    d = resolved.decision
+    if metrics is not None and d is not None:
+        metrics.routed(str(d.task), resolved.model.id, str(d.optimize))
+    call = g.call = Call(principal, req, resolved, 0, metrics)
+    key = principal.key
+    if key is not None and key.capture_rate and traffic.sampled(key.capture_rate):
+        call.answer, call.body = [], body
     worst = routing.worst_case_tokens(
         req, body, resolved.model, int(app.config["MAX_OUTPUT_TOKENS_RESERVE"])
     )
@@ -183,11 +254,15 @@ def chat_completions(inc: Incoming) -> Reply:
         if principal.key is not None and call.limits is None:  # give the TPM reservation back
             ratelimit.get().add_tokens(principal.key, 0, call.tokens)
         raise
+    if call.ring is not None:
+        call.ring(principal.account_id)
     upstream = routing.upstream_body(body, resolved.model, req.stream)
     if req.stream:
         return _stream(call, engines, upstream)
     with _settled_on_failure(call):
+        e0 = time.perf_counter()
         out = engines.complete(resolved.model.id, upstream)
+        call.engine_s = time.perf_counter() - e0
     fields.strip(out, resolved.model)
     call.ttft_ms = (time.perf_counter() - call.t0) * 1000
     if out.get("usage"):
@@ -195,6 +270,8 @@ def chat_completions(inc: Incoming) -> Reply:
     else:
         logger.warning("engine returned no usage for %s: billing the reservation", call.id)
         call.completion_tokens = req.max_tokens or 0
+    if call.answer is not None:
+        call.answer.append(traffic.message_text((out.get("choices") or [{}])[0].get("message")))
     call.settle("success")
     out["model"] = resolved.model.id
     info = resolved.routing()
@@ -232,12 +309,14 @@ def _check_params(req: ChatCompletionRequest, model: CatalogModel) -> None:
 
 def _stream(call: Call, engines: Any, upstream: dict[str, Any]) -> Reply:
     with _settled_on_failure(call):
+        e0 = time.perf_counter()
         try:
             it = engines.stream(call.model.id, upstream)
             first = next(it)  # an engine failure before the first byte is still a JSON error
         except StopIteration:
             first = None
             it = iter(())
+        call.engine_s = time.perf_counter() - e0
     headers = {**SSE_HEADERS, **call.resolved.headers()}
     replica = getattr(it, "replica", None)  # which of the model's replicas serves it, if told
     if replica is not None:
@@ -249,6 +328,7 @@ def _frames(call: Call, it: Iterator[dict[str, Any] | None], first: Any) -> Iter
     want_usage = bool(call.req.stream_options and call.req.stream_options.include_usage)
     model = call.model
     model_id = model.id
+    answer = call.answer  # captured: the answer's text (the first choice's) as it streams
     status, error_type = "cancelled", None
     try:
         info = call.resolved.routing()
@@ -260,10 +340,10 @@ def _frames(call: Call, it: Iterator[dict[str, Any] | None], first: Any) -> Iter
                 continue
             fields.strip(chunk, model)
             usage = chunk.pop("usage", None)
-            if usage:
-                call.take_usage(usage)
             choices = chunk.get("choices")
             if not choices:
+                if usage:
+                    call.take_usage(usage)
                 if usage and want_usage:  # the final usage chunk, only when the client asked
                     chunk["usage"] = usage
                     chunk["model"] = model_id
@@ -271,10 +351,19 @@ def _frames(call: Call, it: Iterator[dict[str, Any] | None], first: Any) -> Iter
                 continue
             if call.ttft_ms is None:
                 call.ttft_ms = (time.perf_counter() - call.t0) * 1000
-            if not usage:  # no usage stats upstream: count content chunks as delivered tokens
-                call.completion_tokens += 1
+            if answer is not None:
+                for choice in choices:
+                    text = (choice.get("delta") or {}).get("content")
+                    if text and not choice.get("index"):
+                        answer.append(text)
             chunk["model"] = model_id
             yield b"data: " + orjson.dumps(chunk) + b"\n\n"
+            # counted once the server has written it (it asks for the next chunk only then): a
+            # client that hung up is not billed for the chunk whose write failed
+            if usage:
+                call.take_usage(usage)
+            elif _generated(choices):  # no usage stats upstream: a chunk of output is a token
+                call.completion_tokens += 1
         status = "success"
     except EngineError as e:
         status, error_type = "error", e.type
@@ -291,8 +380,20 @@ def _frames(call: Call, it: Iterator[dict[str, Any] | None], first: Any) -> Iter
         close = getattr(it, "close", None)
         if close is not None:
             close()
-        call.settle(status, error_type)
+        try:
+            call.settle(status, error_type)
+        except Exception:  # (the database stayed unreachable): the client still gets its end
+            logger.exception("settlement failed (%s): its hold is released at expiry", call.id)
     yield b"data: [DONE]\n\n"
+
+
+def _generated(choices: list[dict[str, Any]]) -> bool:
+    """Whether a chunk carries generated output (not the role chunk or the finish chunk)."""
+    for c in choices:
+        delta = c.get("delta") or {}
+        if delta.get("content") or delta.get("tool_calls") or delta.get("reasoning_content"):
+            return True
+    return False
 
 
 def _routing_frame(call: Call, info: dict[str, Any]) -> bytes:
@@ -314,7 +415,9 @@ def _maybe_sweep() -> None:
     if now - _last_sweep[0] < float(current_app.config["SWEEP_INTERVAL_S"]):
         return
     _last_sweep[0] = now
-    ledger.release_expired(db.get_engine())
+    engine = db.get_engine()
+    ledger.release_expired(engine)
+    traffic.sweep(engine, float(current_app.config["TRAFFIC_RETENTION_DAYS"]))
     storage = ratelimit.get().storage
     purge = getattr(storage, "purge_expired", None)
     if purge is not None:

@@ -9,19 +9,11 @@ from typing import Any
 
 from flask import current_app, g, request
 
-from serving import db, keys
-from serving.api import bp
-from serving.api.openapi import doc
+from serving import bell, db, keys, traffic
+from serving.api import bp, json_body
+from serving.api.openapi import doc, link
 from serving.auth import require_auth
-from serving.errors import ApiError
 from serving.protocol import KeyCreate, KeyCreated, KeyList, KeyOut, KeyPageQuery, KeyUpdate
-
-
-def _json() -> dict[str, Any]:
-    body = request.get_json(silent=True)
-    if not isinstance(body, dict):
-        raise ApiError(400, "The request body must be a JSON object.", code="invalid_json")
-    return body
 
 
 def _known_models() -> set[str]:
@@ -35,10 +27,16 @@ def _known_models() -> set[str]:
     "beyond the account's cap of active keys",
     body=KeyCreate,
     responses={201: KeyCreated},
+    links={
+        "UpdateKey": link("patch", "/keys/{key_id}", key_id="$response.body#/id"),
+        "RevokeKey": link("delete", "/keys/{key_id}", key_id="$response.body#/id"),
+        "ListKeys": link("get", "/keys"),
+        "KeyUsage": link("get", "/usage", key_id="$response.body#/id"),
+    },
 )
 @require_auth
 def create_key() -> Any:
-    data = KeyCreate.model_validate(_json())
+    data = KeyCreate.model_validate(json_body())
     pool = keys.validate_pool(data.model_pool, _known_models())
     caller = g.principal.key
     rpm, tpm = data.rpm_limit, data.tpm_limit
@@ -60,6 +58,8 @@ def create_key() -> Any:
             rpm,
             tpm,
             parent_key_id=caller.id if caller is not None else None,
+            capture_rate=data.capture_rate,
+            compare_rate=data.compare_rate,
         )
     return KeyCreated(**row, key=raw).model_dump(mode="json"), 201
 
@@ -69,6 +69,8 @@ def create_key() -> Any:
     "List your API keys (prefixes only), newest first, a page at a time",
     query=KeyPageQuery,
     responses={200: KeyList},
+    errors=(400, 401, 403, 404, 429),
+    links={"NextPage": link("get", "/keys", cursor="$response.body#/next_cursor")},
 )
 @require_auth
 def list_keys() -> Any:
@@ -85,15 +87,16 @@ def list_keys() -> Any:
 
 @bp.patch("/keys/<key_id>")
 @doc(
-    "Update an API key's name, model pool or optimization mode. An API key may update only itself "
-    "and the keys created with it, within its own model pool (403 otherwise)",
+    "Update an API key's name, model pool, optimization mode or traffic capture. An API key may "
+    "update only itself and the keys created with it, within its own model pool (403 otherwise)",
     body=KeyUpdate,
     responses={200: KeyOut},
-    errors=(400, 401, 403, 404, 429),
+    errors=(400, 401, 403, 404, 409, 429),
+    links={"RevokeKey": link("delete", "/keys/{key_id}", key_id="$response.body#/id")},
 )
 @require_auth
 def update_key(key_id: str) -> Any:
-    data = KeyUpdate.model_validate(_json())
+    data = KeyUpdate.model_validate(json_body())
     pool = None if data.model_pool is None else keys.validate_pool(data.model_pool, _known_models())
     caller = g.principal.key
     if caller is not None and pool is not None:
@@ -108,6 +111,8 @@ def update_key(key_id: str) -> Any:
             name=data.name,
             model_pool=pool,
             optimize_mode=data.optimize_mode,
+            capture_rate=data.capture_rate,
+            compare_rate=data.compare_rate,
         )
     current_app.extensions["auth"].cache.evict_id(key_id)
     return KeyOut(**row).model_dump(mode="json")
@@ -115,8 +120,8 @@ def update_key(key_id: str) -> Any:
 
 @bp.delete("/keys/<key_id>")
 @doc(
-    "Revoke an API key permanently. An API key may revoke only itself and the keys created with "
-    "it (403 otherwise); a browser session any key of the account",
+    "Revoke an API key permanently (its captured traffic is deleted). An API key may revoke only "
+    "itself and the keys created with it (403 otherwise); a browser session any key of the account",
     responses={200: KeyOut},
     errors=(401, 403, 404, 429),
 )
@@ -126,5 +131,7 @@ def revoke_key(key_id: str) -> Any:
         keys.get(conn, g.principal.account_id, key_id)  # 404 before 403
         keys.may_manage(conn, g.principal.key, key_id)
         row = keys.revoke(conn, g.principal.account_id, key_id)
+        traffic.delete_for(conn, g.principal.account_id, key_id=key_id)
     current_app.extensions["auth"].cache.evict_id(key_id)
+    bell.ring(current_app, g.principal.account_id, reauth=True)  # its sockets, on every host
     return KeyOut(**row).model_dump(mode="json")

@@ -9,7 +9,7 @@ from typing import Any
 from flask import current_app, request
 
 from serving.api import bp
-from serving.api.openapi import doc
+from serving.api.openapi import doc, link
 from serving.engines.base import CatalogModel
 from serving.errors import ApiError
 from serving.protocol import ModelHealth, ModelInfo, ModelList
@@ -37,7 +37,18 @@ def _model(model_id: str) -> CatalogModel:
 
 
 @bp.get("/models")
-@doc("List the models available for inference", responses={200: ModelList}, auth=False, errors=())
+@doc(
+    "List the models available for inference",
+    responses={200: ModelList},
+    auth=False,
+    errors=(),
+    links={
+        "GetModel": link("get", "/models/{model_id}", model_id="$response.body#/data/0/id"),
+        "ModelHealth": link(
+            "get", "/models/{model_id}/health", model_id="$response.body#/data/0/id"
+        ),
+    },
+)
 def list_models() -> Any:
     engines = current_app.extensions["engines"]
     data = [_info(m) for m in engines.models()]

@@ -9,9 +9,9 @@ from typing import Any
 
 from flask import current_app, request
 
-from serving import accounts, auth, db, ratelimit
+from serving import accounts, auth, bell, db, ratelimit
 from serving.accounts import check_login, normalize_email
-from serving.api import auth_bp
+from serving.api import auth_bp, json_body
 from serving.api.openapi import doc
 from serving.errors import ApiError
 from serving.protocol import LoginRequest, PasswordChange, Session
@@ -26,7 +26,7 @@ from serving.protocol import LoginRequest, PasswordChange, Session
     errors=(400, 401, 403, 429, 503),
 )
 def login() -> Any:
-    data = LoginRequest.model_validate(_json())
+    data = LoginRequest.model_validate(json_body())
     account = _check_password(normalize_email(data.email), data.password)
     return _session_response(account["id"], account["email"])
 
@@ -45,13 +45,6 @@ def _check_password(email: str, password: str) -> dict[str, Any]:
         raise
     throttle.succeeded(email)
     return account
-
-
-def _json() -> dict[str, Any]:
-    body = request.get_json(silent=True)
-    if not isinstance(body, dict):
-        raise ApiError(400, "The request body must be a JSON object.", code="invalid_json")
-    return body
 
 
 def _session_response(account_id: int, email: str) -> Any:
@@ -75,7 +68,7 @@ def change_password() -> Any:
         raise ApiError(
             403, "Changing the password needs a browser session.", code="session_required"
         )
-    data = PasswordChange.model_validate(_json())
+    data = PasswordChange.model_validate(json_body())
     with db.read() as conn:
         email = accounts.email_of(conn, principal.account_id)
     try:
@@ -91,6 +84,7 @@ def change_password() -> Any:
         ) from e
     with db.write() as conn:
         accounts.set_password(conn, principal.account_id, data.new_password)
+    bell.ring(current_app, principal.account_id, reauth=True)  # its sockets, on every host
     return _session_response(principal.account_id, email)
 
 

@@ -1,7 +1,7 @@
 """The browser dashboard: server-rendered page shells whose small scripts call the JSON API.
 
-Pages (all under /dashboard): login, keys, credits, usage, models, playground. Each page needs a
-session cookie (`POST /api/v1/auth/login`); without one the browser is sent to the login page.
+Pages (all under /dashboard): login, keys, credits, usage, models, playground, compare. Each page
+needs a session cookie (`POST /api/v1/auth/login`); without one the browser goes to the login page.
 Everything the pages show or change goes through the public API with that cookie and its CSRF
 token, so the dashboard holds no business logic of its own. Live updates come over the WebSocket
 in `events.py`.
@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from flask import Blueprint, Flask, redirect, render_template, request, url_for
 from werkzeug.wrappers import Response
 
-from serving import auth, db
+from serving import auth, bell, db
 from serving.errors import ApiError
 from serving.router_client import OPTIMIZE
 from serving.schema import accounts
@@ -36,6 +36,7 @@ PAGES = {
     "credits": "Credits",
     "models": "Models",
     "playground": "Playground",
+    "compare": "Compare",
 }
 
 
@@ -114,4 +115,4 @@ def init_app(app: Flask) -> None:
     app.register_blueprint(bp)
     app.add_url_rule("/", "root", root)
     events.init_app(app)
-    app.extensions["inferbase_events"] = hub.EventHub(app)
+    app.extensions[bell.HUB] = hub.EventHub(app)

@@ -8,8 +8,9 @@ Authentication happens before the upgrade, so a bad caller gets an ordinary Open
 Frames are JSON text: `hello` (account, balance, model states), then `usage` (a finished request's
 usage row with its routing decision), `balance` (new credit transactions and the balance after
 them), `model` (a model's health or queue changed), and `lagging` when events were dropped for a
-client that reads too slowly. The credentials are re-checked every `EVENTS_REAUTH_S` seconds: a
-revoked key, an ended session or a deactivated account closes the socket (code 4401/4403).
+client that reads too slowly. The credentials are re-checked every `EVENTS_REAUTH_S` seconds, and
+at once when a key of the account is revoked or a session of it ends on any host (the hub's bell):
+a revoked key, an ended session or a deactivated account closes the socket (code 4401/4403).
 
 Each open socket holds a worker thread, so a process serves at most `EVENTS_MAX_PER_ACCOUNT`
 sockets per account (default 8) and `EVENTS_MAX_TOTAL` in all (default 256); one more is closed
@@ -31,7 +32,7 @@ from flask_sock import Sock
 from serving import auth, db
 from serving.errors import ApiError
 
-from .hub import TooManySockets, credits_snapshot, get_hub
+from .hub import RECHECK, TooManySockets, credits_snapshot, get_hub
 
 logger = logging.getLogger(__name__)
 
@@ -117,13 +118,14 @@ def events(ws: Any) -> None:
                 event = sub.queue.get(timeout=wake_s)
             except queue.Empty:
                 event = None
-            if event is not None:
+            recheck = event is not None and event.get("type") == RECHECK
+            if event is not None and not recheck:
                 ws.send(json.dumps(event))
             if sub.dropped:
                 ws.send(json.dumps({"type": "lagging", "dropped": sub.dropped}))
                 sub.dropped = 0
             _drain(ws)
-            if time.monotonic() - checked > reauth_s:
+            if recheck or time.monotonic() - checked > reauth_s:
                 checked = time.monotonic()
                 try:
                     who()

@@ -10,6 +10,10 @@ Row ids are assigned at insert and a slower transaction can commit after a faste
 id (PostgreSQL); so each poll re-reads a window of `LOOKBACK` ids below the cursor and skips rows
 already delivered. The thread starts on the first subscriber (after gunicorn has forked) and sleeps
 while nobody listens.
+
+With Redis (`serving.dashboard.bus`), the poll runs when a worker on any host rings the bell for an
+account that has a socket here, and otherwise only every `EVENTS_SAFETY_POLL_S`; `ring` is what
+the request path calls after it commits rows an account's sockets show.
 """
 
 from __future__ import annotations
@@ -24,12 +28,14 @@ from typing import Any
 import sqlalchemy as sa
 from flask import Flask
 
-from serving import db, ledger, protocol
+from serving import bell, db, ledger, protocol
+from serving.dashboard import bus as events_bus
 from serving.schema import transactions, usage_logs
 
 logger = logging.getLogger(__name__)
 
 LOOKBACK = 1000  # ids re-read below the cursor for rows that committed late
+RECHECK = "_recheck"  # an internal event (never sent): re-check the socket's credentials now
 QUEUE_MAX = 1000  # a socket that falls this far behind loses events (and is told so)
 
 
@@ -101,6 +107,32 @@ class EventHub:
         self._tx: _Cursor | None = None
         self.models: dict[str, dict[str, Any]] = {}
         self._last_health = 0.0
+        self.bus = events_bus.from_config(app)
+        self.safety_s = float(app.config.get("EVENTS_SAFETY_POLL_S", 5.0))
+        self._rung: set[int] = set()  # accounts the bus rang for since the last poll (-1: all)
+        self._last_poll = 0.0
+
+    # -- the bell -----------------------------------------------------------------------------
+    def ring(self, account_id: int, reauth: bool = False) -> None:
+        """After a commit: `account_id` has new rows (or, `reauth`, must re-check its sockets'
+        credentials). With the Redis bus, every worker on every host hears it; without, the
+        local sockets re-check and the next poll delivers the rows."""
+        if self.bus is not None:
+            self.bus.ring(account_id, reauth)
+        elif reauth:
+            self._heard(set(), {account_id})
+
+    def _heard(self, accounts: set[int], reauth: set[int]) -> None:
+        with self._lock:
+            here = set(self._subs)
+            for account_id in reauth & here:
+                for sub in self._subs[account_id]:
+                    sub.put({"type": RECHECK})  # the socket's loop re-checks its credentials
+            wanted = -1 in accounts or bool(accounts & here)
+            if wanted:
+                self._rung |= accounts
+        if wanted:
+            self._wake.set()
 
     # -- subscribers -------------------------------------------------------------------------
     def subscribe(self, account_id: int) -> Subscription:
@@ -124,6 +156,8 @@ class EventHub:
                     target=self._run, name="inferbase-events", daemon=True
                 )
                 self._thread.start()
+                if self.bus is not None:
+                    self.bus.listen(self._heard)
         self._wake.set()
         return sub
 
@@ -166,14 +200,21 @@ class EventHub:
                 self._wake.clear()
                 continue
             try:
-                self.poll(ids)
                 now = time.monotonic()
+                with self._lock:
+                    rung, self._rung = self._rung, set()
+                # without a bus, every tick polls; with one, a ring (or a new socket) or the
+                # safety interval does
+                if self.bus is None or rung or now - self._last_poll >= self.safety_s:
+                    self._last_poll = now
+                    self.poll(ids)
                 if now - self._last_health >= self.health_s:
                     self._last_health = now
                     self.poll_models()
             except Exception:  # keep the thread alive through a database hiccup
                 logger.exception("event poll failed")
-            self._wake.wait(timeout=self.poll_s)
+            tick = self.poll_s if self.bus is None else min(self.health_s, self.safety_s)
+            self._wake.wait(timeout=tick)
             self._wake.clear()
 
     def poll(self, account_ids: list[int]) -> None:
@@ -247,5 +288,5 @@ class EventHub:
 
 
 def get_hub(app: Flask) -> EventHub:
-    hub: EventHub = app.extensions["inferbase_events"]
+    hub: EventHub = app.extensions[bell.HUB]
     return hub

@@ -72,7 +72,11 @@ def up(catalog: str | None, wait: bool, timeout: float) -> None:
             for rep in started:
                 click.echo(f"{rep.name}: ready after {took[rep.name]:.1f}s")
     except local.LaunchError as e:
-        raise click.ClickException(str(e)) from None
+        # all or nothing: the servers this call started stop with it (each holds GBs), the ones
+        # that were already running are left as they were
+        stopped = [rep.name for rep in started if local.stop(rd, rep)]
+        note = f"\nstopped what this call had started: {', '.join(stopped)}" if stopped else ""
+        raise click.ClickException(f"{e}{note}") from None
     click.echo(f"engines up (run dir {rd})")
 
 

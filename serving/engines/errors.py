@@ -69,12 +69,26 @@ def error_from_body(status: int, content: bytes | str, model_id: str) -> EngineE
     )
 
 
+# finish reasons with which vLLM ends a request that did not complete: its engine core failed
+# ("error": a retryable internal error, vLLM's own invariant is a 500) or aborted it ("abort": the
+# engine shutting down or dying; the gateway never aborts a stream it still reads)
+FAILED_FINISHES = frozenset({"error", "abort"})
+
+
 def error_from_frame(frame: dict[str, Any], model_id: str) -> EngineError | None:
-    """An error sent inside an SSE stream (``data: {"error": {...}}``); None for a normal chunk."""
-    if "error" not in frame and frame.get("object") != "error":
+    """An error sent inside an SSE stream (``data: {"error": {...}}``), or a chunk ending the
+    request with a failed finish reason; None for a normal chunk."""
+    failed = [
+        c.get("finish_reason")
+        for c in frame.get("choices") or ()
+        if isinstance(c, dict) and c.get("finish_reason") in FAILED_FINISHES
+    ]
+    if failed:
+        message = f"it ended the request with finish_reason {failed[0]!r}"
+    elif "error" in frame or frame.get("object") == "error":
+        message = str(_fields(frame).get("message") or "engine error")
+    else:
         return None
-    f = _fields(frame)
-    message = str(f.get("message") or "engine error")
     return EngineError(
         f"engine for {model_id} failed mid-stream: {message}",
         status=502,

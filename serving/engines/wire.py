@@ -291,7 +291,12 @@ def _read_head(conn: Conn) -> Answer:
             break
         if len(conn.buf) > _MAX_HEAD:
             raise WireError("response head too large")
-        got = conn.recv()
+        try:
+            got = conn.recv()
+        except WireError as e:  # a reset before any byte: the server dropped the idle connection
+            if not conn.buf and isinstance(e.__cause__, ConnectionResetError):
+                raise _Closed("connection reset before the response") from e
+            raise
         if not got:
             if not conn.buf:
                 raise _Closed("connection closed before the response")

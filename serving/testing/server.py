@@ -17,6 +17,7 @@ from serving import accounts, create_app, db
 
 REPO = Path(__file__).resolve().parents[2]
 PASSWORD = "correct horse battery staple"
+SECRET_KEY = "dashboard-test-secret-" + "x" * 32  # the servers' (API-key hashes are keyed by it)
 
 
 def free_port(lo: int = 18400, hi: int = 18500) -> int:
@@ -66,6 +67,26 @@ def prepare(home: Path, users: dict[str, int]) -> str:
     return db_url
 
 
+def api_key(home: Path, db_url: str, email: str, name: str = "test") -> tuple[str, str]:
+    """A new API key of `email`'s account that `start`'s servers accept: (raw key, key id)."""
+    from serving import keys
+
+    app = create_app(
+        {
+            "DATABASE_URL": db_url,
+            "HOME": str(home),
+            "SECRET_KEY": SECRET_KEY,
+            "ENGINES_FACTORY": "serving.testing.fakes:make_engines",
+            "DASHBOARD": False,
+        }
+    )
+    with db.write(db.get_engine(app)) as conn:
+        account = accounts.require(conn, email)
+        row, raw = keys.create(conn, app.extensions["auth"].secret, account["id"], name, [])
+    db.get_engine(app).dispose()
+    return raw, str(row["id"])
+
+
 def start(
     home: Path,
     db_url: str,
@@ -80,13 +101,15 @@ def start(
         "PYTHONPATH": str(REPO),
         "INFERBASE_DATABASE_URL": db_url,
         "INFERBASE_HOME": str(home),
-        "INFERBASE_SECRET_KEY": "dashboard-test-secret-" + "x" * 32,
+        "INFERBASE_SECRET_KEY": SECRET_KEY,
         "INFERBASE_ENGINES_FACTORY": "serving.testing.fakes:make_engines",
         "INFERBASE_EVENTS_POLL_S": "0.3",
         **(extra_env or {}),
     }
     log = home / "gunicorn.log"
+    # the server hooks (Prometheus multiprocess mode) and logger `inferbase serve` runs with
     argv = [sys.executable, "-m", "gunicorn", "--worker-class", worker_class,
+            "--config", "python:serving.gconf", "--logger-class", "serving.gworker.Logger",
             "--workers", str(workers), "--bind", f"127.0.0.1:{port}", "--timeout", "60",
             "--graceful-timeout", "5", "--no-control-socket",
             "serving.testing.app:app"]  # fmt: skip

@@ -17,10 +17,13 @@ pg_ok = serving_conftest.pg_ok  # the fixture, shared with the serving tests
 ARTIFACTS = srv.REPO / "test-artifacts"
 CHROMEDRIVER = os.environ.get("CHROMEDRIVER", "/usr/bin/chromedriver")
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
+EVAL_ACCOUNT = "evals@example.com"
 USERS = {
     "ada@example.com": 5_000_000,  # the browser test's
     "bob@example.com": 2_000_000,  # the event tests'
     "cy@example.com": 1_000_000,
+    "dee@example.com": 2_000_000,  # the traffic (compare and feedback) browser test's
+    EVAL_ACCOUNT: 1_000_000,  # the operator's: pays for side-by-side comparisons
 }
 
 
@@ -35,7 +38,11 @@ def any_db_url(request: pytest.FixtureRequest, tmp_path: Path, pg_ok: bool) -> I
 def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[srv.Server]:
     home = tmp_path_factory.mktemp("gateway")
     db_url = srv.prepare(home, USERS)
-    server = srv.start(home, db_url, extra_env={"INFERBASE_EVENTS_REAUTH_S": "1"})
+    server = srv.start(
+        home,
+        db_url,
+        extra_env={"INFERBASE_EVENTS_REAUTH_S": "1", "INFERBASE_EVAL_ACCOUNT": EVAL_ACCOUNT},
+    )
     try:
         yield server
     finally:

@@ -5,50 +5,17 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import httpx
 import openai
 import pytest
-from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
-from selenium.webdriver.support import expected_conditions as EC
-from selenium.webdriver.support.ui import WebDriverWait
 
 from serving.testing.server import PASSWORD, Server
+from tests.dashboard.ui import at, live, shot, text, visible, wait
 
 EMAIL = "ada@example.com"
-
-
-def wait(driver: Any, timeout: float = 10) -> WebDriverWait:
-    # tables re-render on live events: an element read mid-render is stale, so read it again
-    return WebDriverWait(
-        driver,
-        timeout,
-        poll_frequency=0.1,
-        ignored_exceptions=(NoSuchElementException, StaleElementReferenceException),
-    )
-
-
-def text(driver: Any, css: str) -> str:
-    return str(driver.find_element(By.CSS_SELECTOR, css).text)
-
-
-def shot(driver: Any, artifacts: Path, name: str) -> None:
-    driver.save_screenshot(str(artifacts / f"dashboard-{name}.png"))
-
-
-def visible(driver: Any, css: str, timeout: float = 10) -> Any:
-    return wait(driver, timeout).until(EC.visibility_of_element_located((By.CSS_SELECTOR, css)))
-
-
-def at(driver: Any, path: str) -> None:
-    wait(driver).until(lambda d: urlsplit(d.current_url).path == path)
-
-
-def live(driver: Any) -> None:
-    wait(driver).until(lambda d: text(d, "#live") == "● live")
 
 
 def credits(micros: int) -> str:

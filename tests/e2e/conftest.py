@@ -8,6 +8,7 @@ and `local/tiny-b` with one, all on ports picked free at start.
 from __future__ import annotations
 
 import os
+import random
 import socket
 import subprocess
 import sys
@@ -26,23 +27,34 @@ API = "/api/v1/inference"
 
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A free port for a server that binds it after a start-up (see free_port_block)."""
+    return free_port_block(1)
+
+
+def _ephemeral_range() -> tuple[int, int]:
+    try:
+        lo, hi = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(lo), int(hi)
+    except (OSError, ValueError):
+        return 32768, 60999  # Linux's default
 
 
 def free_port_block(n: int) -> int:
-    """A base port with n consecutive free ports after it."""
+    """A base port with n consecutive free ports after it, below the kernel's ephemeral range:
+    the engines bind these ports only after a start-up of a minute, and a port from the ephemeral
+    range can meanwhile become the source port of any outgoing connection on the machine (vLLM
+    then exits with "Address already in use")."""
+    lo = 20000
+    hi = min(_ephemeral_range()[0], 32768) - n
+    rng = random.Random(os.getpid() ^ time.time_ns())
     for _ in range(200):
-        base = free_port()
-        if base + n > 65000:
-            continue
+        base = rng.randrange(lo, hi)
+        socks: list[socket.socket] = []
         try:
-            socks = []
             for i in range(n):
                 s = socket.socket()
-                s.bind(("127.0.0.1", base + i))
                 socks.append(s)
+                s.bind(("127.0.0.1", base + i))
             return base
         except OSError:
             continue

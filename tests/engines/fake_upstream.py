@@ -16,7 +16,7 @@ from typing import Any
 class FakeUpstream:
     def __init__(self, served: str = "m", port: int = 0) -> None:
         self.served = served
-        self.mode = "ok"  # ok | error_flat | error_nested | error_500 | error | die_mid
+        self.mode = "ok"  # ok | error_flat | error_nested | error_500 | error | die_mid | finish_X
         self.error: tuple[int, dict[str, Any]] = (400, {})  # mode "error": this status and body
         self.health_status = 200
         self.health_delay_s = 0.0
@@ -129,6 +129,17 @@ class FakeUpstream:
                         if mode == "die_mid" and i == 2:
                             self.connection.close()  # like a killed engine: no [DONE]
                             return
+                        if mode.startswith("finish_") and i == 2:
+                            # vLLM's end for a request its engine core failed or aborted: a
+                            # chunk whose finish_reason says so, then a clean [DONE]
+                            reason = mode[len("finish_") :]
+                            end = {"id": "chatcmpl-fake", "object": "chat.completion.chunk",
+                                   "choices": [{"index": 0, "delta": {"content": ""},
+                                                "finish_reason": reason}]}  # fmt: skip
+                            frames = f"data: {json.dumps(end)}\n\ndata: [DONE]\n\n"
+                            self.wfile.write(frames.encode())
+                            self.wfile.flush()
+                            break
                         chunk = {"id": "chatcmpl-fake", "object": "chat.completion.chunk",
                                  "choices": [{"index": 0, "delta": {"content": "x"}}]}  # fmt: skip
                         self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())

@@ -122,3 +122,25 @@ def test_cli_up_and_down(setup, tmp_path):
     assert "stopped 1 engine(s): local--fake-0" in res.output
     res = runner.invoke(engines_cli, ["up", "--catalog", str(tmp_path / "missing.yaml")])
     assert res.exit_code != 0 and "catalog file not found" in res.output
+
+
+def test_cli_up_that_fails_stops_what_it_started(setup, tmp_path, monkeypatch):
+    """One replica crashes at start-up: `up` fails with its log tail and does not leave the
+    replicas it had started running (each vLLM server holds GBs) with nobody to stop them."""
+    rd, models, _ = setup
+    script = tmp_path / "server.py"
+
+    def command(rep, rd):
+        if rep.name.endswith("-1"):
+            return [sys.executable, "-c", "import sys; print('boom: bad weights'); sys.exit(3)"]
+        return [sys.executable, str(script), str(rep.port)]
+
+    monkeypatch.setattr(local, "command", command)
+    cat = tmp_path / "cat2.yaml"
+    cat.write_text(yaml.safe_dump({"port_base": models[0].launch["ports"][0], "models": [{
+        "id": "local/fake", "context_length": 64, "price_usd_per_mtok": {"input": 1, "output": 1},
+        "launch": {"model": str(tmp_path / "m"), "replicas": 2}}]}))  # fmt: skip
+    res = CliRunner().invoke(engines_cli, ["up", "--catalog", str(cat), "--timeout", "30"])
+    assert res.exit_code != 0 and "boom: bad weights" in res.output, res.output
+    assert "stopped what this call had started: local--fake-0" in res.output
+    assert local.running(rd) == set()

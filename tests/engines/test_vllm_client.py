@@ -317,16 +317,30 @@ def test_closing_the_stream_cancels_upstream(upstreams):
     eng.close()
 
 
-def test_engine_dying_mid_stream_raises_after_chunks(upstreams):
+def _stream_until_it_fails(upstreams, mode: str) -> tuple[VLLMEngines, list, EngineError]:
+    """Both replicas in `mode`; the chunks a stream yielded before its EngineError, and that."""
     a, b = upstreams
-    a.mode = b.mode = "die_mid"
+    a.mode = b.mode = mode
     eng = VLLMEngines([model("m", a.url, b.url)], monitor_interval_s=None)
     got = []
     with pytest.raises(EngineError) as e:
         for c in eng.stream("m", STREAM):
             got.append(c)
-    assert len(got) == 2 and e.value.status == 502
+    return eng, got, e.value
+
+
+def test_engine_dying_mid_stream_raises_after_chunks(upstreams):
+    eng, got, err = _stream_until_it_fails(upstreams, "die_mid")
+    assert len(got) == 2 and err.status == 502
     assert sorted(r["state"] for r in eng.replicas("m")) == ["down", "unknown"]
+    eng.close()
+
+
+@pytest.mark.parametrize("reason", ["error", "abort"])
+def test_an_engine_ending_a_stream_with_an_error_finish_is_a_failure(upstreams, reason):
+    eng, got, err = _stream_until_it_fails(upstreams, f"finish_{reason}")
+    assert len(got) == 2 and err.status == 502
+    assert f"finish_reason {reason!r}" in err.message
     eng.close()
 
 

@@ -32,7 +32,10 @@ pytestmark = pytest.mark.vllm
 PORT_BASE = int(os.environ.get("INFERBASE_TEST_ENGINE_PORT_BASE", "18120"))
 MODEL = "local/tiny-a"
 MSGS = [{"role": "user", "content": "Write a short poem about the sea."}]
-LONG = {"max_tokens": 900, "ignore_eos": True}  # vLLM's own parameter: generate exactly this many
+# vLLM's own parameter: generate exactly this many, as long as the tiny model's 2,048 positions
+# allow: at 900 a quiet machine sometimes finished the whole answer before the client's close or
+# the replica's kill took effect (a flaky 900 == 900 in CI)
+LONG = {"max_tokens": 2000, "ignore_eos": True}
 
 
 @pytest.fixture(scope="module")
@@ -40,9 +43,9 @@ def env(tmp_path_factory):
     home = tmp_path_factory.mktemp("inferbase-home")
     catalog = home / "catalog.yaml"
     catalog.write_text(yaml.safe_dump({"port_base": PORT_BASE, "models": [{
-        "id": MODEL, "context_length": 1024, "price_usd_per_mtok": {"input": 0.1, "output": 0.3},
+        "id": MODEL, "context_length": 2048, "price_usd_per_mtok": {"input": 0.1, "output": 0.3},
         "launch": {"model": "tiny-a", "build": "tiny", "seed": 1, "replicas": 2,
-                   "max_model_len": 1024},
+                   "max_model_len": 2048},
     }]}))  # fmt: skip
     mp = pytest.MonkeyPatch()
     mp.setenv("INFERBASE_HOME", str(home))
@@ -185,7 +188,12 @@ def test_second_up_starts_no_duplicates(env):
 
 
 def test_replica_killed_mid_stream_raises_and_traffic_moves(env):
-    body = {"model": MODEL, "messages": MSGS, "stream": True, **LONG}
+    # 20 logprobs a token make the answer several MB: more than the socket buffers between the
+    # replica and this client hold, so what the replica had not yet sent when it dies is lost
+    # however fast it generated (without them a fast replica had sometimes sent the whole answer
+    # before the kill, and the stream ended normally)
+    body = {"model": MODEL, "messages": MSGS, "stream": True, "logprobs": True, "top_logprobs": 20,
+            **LONG}  # fmt: skip
     gen = env.eng.stream(MODEL, body)
     got = [next(gen) for _ in range(3)]
     busy = [r["url"] for r in env.eng.replicas(MODEL) if r["outstanding"] == 1]

@@ -142,6 +142,40 @@ def test_idle_connection_dropped_by_the_server_is_replaced():
     srv.close()
 
 
+def test_idle_connection_reset_as_the_next_request_arrives_is_retried():
+    """The race behind a keep-alive timeout: the server drops an idle connection just as the
+    client reuses it, and the client's request meets a reset (no byte of an answer came back);
+    the request never reached the application, so it goes again on a new connection."""
+    import struct
+
+    ok = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok"
+    lsock = socket.socket()
+    lsock.bind(("127.0.0.1", 0))
+    lsock.listen(4)
+    conns = []
+
+    def serve() -> None:
+        for n in range(2):
+            conn, _ = lsock.accept()
+            conns.append(conn)
+            conn.recv(65536)
+            conn.sendall(ok)
+            if n == 0:  # the next request arrives, and the connection is reset unread
+                conn.recv(65536)
+                conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                conn.close()
+
+    t = threading.Thread(target=serve, daemon=True)
+    t.start()
+    pool = Pool(f"http://127.0.0.1:{lsock.getsockname()[1]}", 1.0, 5.0)
+    assert pool.post("/p", b"{}").read() == b"ok"
+    assert pool.post("/p", b"{}").read() == b"ok"
+    t.join(5)
+    assert len(conns) == 2
+    pool.close()
+    lsock.close()
+
+
 def test_truncated_chunk_is_an_error():
     srv = RawServer([[HEAD_CHUNKED + b"20\r\nonly a few bytes"]], close_after=1)
     pool = Pool(srv.url, 1.0, 5.0)

@@ -97,3 +97,28 @@ def trained_router(data_root):
     router.save(str(tmp))
     tmp.replace(path)
     return router
+
+
+@pytest.fixture(scope="session")
+def tiny_router(data_root):
+    """A small router (inferroute.config.TINY on RouterBench 0-shot + RouteLLM GSM8K, every task
+    label), trained once and kept on disk beside `trained_router`'s, keyed the same way."""
+    import shutil
+
+    import pandas as pd
+
+    import inferroute
+    from evals import datasets as D
+    from inferroute.config import TINY
+
+    root = Path(os.environ.get("INFERBASE_TEST_CACHE", REPO / ".cache" / "test-router"))
+    path = root / f"tiny-{_router_cache_key(data_root)}"
+    if (path / "router.json").is_file():
+        return inferroute.load_router(path)
+    scores = pd.concat([D.load("routerbench_zs"), D.load("routellm_gsm8k")], ignore_index=True)
+    router = inferroute.train(scores, D.load_task_labels(), TINY)
+    tmp = root / f"{path.name}.{os.getpid()}.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    router.save(str(tmp))
+    tmp.replace(path)
+    return router

@@ -118,3 +118,36 @@ def test_train_params_are_the_suite_and_the_flat_router_config():
     assert params["suite.benchmarks"] == "routerbench"
     assert params["suite.max_train_prompts_per_dataset"] == 120
     assert params["router.knn_k"] == 10 and "router.policy_balanced_w_cost" in params
+
+
+def test_bootstrap_trains_with_the_recipe_train_and_the_seed_report_use(monkeypatch):
+    """`make serve` (bootstrap) promotes a router trained on the same suite and router config as
+    `evals train` and `evals evaluate --seeds` (it once capped training at 1,500 prompts per
+    dataset against the suite's 2,000, so the served router was not one the report measured)."""
+    from evals import champion
+
+    seen = {}
+
+    def fake_bootstrap(suite, overrides, **_):
+        seen["bootstrap"] = experiments.train_params(suite, overrides)
+        return champion.BootstrapOutcome(True, "stub")
+
+    def fake_train(suite, overrides, **_):
+        seen["train"] = experiments.train_params(suite, overrides)
+        return {}
+
+    def fake_seeds(suite, seeds, router_overrides=None, **_):
+        seen["seeds"] = experiments.train_params(suite, router_overrides)
+        return {"spread": {}}
+
+    monkeypatch.setattr(champion, "bootstrap", fake_bootstrap)
+    monkeypatch.setattr(experiments, "train", fake_train)
+    monkeypatch.setattr(experiments, "evaluate_seeds", fake_seeds)
+    assert main(["bootstrap"]) == 0
+    assert main(["train", "--no-register"]) == 0
+    assert main(["evaluate", "--seeds", "0,1,2"]) == 0
+    assert seen["bootstrap"] == seen["train"]
+    assert {k: v for k, v in seen["seeds"].items() if k != "suite.benchmarks"} == {
+        k: v for k, v in seen["train"].items() if k != "suite.benchmarks"
+    }
+    assert seen["train"]["suite.max_train_prompts_per_dataset"] == 2000

@@ -12,10 +12,11 @@ from evals.suite import SuiteConfig
 # the first test of a session trains the router (about 4 CPU-minutes; longer on a busy machine)
 pytestmark = pytest.mark.timeout(3600)
 
-# Task accuracy over tests/fixtures/everyday_prompts.yaml. The router of this branch scores 0.375
-# (its classifier still learns mostly from benchmark labels); issue 12's task classifier is meant
-# to reach >= 0.85 on held-out real prompts: raise this floor when it lands.
-TASK_ACCURACY_MIN = 0.35
+# Task accuracy over tests/fixtures/everyday_prompts.yaml. The router `evals train` trains scored
+# 0.725 (29 of 40) with data/router.yaml's defaults (session 4's final router) and with the issue-12
+# follow-up recipe (docs/evals.md); the recipe before the real-prompt classifier scored 0.375. The
+# floor leaves two prompts of slack.
+TASK_ACCURACY_MIN = 0.675
 
 
 @pytest.fixture(scope="module")

@@ -80,3 +80,49 @@ def test_confusion_and_reliability_inputs_pool_the_seeds() -> None:
     assert cm[kept.index("chat"), kept.index("math")] == 1
     conf, right = TE.confidence_and_correct(result)
     assert conf.tolist() == [0.9, 0.6, 0.8] and right.tolist() == [1.0, 0.0, 1.0]
+
+
+class _ZeroEmbedder:
+    """An embedder with nothing to say: the hashed words alone carry the task."""
+
+    dim = 2
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        return np.zeros((len(texts), self.dim), np.float32)
+
+
+def test_the_recipe_self_trains_on_the_unlabelled_prompts_it_is_given() -> None:
+    """Words met only in unlabelled prompts (next to a labelled task's words) decide held-out
+    prompts once self-training is on (clf_pseudo_share > 0), and not without it."""
+    from evals.our_router import router_config
+
+    rng = np.random.default_rng(0)
+    fill = ["the", "a", "please", "about", "sea", "moon", "cats", "today", "my", "for"]
+
+    def prompts(words: list[str], n: int) -> list[str]:
+        return [" ".join([*words, *rng.choice(fill, 4)]) for _ in range(n)]
+
+    # the two tasks' words have the same lengths: the text statistics cannot tell them apart
+    texts = prompts(["poem", "verse"], 60) + prompts(["into", "dutch"], 60)
+    test = prompts(["haiku", "haiku"], 10) + prompts(["frans", "frans"], 10)
+    labels = pd.DataFrame(
+        {
+            "prompt": texts + test,
+            "task": ["creative_writing"] * 60
+            + ["translation"] * 60
+            + ["creative_writing"] * 10
+            + ["translation"] * 10,
+            "dataset": "autoj_scenarios",
+        }
+    )
+    unlabelled = prompts(["poem", "haiku"], 200) + prompts(["into", "frans"], 200)
+    feats = TE.Features.build(labels, None, _ZeroEmbedder(), unlabelled)
+    assert feats.u_emb is not None and len(feats.u_texts) == len(set(unlabelled))
+    train, held = np.arange(120), np.arange(120, 140)
+    cfg = router_config(
+        {"clf_hash_features": 2**12, "clf_bank_size": 0, "clf_pseudo_min_conf": 0.6}
+    )
+    _, plain = feats.fit_predict(train, held, cfg.with_overrides(clf_pseudo_share=0.0))
+    _, selfish = feats.fit_predict(train, held, cfg.with_overrides(clf_pseudo_share=0.3))
+    assert TE.scores(selfish)["accuracy"] == 1.0
+    assert TE.scores(plain)["accuracy"] <= 0.7

@@ -60,3 +60,21 @@ def test_results_sections_for_real_prompts_traffic_and_seeds() -> None:
     )  # fmt: skip
     seeds = "\n".join(report.render_seeds({"seeds": [0, 1], "split": "test", "spread": spread}))
     assert "| mmlu.apgr | 0.650 | 0.600 | 0.700 | [0.550, 0.750] |" in seeds
+    evaluated = {
+        "router_uri": "models:/inferroute@champion",
+        "results": {"inferroute": {"mmlu": {"apgr": 0.64, "cpt50": 30.0}}},
+        "real_prompts": {
+            "complexity": {"spearman": 0.41},
+            "task_real": {"task_real.accuracy": 0.7},
+        },
+    }
+    spread = experiments.seed_spread(
+        {"0": {"mmlu.apgr": 0.6, "complexity.spearman": 0.5, "task_real.accuracy": 0.65},
+         "1": {"mmlu.apgr": 0.7, "complexity.spearman": 0.55, "task_real.accuracy": 0.75}}
+    )  # fmt: skip
+    payload = {"seeds": [0, 1], "split": "test", "spread": spread}
+    seeds = "\n".join(report.render_seeds(payload, evaluated))
+    assert "| mmlu.apgr | 0.650 | 0.600 | 0.700 | — | 0.640 (inside) |" in seeds
+    assert "| complexity.spearman | 0.525 | 0.500 | 0.550 | — | 0.410 (OUTSIDE) |" in seeds
+    assert "| task_real.accuracy | 0.700 | 0.650 | 0.750 | — | 0.700 (inside) |" in seeds
+    assert "inside every seed range: no." in seeds

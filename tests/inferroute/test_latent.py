@@ -88,6 +88,19 @@ def test_fit_is_deterministic_for_a_seed():
     np.testing.assert_array_equal(a.predict(x, [0, 1, 2]), b.predict(x, [0, 1, 2]))
 
 
+def test_two_training_seeds_share_no_ensemble_member():
+    """Seeds 0 and 1 must be independent draws (the seed spread in reports/results.md): with
+    member seeds seed + i, seed 0's second member was seed 1's first."""
+    x, scores, _ = _two_task_table()
+    kw = dict(members=3, hidden=8, epochs=2)
+    src = np.zeros(len(x), np.int64)
+    a = LatentQualityModel.fit_ensemble(x, scores, src, "abc", seed=0, **kw)
+    b = LatentQualityModel.fit_ensemble(x, scores, src, "abc", seed=1, **kw)
+    for wa in a.w:
+        for wb in b.w:
+            assert not np.array_equal(wa, wb)
+
+
 def test_weight_cap_limits_what_a_prompt_scored_on_many_models_weighs():
     """Model "a" is right on every prompt scored only on "a" and wrong on every prompt also scored
     on nine other models. Counted once per score that is an even split; with a cap of one, each of

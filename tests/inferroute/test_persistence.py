@@ -118,3 +118,37 @@ def test_a_newly_registered_kind_saves_and_loads_itself(prior_router, tmp_path, 
         registry.register_router(type("Other", (ConstantRouter,), {}))
     with pytest.raises(TypeError, match="not a Router"):
         registry.register_router(dict)  # type: ignore[arg-type]
+
+
+def test_a_benchmark_quality_classifier_is_used_saved_and_loaded(small_data, tmp_path):
+    """lat_task_source 'benchmark': the quality models read a second classifier fitted on the
+    benchmark labels only; the routing decision's task still comes from the routing one."""
+    from inferroute.config import TINY
+
+    scores, labels, split = small_data
+    train = scores[scores["prompt_id"].map(split) == "train"]
+    assert labels["dataset"].isin(TINY.real_datasets()).any()  # real prompts are in the labels
+    router = inferroute.train(train, labels, TINY.with_overrides(lat_task_source="benchmark"))
+    assert router.quality_classifier is not None
+    texts = [m[-1]["content"] for m in MESSAGES]
+    routing_only = router.with_preferences(None, router.version)
+    routing_only.quality_classifier = None
+    assert not np.allclose(
+        router.predict_quality(texts, POOL), routing_only.predict_quality(texts, POOL)
+    )
+    assert router.classify(texts) == routing_only.classify(texts)
+    router.save(str(tmp_path / "r"))
+    loaded = inferroute.load_router(str(tmp_path / "r"))
+    assert loaded.quality_classifier is not None
+    assert _decisions(loaded) == _decisions(router)
+    np.testing.assert_allclose(
+        loaded.predict_quality(texts, POOL), router.predict_quality(texts, POOL)
+    )
+
+
+def test_an_unknown_task_source_is_a_config_error(small_data):
+    from inferroute.config import TINY
+
+    scores, labels, _ = small_data
+    with pytest.raises(inferroute.ConfigError, match="lat_task_source"):
+        inferroute.train(scores.head(2000), labels, TINY.with_overrides(lat_task_source="nope"))

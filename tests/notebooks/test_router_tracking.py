@@ -69,3 +69,24 @@ def test_router_space_works_when_installed_as_the_router_space(monkeypatch):
     )  # fmt: skip
     params = tuning.SPACES["router"](trial)
     assert params["knn_k"] == 30 and params["lat_hidden"] == 32
+
+
+def test_fresh_registered_model_deletes_only_the_demo_model(tmp_path, monkeypatch):
+    import mlflow
+
+    from evals import promote
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    monkeypatch.setenv("INFERBASE_ARTIFACT_ROOT", str(tmp_path / "art"))
+    c = promote.client()
+    for name in (R.TRAFFIC_DEMO_MODEL, "inferroute"):
+        c.create_registered_model(name)
+        with mlflow.start_run() as run:
+            mlflow.log_param("x", 1)
+        mv = c.create_model_version(name, f"runs:/{run.info.run_id}/m", run_id=run.info.run_id)
+        c.set_registered_model_alias(name, "champion", mv.version)
+    assert R.fresh_registered_model(R.TRAFFIC_DEMO_MODEL) is True
+    names = {m.name for m in c.search_registered_models()}
+    assert names == {"inferroute"}  # the served model and its champion are untouched
+    assert str(c.get_model_version_by_alias("inferroute", "champion").version) == "1"
+    assert R.fresh_registered_model(R.TRAFFIC_DEMO_MODEL) is False  # nothing to delete: no error

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
+import pytest
 import sqlalchemy as sa
 from click.testing import CliRunner
 
 from serving import db, ledger
-from serving.cli import cli
+from serving.cli import cli, gunicorn_env
 from serving.schema import accounts
+from tests.serving.conftest import free_port
 
 
 def run(env, *args):
@@ -69,8 +72,6 @@ def test_operator_workflow(tmp_path, monkeypatch):
 
 
 def test_console_script_help(capsys, monkeypatch):
-    import pytest
-
     from serving.cli import main
 
     monkeypatch.setattr(sys, "argv", ["inferbase", "--help"])
@@ -80,3 +81,33 @@ def test_console_script_help(capsys, monkeypatch):
     out = capsys.readouterr().out
     for command in ("db", "accounts", "credits", "keys", "serve"):
         assert command in out
+
+
+def test_serve_runs_gunicorn_without_glibc_thread_caches(tmp_path, monkeypatch):
+    """`serve` execs gunicorn with glibc's per-thread malloc cache off (serving.cli.gunicorn_env:
+    the gateway's memory under 200 streams grew until every thread's cache was full), adding to
+    the operator's other tunables and leaving an operator's own tcache size alone."""
+
+    class Exec(Exception):  # stands in for the exec that replaces the process
+        pass
+
+    execs = []
+
+    def execve(path, argv, env):
+        execs.append((argv, env))
+        raise Exec
+
+    monkeypatch.setattr(os, "execve", execve)
+    monkeypatch.setattr(os, "execv", lambda path, argv: execve(path, argv, dict(os.environ)))
+    monkeypatch.delenv("GLIBC_TUNABLES", raising=False)
+    env = {"INFERBASE_HOME": str(tmp_path), "INFERBASE_SECRET_KEY": "cli-secret-" + "k" * 32}
+    with pytest.raises(Exec):
+        run(env, "serve", "--port", str(free_port()))
+    ((argv, served),) = execs
+    assert "gunicorn" in argv and served["GLIBC_TUNABLES"] == "glibc.malloc.tcache_count=0"
+    assert served["INFERBASE_HOME"] == str(tmp_path)
+
+    other = gunicorn_env({"GLIBC_TUNABLES": "glibc.malloc.arena_max=2"})
+    assert other["GLIBC_TUNABLES"] == "glibc.malloc.arena_max=2:glibc.malloc.tcache_count=0"
+    own = {"GLIBC_TUNABLES": "glibc.malloc.tcache_count=3"}
+    assert gunicorn_env(own) == own

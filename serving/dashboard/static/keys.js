@@ -23,11 +23,18 @@ function chosen(fieldset) {
   return [...fieldset.querySelectorAll("input[type=checkbox]:checked")].map((c) => c.value);
 }
 
+// the form's percentage as the API's share (0-1); an empty field is 0 (off)
+function captureRate(input) {
+  const pct = Number(input.value || 0);
+  if (!(pct >= 0 && pct <= 100)) throw new ApiError(400, "Capture is a percentage from 0 to 100.");
+  return pct / 100;
+}
+
 function render() {
   const body = document.querySelector("#keys-table tbody");
   body.replaceChildren();
   if (!keys.length) {
-    body.append(h("tr", {}, h("td", { colspan: 8, class: "muted" }, "No keys yet: create one above.")));
+    body.append(h("tr", {}, h("td", { colspan: 9, class: "muted" }, "No keys yet: create one above.")));
     return;
   }
   for (const k of keys) {
@@ -40,6 +47,7 @@ function render() {
       h("td", { "data-label": "Key" }, h("code", {}, k.prefix + "…")),
       h("td", { "data-label": "Model pool" }, k.model_pool.length ? k.model_pool.join(", ") : h("span", { class: "muted" }, "all models")),
       h("td", { "data-label": "Mode" }, MODES[k.optimize_mode] || k.optimize_mode),
+      h("td", { "data-label": "Capture", class: "capture" }, k.capture_rate ? `${+(k.capture_rate * 100).toFixed(2)}%` : h("span", { class: "muted" }, "off")),
       h("td", { "data-label": "Created" }, when(k.created_at)),
       h("td", { "data-label": "Last used", class: "last-used" }, when(k.last_used_at)),
       h("td", { "data-label": "Status" }, k.revoked ? h("span", { class: "badge bad" }, "revoked") : h("span", { class: "badge ok" }, "active")),
@@ -63,6 +71,7 @@ document.getElementById("create-form").addEventListener("submit", async (ev) => 
   try {
     const created = await api("POST", API + "/keys", {
       name, model_pool: chosen(document.getElementById("create-pool")), optimize_mode: form.optimize_mode.value,
+      capture_rate: captureRate(form.capture),
     });
     const panel = document.getElementById("new-key");
     document.getElementById("raw-key").textContent = created.key;
@@ -103,6 +112,7 @@ document.querySelector("#keys-table tbody").addEventListener("click", (ev) => {
     const form = document.getElementById("edit-form");
     form.name.value = editing.name;
     form.optimize_mode.value = editing.optimize_mode;
+    form.capture.value = +(editing.capture_rate * 100).toFixed(4);
     poolBoxes(document.getElementById("edit-pool"), "edit-pool", editing.model_pool);
     document.getElementById("edit-error").hidden = true;
     document.getElementById("edit-dialog").showModal();
@@ -136,7 +146,7 @@ document.getElementById("edit-form").addEventListener("submit", (ev) => {
   const form = ev.currentTarget;
   submitDialog(ev, "edit-error", () => api("PATCH", `${API}/keys/${editing.id}`, {
     name: form.name.value.trim(), model_pool: chosen(document.getElementById("edit-pool")),
-    optimize_mode: form.optimize_mode.value,
+    optimize_mode: form.optimize_mode.value, capture_rate: captureRate(form.capture),
   }));
 });
 

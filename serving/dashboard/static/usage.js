@@ -1,4 +1,4 @@
-import { API, api, apiAll, connectLive, credits, h, loadModels, num, setupChrome, showError, when } from "./api.js";
+import { API, api, apiAll, connectLive, credits, flash, h, loadModels, num, setupChrome, showError, when } from "./api.js";
 import { bars, columns } from "./charts.js";
 
 setupChrome();
@@ -14,6 +14,19 @@ let shown = PAGE;
 let cursor = null;
 let hasMore = false;
 let keyNames = {};
+const rated = {}; // request id -> 1 | -1, rated on this page
+const sending = new Set(); // request ids whose rating is on its way
+
+// thumbs up / down on a request: POST /feedback with its id (the X-Request-Id it was answered with)
+function feedback(r) {
+  if (r.status !== "success") return "";
+  const button = (rating, label, symbol) => h("button", {
+    type: "button", class: "secondary small" + (rated[r.id] === rating ? " chosen" : ""),
+    "data-rate": String(rating), "data-request": r.id, "aria-label": label,
+    "aria-pressed": String(rated[r.id] === rating), title: label, disabled: sending.has(r.id),
+  }, symbol);
+  return [button(1, "Good answer", "👍"), button(-1, "Bad answer", "👎")];
+}
 
 function currentFilter() {
   const range = form.range.value;
@@ -62,12 +75,13 @@ function row(r, fresh) {
     h("td", { "data-label": "Tokens", class: "num" }, `${num(r.prompt_tokens)} + ${num(r.completion_tokens)}`),
     h("td", { "data-label": "Cost", class: "num cost" }, credits(r.cost_micros)),
     h("td", { "data-label": "Latency", class: "num" }, r.latency_ms == null ? "—" : `${num(r.latency_ms)} ms`),
-    h("td", { "data-label": "Status" }, h("span", { class: "badge " + (r.status === "success" ? "ok" : "bad"), title: r.error_type || "" }, r.status)));
+    h("td", { "data-label": "Status" }, h("span", { class: "badge " + (r.status === "success" ? "ok" : "bad"), title: r.error_type || "" }, r.status)),
+    h("td", { "data-label": "Rate the answer", class: "actions" }, feedback(r)));
 }
 
 function renderTable(freshId) {
   body.replaceChildren(...rows.slice(0, shown).map((r) => row(r, r.id === freshId)));
-  if (!rows.length) body.append(h("tr", {}, h("td", { colspan: 8, class: "muted" }, "No requests match these filters.")));
+  if (!rows.length) body.append(h("tr", {}, h("td", { colspan: 9, class: "muted" }, "No requests match these filters.")));
   more.hidden = !(rows.length > shown || hasMore);
 }
 
@@ -133,6 +147,24 @@ async function reload() {
     renderCharts();
   } catch (e) { showError(e); }
 }
+
+body.addEventListener("click", async (ev) => {
+  const b = ev.target.closest("[data-rate]");
+  if (!b) return;
+  const id = b.dataset.request;
+  const rating = Number(b.dataset.rate);
+  // one record per rating: a double click, or a click on the rating already recorded, sends nothing
+  if (sending.has(id) || rated[id] === rating) return;
+  sending.add(id);
+  b.closest("td").querySelectorAll("[data-rate]").forEach((x) => { x.disabled = true; });
+  try {
+    await api("POST", `${API}/feedback`, { request_id: id, rating });
+    rated[id] = rating;
+    flash("Thanks: your rating was recorded.", "info");
+  } catch (e) { showError(e); }
+  sending.delete(id);
+  renderTable();
+});
 
 form.range.addEventListener("change", () => {
   form.querySelectorAll(".custom").forEach((n) => { n.hidden = form.range.value !== "custom"; });
