@@ -100,7 +100,7 @@ class RouterClient:
     # -- routing ------------------------------------------------------------------------------
     @property
     def current(self) -> LoadedRouter:
-        self._ensure_polling()
+        self.start_polling()
         return self._current
 
     def route(
@@ -185,8 +185,9 @@ class RouterClient:
                 warnings.showwarning(w.message, w.category, w.filename, w.lineno)
         return router
 
-    def _ensure_polling(self) -> None:
-        # Started lazily in the serving process (after gunicorn forks its workers).
+    def start_polling(self) -> None:
+        """Poll the alias in a background thread of this process (once per process: a client
+        built before a fork starts its own thread in the child at its first request)."""
         if self.poll_s <= 0 or (self._thread is not None and self._thread_pid == os.getpid()):
             return
         with self._lock:
@@ -224,6 +225,10 @@ def build_router(app: Flask) -> RouterClient:
         client.refresh()  # load the champion at start-up, before the first request
     except Exception:
         logger.exception("could not load the champion router; serving with the prior router")
+    # poll from now on, not from this worker's first request: a worker that has served nothing
+    # yet must answer its first request with the champion promoted meanwhile, not the one (or
+    # the prior router) it started with (the app is built in each gunicorn worker, after the fork)
+    client.start_polling()
     return client
 
 

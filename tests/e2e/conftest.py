@@ -7,6 +7,7 @@ and `local/tiny-b` with one, all on ports picked free at start.
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import socket
@@ -122,6 +123,16 @@ def start_gateway(stack_env: dict[str, str], home: Path, port: int) -> subproces
         proc.kill()
         raise
     return proc
+
+
+def workers_loaded(home: Path, port: int | str, version: str) -> int:
+    """How many workers of the gateway on `port` logged loading registry version `version` of
+    the router (a gunicorn worker swaps on its own, and answers from one shared socket need not
+    reach every worker, so its log is what says that all of them did)."""
+    log = (home / f"gateway-{port}.log").read_text(errors="replace")
+    done = f"-> version {version} loaded"
+    lines = [line for line in log.splitlines() if line.startswith("{") and done in line]
+    return len({json.loads(line)["process"] for line in lines})
 
 
 def stop(proc: subprocess.Popen) -> None:

@@ -5,7 +5,6 @@ produce a champion in the MLflow registry, the running gateway picks it up witho
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -16,7 +15,7 @@ import httpx
 import openai
 import pytest
 
-from tests.e2e.conftest import API, REPO, Stack
+from tests.e2e.conftest import API, REPO, Stack, workers_loaded
 
 pytestmark = pytest.mark.vllm
 
@@ -26,15 +25,6 @@ POOL = {"local/tiny-a", "local/tiny-b"}
 
 def router_info(stack: Stack) -> dict:
     return httpx.get(stack.base_url + API + "/models").json()["router"]
-
-
-def workers_loaded(stack: Stack, version: str) -> int:
-    """How many gateway workers logged loading registry version `version` of the router."""
-    port = stack.base_url.rsplit(":", 1)[1]
-    log = (stack.home / f"gateway-{port}.log").read_text(errors="replace")
-    done = f"-> version {version} loaded"
-    lines = [line for line in log.splitlines() if line.startswith("{") and done in line]
-    return len({json.loads(line)["process"] for line in lines})
 
 
 def test_before_promotion_auto_uses_the_prior_router_and_says_so(stack: Stack):
@@ -63,7 +53,8 @@ def test_train_promote_then_auto_is_routed_by_the_champion(stack: Stack):
     # the gateway says it is trained and its log says both workers loaded that version.
     deadline = time.monotonic() + 120
     version = None
-    while version is None or workers_loaded(stack, version) < 2:
+    port = stack.base_url.rsplit(":", 1)[1]
+    while version is None or workers_loaded(stack.home, port, version) < 2:
         assert time.monotonic() < deadline, "the gateway never picked up the champion"
         info = router_info(stack)
         version = info["version"] if info["trained"] else version
