@@ -212,6 +212,18 @@ def cmd_task_eval(args: argparse.Namespace) -> int:
         labels = labels.sample(frac=1.0, random_state=0)
         labels = labels[labels.groupby("dataset").cumcount() < args.max_per_dataset]
     config = our_router.router_config(overrides)
+    if args.encoder:
+        from evals import encoder
+
+        cfg = encoder.EncoderConfig(epochs=args.epochs, threads=args.threads)
+        result = encoder.evaluate(
+            labels, config, seeds=range(args.seeds), n_boot=args.n_boot, cfg=cfg
+        )
+        with pd.option_context("display.width", 200, "display.max_colwidth", 60):
+            print(task_eval.table(result).to_string())
+            print()
+            print(task_eval.per_class_table(result).to_string())
+        return 0
     # ShareGPT's train split, as `evals train` gets it (experiments.real_prompts), for the
     # recipe's self-training
     unlabelled = experiments.unlabelled_prompts(SuiteConfig.load(), "train")
@@ -441,6 +453,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="cap labelled prompts per set (and the unlabelled ShareGPT prompts)",
     )
     sp.add_argument("--set", action="append", default=[], help="router config key=value")
+    sp.add_argument(
+        "--encoder",
+        action="store_true",
+        help="measure the fine-tuned MiniLM classifier (evals.encoder) instead; no LOSO",
+    )
+    sp.add_argument("--epochs", type=int, default=1, help="--encoder: fine-tuning epochs")
+    sp.add_argument("--threads", type=int, default=2, help="--encoder: torch threads")
     sp.set_defaults(fn=cmd_task_eval)
 
     sp = sub.add_parser("judge", help="grade the gateway's stored pairs with a judge model")
