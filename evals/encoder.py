@@ -183,9 +183,8 @@ def fit_predict(
     cfg: EncoderConfig = EncoderConfig(),
 ) -> tuple[EncoderClassifier, Any]:
     """(classifier, `task_eval.Predictions` on `test`) for the encoder fitted on `train` rows."""
-    from evals.our_router import TASK_NAMES, is_real
+    from evals.our_router import TASK_NAMES, is_real, select_labels
     from evals.task_eval import Predictions
-    from inferroute.training import select_labels
 
     rc = router_config.with_overrides(seed=cfg.seed, clf_max_per_class=cfg.benchmark_cap)
     chosen = select_labels(labels.iloc[train], rc)

@@ -57,3 +57,22 @@ def test_finetuned_encoder_learns_tasks_and_says_how_sure_it_is():
     assert proba.shape == (4, 2) and np.allclose(proba.sum(1), 1.0)
     assert list(proba.argmax(1)) == [0, 0, 1, 1]  # the held-out prompts' tasks
     assert model.temperature > 0
+
+
+def test_evaluate_scores_held_out_real_prompts_only():
+    import pandas as pd
+
+    from evals import our_router
+
+    rows = [(t, "translation", "autoj_scenarios") for t in TRANSLATE]
+    rows += [(t, "code_generation", "autoj_scenarios") for t in CODE]
+    rows += [(t + " Thanks.", "code_generation", "routellm_gsm8k") for t in CODE[:4]]
+    labels = pd.DataFrame(rows, columns=["prompt", "task", "dataset"])
+    cfg = encoder.EncoderConfig(epochs=4, batch_size=8, lr=1e-4, head_lr=5e-3, threads=1)
+    out = encoder.evaluate(labels, our_router.router_config({}), seeds=[0], n_boot=0, cfg=cfg)
+    held = out["held_out"]
+    assert held["n_test"] == 4  # 20% of the 20 real prompts; the benchmark rows only train
+    (pred,) = out["predictions"]
+    assert set(pred.truth) <= {"translation", "code_generation"} and len(pred.pred) == 4
+    assert held["accuracy"]["mean"] >= 0.75, pred  # two tasks that MiniLM tells apart easily
+    assert 0.0 < pred.conf.min() <= pred.conf.max() <= 1.0
