@@ -46,6 +46,19 @@ class RouterConfig:
     # and the calibrated confidence a prompt needs to be pseudo-labelled
     clf_pseudo_share: float = 0.0
     clf_pseudo_min_conf: float = 0.7
+    # --- fine-tuned MiniLM task classifier (inferroute.encoder): when on, it gives the routing
+    # decision's task and confidence; the static classifier above still feeds the quality models ---
+    task_encoder: bool = True
+    enc_epochs: int = 2
+    enc_max_len: int = 64  # tokens read per prompt (its start)
+    enc_batch_size: int = 32
+    enc_lr: float = 5e-5  # AdamW, the encoder's (10% warm-up, then linear decay)
+    enc_head_lr: float = 2e-3  # the linear head's
+    enc_max_per_class: int = 100  # benchmark labels per task it is fine-tuned on (real: all)
+    enc_benchmark_weight: float = 0.3  # a benchmark prompt's loss weight (a real prompt's is 1)
+    enc_calib_frac: float = 0.2  # real training prompts held back to fit its temperature
+    enc_train_threads: int = 2  # torch threads while fine-tuning
+    enc_threads: int = 1  # ONNX Runtime threads per routing call
     # --- quality model (task prior + kNN over scored prompts; see inferroute.scoring) ---
     knn_k: int = 50  # neighbours per model
     knn_power: float = 4.0  # neighbour weight = max(cosine, 0) ** power
@@ -129,6 +142,22 @@ class RouterConfig:
             "bank_size": self.clf_bank_size,
         }
 
+    def encoder_settings(self) -> Any:
+        """`inferroute.encoder.fit`'s EncoderSettings."""
+        from inferroute.encoder import EncoderSettings
+
+        return EncoderSettings(
+            epochs=self.enc_epochs,
+            max_len=self.enc_max_len,
+            batch_size=self.enc_batch_size,
+            lr=self.enc_lr,
+            head_lr=self.enc_head_lr,
+            benchmark_weight=self.enc_benchmark_weight,
+            calib_frac=self.enc_calib_frac,
+            threads=self.enc_train_threads,
+            seed=self.seed,
+        )
+
     def real_datasets(self) -> frozenset[str]:
         return frozenset(d.strip() for d in self.clf_real_datasets.split(",") if d.strip())
 
@@ -193,4 +222,5 @@ TINY = RouterConfig(
     clf_max_per_class=150,
     clf_hash_features=2**14,
     lat_members=2,
+    task_encoder=False,
 )

@@ -21,6 +21,7 @@ from inferroute.catalog import CardBook
 from inferroute.classifier import TaskClassifier
 from inferroute.config import RouterConfig
 from inferroute.costs import OutputLengths
+from inferroute.encoder import TaskEncoder
 from inferroute.features import Embedder, load_embedder, text_stats
 from inferroute.latent import LatentQualityModel, inputs
 from inferroute.policy import Analysis, FloatArray, Router
@@ -51,8 +52,12 @@ class LearnedRouter(Router):
         lengths: OutputLengths,
         preferences: PreferenceTerm | None = None,
         quality_classifier: TaskClassifier | None = None,
+        encoder: TaskEncoder | None = None,
     ):
         super().__init__(config, book, version)
+        # the fine-tuned task classifier that names the decision's task (config.task_encoder);
+        # without one the static `classifier` does
+        self.encoder = encoder
         self.preferences = preferences
         # the task probabilities the quality models read, when not the routing classifier's
         # (config.lat_task_source "benchmark"; inferroute.training._quality_classifier)
@@ -90,13 +95,21 @@ class LearnedRouter(Router):
     def task_and_quality_proba(
         self, dense: npt.NDArray[np.float32], texts: Sequence[str]
     ) -> tuple[FloatArray, FloatArray]:
-        """(routing classifier's, quality models') task probabilities: the quality models read the
-        quality classifier's when the router has one, the routing classifier's otherwise. Both
+        """(routing, quality models') task probabilities. Routing: the task encoder's when the
+        router has one, else the static classifier's. The quality models read what they were
+        trained on: the quality classifier's when the router has one, else the static one's. The
         classifiers read one hashing of the texts."""
-        qclf = self.quality_classifier
-        feats = None if qclf is None else self.classifier.text_features(texts)
-        probs = self.classifier.predict_proba(dense, texts, feats)
-        return probs, probs if qclf is None else qclf.predict_proba(dense, texts, feats)
+        qclf, enc = self.quality_classifier, self.encoder
+        feats = None if qclf is None and enc is None else self.classifier.text_features(texts)
+        static = self.classifier.predict_proba(dense, texts, feats)
+        qprobs = static if qclf is None else qclf.predict_proba(dense, texts, feats)
+        if enc is None:
+            return static, qprobs
+        # the static classifier's support (how much the training data backs the prompt) lowers
+        # the encoder's confidence far from the training data, as it does its own
+        s = self.classifier.support(dense, texts, feats)[:, None]
+        p = enc.predict_proba(texts)
+        return enc.to_full(s * p + (1.0 - s) / p.shape[1]), qprobs
 
     def preference_features(self, dense: npt.NDArray[np.float32], probs: FloatArray) -> FloatArray:
         """phi(x) of the traffic preference term: [1, task probabilities, complexity], and the
@@ -212,8 +225,9 @@ class LearnedRouter(Router):
         return self.lengths.expected(model, task, card.quality_proxy)
 
     def task_proba(self, prompts: Sequence[str]) -> FloatArray:
+        """The routing decision's task probabilities (over TASK_NAMES)."""
         _, dense = self.features(prompts)
-        return self.classifier.predict_proba(dense, prompts)
+        return self.task_and_quality_proba(dense, prompts)[0]
 
     def classify(self, prompts: Sequence[str]) -> list[tuple[str, float]]:
         probs = self.task_proba(prompts)
@@ -259,6 +273,7 @@ class LearnedRouter(Router):
             },
             "lengths": self.lengths.to_dict(),
             "preferences": None if self.preferences is None else self.preferences.to_dict(),
+            "encoder": None if self.encoder is None else self.encoder.save(path),
         }
 
     @classmethod
@@ -269,6 +284,8 @@ class LearnedRouter(Router):
         clf = _load_classifier(meta["classifier"], arr, "clf")
         qmeta = meta.get("quality_classifier")  # routers saved before it existed: none
         qclf = _load_classifier(qmeta, arr, "qclf") if qmeta else None
+        emeta = meta.get("encoder")  # routers saved before it existed, or without one: none
+        enc = TaskEncoder.load(path, emeta, threads=config.enc_threads) if emeta else None
         cuts = meta["complexity"]["cuts"]
         return cls(
             config,
@@ -286,6 +303,7 @@ class LearnedRouter(Router):
             OutputLengths.from_dict(meta["lengths"]),
             _preferences(meta, arr),
             qclf,
+            enc,
         )
 
 

@@ -38,6 +38,8 @@ from inferroute.classifier import BoolArray, TaskClassifier, group_weights, sour
 from inferroute.config import RouterConfig
 from inferroute.costs import CHARS_PER_TOKEN, OutputLengths
 from inferroute.difficulty import ComplexityFit, fit_complexity, fit_output_lengths
+from inferroute.encoder import TaskEncoder
+from inferroute.encoder import fit as fit_encoder
 from inferroute.errors import ConfigError
 from inferroute.features import Embedder, MiniLMEmbedder, StaticEmbedder, text_stats
 from inferroute.latent import LatentQualityModel, inputs
@@ -224,6 +226,31 @@ def fit_task_classifier(
     )
 
 
+def encoder_labels(labels_df: Any, config: RouterConfig) -> tuple[list[str], list[str], BoolArray]:
+    """(texts, tasks, is_real) the task encoder is fine-tuned on: `select_labels` with the
+    benchmark labels capped at enc_max_per_class per task (every real prompt kept)."""
+    chosen = select_labels(
+        labels_df, config.with_overrides(clf_max_per_class=config.enc_max_per_class)
+    )
+    return (
+        chosen["prompt"].astype(str).tolist(),
+        chosen["task"].astype(str).tolist(),
+        is_real(chosen, config),
+    )
+
+
+def fit_task_encoder(
+    labels_df: Any, config: RouterConfig, progress: bool = True, **kwargs: Any
+) -> TaskEncoder:
+    """The fine-tuned MiniLM task classifier (inferroute.encoder) on the labelled prompts
+    (`kwargs`: more of `inferroute.encoder.fit`'s keyword arguments)."""
+    texts, tasks, real = encoder_labels(labels_df, config)
+    settings = config.encoder_settings()
+    return fit_encoder(
+        texts, tasks, real, settings, threads=config.enc_threads, progress=progress, **kwargs
+    )
+
+
 LAT_TASK_SOURCES = ("router", "benchmark")
 
 
@@ -252,8 +279,11 @@ def train(
     difficulty: Any = None,
     answers: Any = None,
     unlabelled: Any = None,
+    task_encoder: TaskEncoder | None = None,
 ) -> LearnedRouter:
-    """Train a LearnedRouter. `embedder` reuses an already distilled embedder (evals, tuning).
+    """Train a LearnedRouter. `embedder` reuses an already distilled embedder (evals, tuning);
+    `task_encoder` an already fine-tuned task encoder (`fit_task_encoder` on these labels and this
+    config: evals keeps them on disk), used only when config.task_encoder is on.
 
     `difficulty`: prompts with a difficulty label (columns prompt, dataset, difficulty in [0, 1];
     evals.datasets.load_difficulty) for the complexity model. `answers`: per-model answer lengths on
@@ -268,7 +298,7 @@ def train(
             f"got {config.lat_task_source!r}"
         )
     rng = np.random.default_rng(config.seed)
-    steps = StageBar(7, "train inferroute")
+    steps = StageBar(8, "train inferroute")
     excluded = {d.strip() for d in config.train_exclude_datasets.split(",") if d.strip()}
     has_text = scores_df["prompt"].notna() & (scores_df["prompt"].astype(str).str.len() > 0)
     scores = scores_df[scores_df["score"].notna() & has_text & ~scores_df["dataset"].isin(excluded)]
@@ -324,6 +354,13 @@ def train(
     qclf = _quality_classifier(l_dense, l_texts, labels, config, embedder.dim)
     steps.update()
 
+    steps.set_postfix_str("task encoder")
+    if not config.task_encoder:
+        task_encoder = None
+    elif task_encoder is None:
+        task_encoder = fit_task_encoder(labels_df, config)
+    steps.update()
+
     steps.set_postfix_str("quality")
     models = tuple(sorted(scores["model"].unique()))
     pid_index = {p: i for i, p in enumerate(prompts["prompt_id"])}
@@ -370,7 +407,12 @@ def train(
 
     steps.set_postfix_str("output lengths")
     task_of = {p: TASK_NAMES[t] for p, t in zip(prompts["prompt_id"], task_idx, strict=True)}
-    x_tasks = clf.predict_proba(x_dense, extra_texts).argmax(1) if extra_texts else []
+    if not extra_texts:
+        x_tasks: Any = []
+    elif task_encoder is not None:  # the task the decision will name
+        x_tasks = task_encoder.full_proba(extra_texts).argmax(1)
+    else:
+        x_tasks = clf.predict_proba(x_dense, extra_texts).argmax(1)
     task_of_text = {t: TASK_NAMES[int(i)] for t, i in zip(extra_texts, x_tasks, strict=True)}
     answer_tasks = [task_of_text[t] for t in answers["prompt"].astype(str)]
     lengths = _output_lengths(scores, task_of, answers, answer_tasks, config.default_output_tokens)
@@ -390,6 +432,7 @@ def train(
         cfit.cuts,
         lengths,
         quality_classifier=qclf,
+        encoder=task_encoder,
     )
     steps.update()
     steps.close()

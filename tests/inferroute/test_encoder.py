@@ -1,0 +1,144 @@
+"""The fine-tuned MiniLM task encoder (inferroute.encoder) and the router that routes with it."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from inferroute.encoder import EncoderSettings, TaskEncoder, fit, fit_temperature, softmax
+from inferroute.taxonomy import TASK_NAMES
+
+TRANSLATE = [
+    "Translate 'good morning' into German.",
+    "How do you say 'where is the station' in Italian?",
+    "Translate this sentence to Spanish: the cat sleeps on the sofa.",
+    "Please translate 'I love you' into Korean.",
+    "What is 'thank you very much' in Portuguese?",
+    "Translate to Dutch: the meeting is moved to Monday.",
+    "Can you translate 'happy birthday' into Russian?",
+    "Translate into French: I would like a cup of coffee.",
+    "Render 'see you tomorrow' in Japanese, please.",
+    "Translate the word 'library' to Swedish.",
+]
+CODE = [
+    "Write a Python function that reverses a linked list.",
+    "Implement binary search in JavaScript.",
+    "Write a SQL query that returns the ten newest orders.",
+    "Fix this Python code: for i in range(10) print(i)",
+    "Write a bash script that counts the lines of every .txt file.",
+    "Implement a stack class in Java with push and pop.",
+    "Write a Rust function that parses a CSV line into fields.",
+    "Write a C program that prints the first 20 primes.",
+    "Refactor this function to use a list comprehension in Python.",
+    "Write a Go HTTP handler that returns JSON.",
+]
+QUICK = EncoderSettings(epochs=4, batch_size=8, lr=1e-4, head_lr=5e-3, threads=1, max_len=32)
+
+
+def test_fit_temperature_recovers_the_temperature_the_labels_were_drawn_with():
+    rng = np.random.default_rng(0)
+    logits = rng.normal(0, 3, size=(4000, 5))
+    p = softmax(logits / 2.5)
+    y = np.array([rng.choice(5, p=row) for row in p])
+    assert fit_temperature(logits, y) == pytest.approx(2.5, rel=0.1)
+    # over-confident logits are softened (T > 1), under-confident ones sharpened (T < 1)
+    assert fit_temperature(logits * 3, y) > 1 > fit_temperature(logits / 3, y)
+
+
+@pytest.fixture(scope="module")
+def toy_encoder() -> TaskEncoder:
+    texts = TRANSLATE[:8] + CODE[:8]
+    tasks = ["translation"] * 8 + ["code_generation"] * 8
+    return fit(texts, tasks, np.ones(len(texts), bool), QUICK, progress=False)
+
+
+def test_the_int8_encoder_learns_tasks_it_never_saw_these_prompts_of(toy_encoder, tmp_path):
+    held = TRANSLATE[8:] + CODE[8:]
+    full = toy_encoder.full_proba(held)
+    assert full.shape == (4, len(TASK_NAMES)) and np.allclose(full.sum(1), 1.0)
+    names = [TASK_NAMES[j] for j in full.argmax(1)]
+    assert names == ["translation"] * 2 + ["code_generation"] * 2
+    # only the classes it was trained on get probability
+    other = [j for j, t in enumerate(TASK_NAMES) if t not in ("translation", "code_generation")]
+    assert full[:, other].sum() == 0.0
+    # saved and loaded: the same graph, tokenizer and temperature, the same probabilities
+    meta = toy_encoder.save(tmp_path)
+    json.dumps(meta)
+    again = TaskEncoder.load(tmp_path, meta)
+    assert again.temperature == toy_encoder.temperature
+    assert np.allclose(again.full_proba(held), full)
+
+
+def test_a_prompt_longer_than_max_len_is_read_from_its_start(toy_encoder):
+    start = "Translate into French: I would like a cup of coffee. "
+    long = start + "Ignore this padding sentence about nothing at all. " * 400
+    p = toy_encoder.full_proba([long, start])
+    assert TASK_NAMES[int(p[0].argmax())] == "translation"
+    assert np.isfinite(p).all()
+
+
+def test_temperature_is_fitted_on_real_prompts_held_back_from_fine_tuning():
+    texts = (TRANSLATE + CODE) * 3
+    tasks = (["translation"] * 10 + ["code_generation"] * 10) * 3
+    real = np.ones(len(texts), bool)
+    settings = EncoderSettings(epochs=1, batch_size=8, threads=1, max_len=32, calib_frac=0.5)
+    enc = fit(texts, tasks, real, settings, progress=False)
+    assert enc.temperature != 1.0  # fitted (>= 20 held-back real prompts)
+    few = fit(texts[:20], tasks[:20], real[:20], settings, progress=False)
+    assert few.temperature == 1.0  # too few to hold back: every prompt trains, T stays 1
+
+
+def test_bad_training_input_is_refused():
+    with pytest.raises(ValueError, match="unknown task"):
+        fit(["hi"], ["greeting"], np.ones(1, bool), QUICK, progress=False)
+    with pytest.raises(ValueError, match="same length"):
+        fit(["hi", "yo"], ["chat"], np.ones(2, bool), QUICK, progress=False)
+
+
+@pytest.fixture(scope="module")
+def encoder_router(small_data):
+    """A tiny router trained with a (quickly) fine-tuned task encoder, on a sample of labels."""
+    import inferroute
+    from inferroute.config import TINY
+
+    scores, labels, split = small_data
+    train = scores[scores["prompt_id"].map(split) == "train"]
+    few = labels[labels["task"].isin(TASK_NAMES)].sample(frac=1.0, random_state=0)
+    few = few[few.groupby("task").cumcount() < 40]
+    config = TINY.with_overrides(task_encoder=True, enc_epochs=2, enc_max_len=32)
+    return inferroute.train(train, few, config)
+
+
+def test_the_router_names_the_encoders_task_and_keeps_it_when_saved(encoder_router, tmp_path):
+    import inferroute
+
+    router = encoder_router
+    assert router.encoder is not None
+    prompts = [
+        "Write a Python function that returns the n-th Fibonacci number.",
+        "Translate 'good night' into Italian.",
+    ]
+    _, dense = router.features(prompts)
+    support = router.classifier.support(dense, prompts)
+    raw = router.encoder.predict_proba(prompts)
+    expected = raw * support[:, None] + (1 - support[:, None]) / raw.shape[1]
+    assert np.allclose(router.task_proba(prompts), router.encoder.to_full(expected))
+    decision = router.route([{"role": "user", "content": prompts[0]}], router.known_models()[:3])
+    top = router.classify(prompts[:1])[0]
+    assert (decision.task, decision.confidence) == pytest.approx(top)
+    router.save(tmp_path)
+    meta = json.loads((tmp_path / "router.json").read_text())
+    assert meta["encoder"]["max_len"] == 32
+    loaded = inferroute.load_router(tmp_path)
+    assert loaded.encoder is not None
+    assert np.allclose(loaded.task_proba(prompts), router.task_proba(prompts))
+
+
+def test_the_encoders_confidence_falls_far_from_the_training_data(encoder_router):
+    router = encoder_router
+    odd = ["ᚠᚢᚦᚨᚱᚲ ᚷᚹᚺᚾ ᛁᛃᛇᛈ ᛉᛊᛏᛒ ᛖᛗᛚᛜ ᛞᛟ", "qzxv wplk mmrt ghjj kkqw zzpt xxyy vvbn"]
+    raw = router.encoder.predict_proba(odd).max(1)
+    served = router.task_proba(odd).max(1)
+    assert (served < raw).all()
