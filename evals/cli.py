@@ -215,28 +215,21 @@ def cmd_task_eval(args: argparse.Namespace) -> int:
     if args.encoder:
         from evals import encoder
 
-        cfg = encoder.EncoderConfig(epochs=args.epochs, threads=args.threads)
-        result = encoder.evaluate(
-            labels, config, seeds=range(args.seeds), n_boot=args.n_boot, cfg=cfg
+        result = encoder.evaluate(labels, config, seeds=range(args.seeds), n_boot=args.n_boot)
+    else:
+        # ShareGPT's train split, as `evals train` gets it (experiments.real_prompts), for the
+        # recipe's self-training
+        unlabelled = experiments.unlabelled_prompts(SuiteConfig.load(), "train")
+        if args.max_per_dataset:
+            unlabelled = unlabelled.sample(frac=1.0, random_state=0).head(args.max_per_dataset)
+        result = task_eval.evaluate(
+            labels,
+            config,
+            seeds=range(args.seeds),
+            loso=not args.no_loso,
+            n_boot=args.n_boot,
+            unlabelled=unlabelled["prompt"].astype(str).tolist(),
         )
-        with pd.option_context("display.width", 200, "display.max_colwidth", 60):
-            print(task_eval.table(result).to_string())
-            print()
-            print(task_eval.per_class_table(result).to_string())
-        return 0
-    # ShareGPT's train split, as `evals train` gets it (experiments.real_prompts), for the
-    # recipe's self-training
-    unlabelled = experiments.unlabelled_prompts(SuiteConfig.load(), "train")
-    if args.max_per_dataset:
-        unlabelled = unlabelled.sample(frac=1.0, random_state=0).head(args.max_per_dataset)
-    result = task_eval.evaluate(
-        labels,
-        config,
-        seeds=range(args.seeds),
-        loso=not args.no_loso,
-        n_boot=args.n_boot,
-        unlabelled=unlabelled["prompt"].astype(str).tolist(),
-    )
     with pd.option_context("display.width", 200, "display.max_colwidth", 60):
         print(task_eval.table(result).to_string())
         print()
@@ -456,10 +449,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument(
         "--encoder",
         action="store_true",
-        help="measure the fine-tuned MiniLM classifier (evals.encoder) instead; no LOSO",
+        help="measure the router's fine-tuned MiniLM task encoder (evals.encoder; settings: "
+        "--set enc_...) instead of the static classifier; no LOSO",
     )
-    sp.add_argument("--epochs", type=int, default=1, help="--encoder: fine-tuning epochs")
-    sp.add_argument("--threads", type=int, default=2, help="--encoder: torch threads")
     sp.set_defaults(fn=cmd_task_eval)
 
     sp = sub.add_parser("judge", help="grade the gateway's stored pairs with a judge model")

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -15,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from evals import metrics as M
+from inferroute.classifier import softmax
 from inferroute.costs import CHARS_PER_TOKEN, OutputLengths
 from inferroute.features import StaticEmbedder, text_stats
 from inferroute.taxonomy import TASK_NAMES
@@ -36,9 +39,12 @@ __all__ = [
     "messages_to_text",
     "router_config",
     "fit_task_classifier",
+    "fit_task_encoder",
     "is_real",
     "select_labels",
+    "softmax",
     "source_digest",
+    "task_encoder",
     "text_stats",
     "train",
 ]
@@ -72,7 +78,64 @@ def train(
     `evals.experiments.real_prompts`."""
     import inferroute
 
-    return inferroute.train(scores, labels, router_config(overrides), **dict(real or {}))
+    config = router_config(overrides)
+    t0, c0 = time.perf_counter(), time.process_time()
+    encoder = task_encoder(labels, config)
+    spent = (time.perf_counter() - t0, time.process_time() - c0)
+    router = inferroute.train(scores, labels, config, task_encoder=encoder, **dict(real or {}))
+    if encoder is not None:  # fine-tuned (or read from the cache) here, not in the stage itself
+        router.train_timings["task encoder"] = spent
+    return router
+
+
+def fit_task_encoder(
+    labels: pd.DataFrame, config: Any, progress: bool = True, **kwargs: Any
+) -> Any:
+    """`inferroute.training.fit_task_encoder`: InferRoute's fine-tuned MiniLM task classifier."""
+    from inferroute.training import fit_task_encoder as fit
+
+    return fit(labels, config, progress=progress, **kwargs)
+
+
+def task_encoder(labels: pd.DataFrame, config: Any) -> Any:
+    """The task encoder `inferroute.train` would fine-tune on these labels with this config (None
+    when config.task_encoder is off), kept on disk under $INFERBASE_HOME/cache/task-encoder/<key>.
+    The key hashes the prompts, tasks and real flags it is fine-tuned on, its settings, the torch
+    version and inferroute/encoder.py, so repeated trainings on the same labels (`evals train`
+    again, tests, notebooks, a quick `--max-train` run) fine-tune once."""
+    import dataclasses
+    import json
+    import shutil
+    from importlib.metadata import version
+
+    import inferroute.encoder as E
+    from evals.embeddings import inferbase_home
+    from inferroute.training import encoder_labels
+
+    if not config.task_encoder:
+        return None
+    texts, tasks, real = encoder_labels(labels, config)
+    h = hashlib.sha256()
+    settings = dataclasses.asdict(config.encoder_settings())
+    h.update(json.dumps([texts, tasks, real.tolist(), settings, version("torch")]).encode())
+    h.update(Path(E.__file__).read_bytes())
+    path = inferbase_home() / "cache" / "task-encoder" / h.hexdigest()[:16]
+    meta_file = path / "encoder.json"
+    if meta_file.is_file():
+        try:
+            meta = json.loads(meta_file.read_text(encoding="utf-8"))
+            return E.TaskEncoder.load(path, meta, threads=config.enc_threads)
+        except Exception as exc:  # noqa: BLE001 - a broken cache entry is fine-tuned again
+            logger.warning("cached task encoder at %s unreadable (%s); fine-tuning", path, exc)
+    encoder = fit_task_encoder(labels, config)
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    meta = encoder.save(tmp)
+    (tmp / "encoder.json").write_text(json.dumps(meta), encoding="utf-8")
+    shutil.rmtree(path, ignore_errors=True)
+    tmp.replace(path)
+    return encoder
 
 
 def messages_to_text(messages: Sequence[Mapping[str, Any]]) -> str:

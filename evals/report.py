@@ -155,6 +155,7 @@ def render(payload: Mapping[str, Any]) -> str:
         out += [
             "## Task classifier",
             "",
+            "The routing decision's task (the router's fine-tuned task encoder when it has one): "
             f"macro-F1 {_f(clf.get('macro_f1'))}, accuracy {_f(clf.get('accuracy'))}, "
             f"ECE {_f(clf.get('ece'))} on {clf.get('n')} labelled prompts of the test split.",
             "",
@@ -162,7 +163,8 @@ def render(payload: Mapping[str, Any]) -> str:
     cv = payload.get("classifier_cv") or {}
     if cv:
         out += [
-            f"{cv.get('folds')}-fold stratified cross-validation of the same classifier recipe on "
+            f"{cv.get('folds')}-fold stratified cross-validation of the static classifier recipe "
+            "(the quality models' task inputs; the task encoder is not refitted per fold) on "
             f"every labelled prompt (frequent classes capped at {cv.get('max_per_class')}): "
             f"macro-F1 {_f(cv.get('macro_f1'))}, accuracy {_f(cv.get('accuracy'))}, ECE "
             f"{_f(cv.get('ece'))} on {cv.get('n')} prompts.",

@@ -46,6 +46,7 @@ TINY_SET = (
     "clf_hash_features=4096",
     "lat_members=1",
     "lat_epochs=3",
+    "task_encoder=false",
 )
 
 

@@ -1,21 +1,21 @@
-"""The fine-tuned MiniLM task classifier of the research harness (evals.encoder)."""
+"""InferRoute's fine-tuned task encoder as the research harness measures and caches it
+(evals.encoder, evals.our_router.task_encoder)."""
 
 from __future__ import annotations
 
 import numpy as np
-import pytest
+import pandas as pd
 
-from evals import encoder
+from evals import encoder, our_router
 
-
-def test_fit_temperature_recovers_the_temperature_the_labels_were_drawn_with():
-    rng = np.random.default_rng(0)
-    logits = rng.normal(0, 3, size=(4000, 5))
-    p = encoder.softmax(logits / 2.5)
-    y = np.array([rng.choice(5, p=row) for row in p])
-    assert encoder.fit_temperature(logits, y) == pytest.approx(2.5, rel=0.1)
-    # over-confident logits are softened (T > 1), under-confident ones sharpened (T < 1)
-    assert encoder.fit_temperature(logits * 3, y) > 1 > encoder.fit_temperature(logits / 3, y)
+QUICK = {
+    "enc_epochs": 4,
+    "enc_max_len": 32,
+    "enc_batch_size": 8,
+    "enc_lr": 1e-4,
+    "enc_head_lr": 5e-3,
+    "enc_train_threads": 1,
+}
 
 
 TRANSLATE = [
@@ -44,35 +44,39 @@ CODE = [
 ]
 
 
-def test_finetuned_encoder_learns_tasks_and_says_how_sure_it_is():
-    cfg = encoder.EncoderConfig(epochs=4, batch_size=8, lr=1e-4, head_lr=5e-3, threads=1)
-    train_t = TRANSLATE[:7] + CODE[:7]
-    train_y = ["translation"] * 7 + ["code_generation"] * 7
-    calib = (TRANSLATE[7:8] + CODE[7:8], ["translation", "code_generation"])
-    model = encoder.finetune(
-        train_t, train_y, [1.0] * len(train_t), ["translation", "code_generation"], cfg, calib
-    )
-    held = TRANSLATE[8:] + CODE[8:]
-    proba = model.predict_proba(held)
-    assert proba.shape == (4, 2) and np.allclose(proba.sum(1), 1.0)
-    assert list(proba.argmax(1)) == [0, 0, 1, 1]  # the held-out prompts' tasks
-    assert model.temperature > 0
-
-
 def test_evaluate_scores_held_out_real_prompts_only():
-    import pandas as pd
-
-    from evals import our_router
-
     rows = [(t, "translation", "autoj_scenarios") for t in TRANSLATE]
     rows += [(t, "code_generation", "autoj_scenarios") for t in CODE]
     rows += [(t + " Thanks.", "code_generation", "routellm_gsm8k") for t in CODE[:4]]
     labels = pd.DataFrame(rows, columns=["prompt", "task", "dataset"])
-    cfg = encoder.EncoderConfig(epochs=4, batch_size=8, lr=1e-4, head_lr=5e-3, threads=1)
-    out = encoder.evaluate(labels, our_router.router_config({}), seeds=[0], n_boot=0, cfg=cfg)
+    config = our_router.router_config(QUICK)
+    out = encoder.evaluate(labels, config, seeds=[0], n_boot=0)
     held = out["held_out"]
     assert held["n_test"] == 4  # 20% of the 20 real prompts; the benchmark rows only train
     (pred,) = out["predictions"]
     assert set(pred.truth) <= {"translation", "code_generation"} and len(pred.pred) == 4
     assert held["accuracy"]["mean"] >= 0.75, pred  # two tasks that MiniLM tells apart easily
     assert 0.0 < pred.conf.min() <= pred.conf.max() <= 1.0
+
+
+def test_the_task_encoder_is_fine_tuned_once_per_labels_and_settings(tmp_path, monkeypatch):
+    monkeypatch.setenv("INFERBASE_HOME", str(tmp_path))
+    rows = [(t, "translation", "autoj_scenarios") for t in TRANSLATE]
+    rows += [(t, "code_generation", "autoj_scenarios") for t in CODE]
+    labels = pd.DataFrame(rows, columns=["prompt", "task", "dataset"])
+    config = our_router.router_config(QUICK)
+    fits = []
+    real_fit = our_router.fit_task_encoder
+    monkeypatch.setattr(
+        our_router, "fit_task_encoder", lambda *a, **k: fits.append(1) or real_fit(*a, **k)
+    )
+    first = our_router.task_encoder(labels, config)
+    again = our_router.task_encoder(labels, config)
+    assert len(fits) == 1  # the second came from the cache
+    assert np.allclose(first.full_proba(CODE[:2]), again.full_proba(CODE[:2]))
+    assert again.temperature == first.temperature
+    # other labels or other settings: fine-tuned again
+    our_router.task_encoder(labels.iloc[:-1], config)
+    our_router.task_encoder(labels, our_router.router_config({**QUICK, "enc_epochs": 3}))
+    assert len(fits) == 3
+    assert our_router.task_encoder(labels, config.with_overrides(task_encoder=False)) is None

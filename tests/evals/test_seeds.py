@@ -18,6 +18,7 @@ TINY = {
     "clf_hash_features": 4096,
     "lat_members": 1,
     "lat_epochs": 3,
+    "task_encoder": False,
 }
 
 
