@@ -30,6 +30,7 @@ import numpy as np
 import numpy.typing as npt
 from scipy.optimize import minimize_scalar
 
+from inferroute.classifier import softmax
 from inferroute.taxonomy import TASK_NAMES
 
 logger = logging.getLogger(__name__)
@@ -54,13 +55,6 @@ class EncoderSettings:
     calib_frac: float = 0.2  # of the real training prompts, held back to fit the temperature
     threads: int = 2  # torch threads while fine-tuning
     seed: int = 0
-
-
-def softmax(z: FloatArray) -> FloatArray:
-    z = z - z.max(axis=1, keepdims=True)
-    e = np.exp(z)
-    out: FloatArray = e / e.sum(axis=1, keepdims=True)
-    return out
 
 
 def fit_temperature(logits: FloatArray, y: npt.NDArray[np.int64]) -> float:

@@ -9,31 +9,8 @@ import pytest
 
 from inferroute.encoder import EncoderSettings, TaskEncoder, fit, fit_temperature, softmax
 from inferroute.taxonomy import TASK_NAMES
+from tests.inferroute.conftest import CODE, TRANSLATE
 
-TRANSLATE = [
-    "Translate 'good morning' into German.",
-    "How do you say 'where is the station' in Italian?",
-    "Translate this sentence to Spanish: the cat sleeps on the sofa.",
-    "Please translate 'I love you' into Korean.",
-    "What is 'thank you very much' in Portuguese?",
-    "Translate to Dutch: the meeting is moved to Monday.",
-    "Can you translate 'happy birthday' into Russian?",
-    "Translate into French: I would like a cup of coffee.",
-    "Render 'see you tomorrow' in Japanese, please.",
-    "Translate the word 'library' to Swedish.",
-]
-CODE = [
-    "Write a Python function that reverses a linked list.",
-    "Implement binary search in JavaScript.",
-    "Write a SQL query that returns the ten newest orders.",
-    "Fix this Python code: for i in range(10) print(i)",
-    "Write a bash script that counts the lines of every .txt file.",
-    "Implement a stack class in Java with push and pop.",
-    "Write a Rust function that parses a CSV line into fields.",
-    "Write a C program that prints the first 20 primes.",
-    "Refactor this function to use a list comprehension in Python.",
-    "Write a Go HTTP handler that returns JSON.",
-]
 QUICK = EncoderSettings(epochs=4, batch_size=8, lr=1e-4, head_lr=5e-3, threads=1, max_len=32)
 
 
