@@ -1,19 +1,21 @@
-"""InferRoute's fine-tuned MiniLM task classifier (`inferroute.encoder`, config.task_encoder),
-measured on the held-out real prompts of `evals.task_eval` (issue #12).
+"""The routing decision's task classifier when the router has a task encoder (config.task_encoder):
+the fine-tuned MiniLM encoder (`inferroute.encoder`) blended with the static classifier
+(config.enc_static_weight), measured on the held-out real prompts of `evals.task_eval` (issue #12).
 
-Each seed fine-tunes the encoder exactly as `evals train` does (`our_router.fit_task_encoder`:
-the same label selection, weights, calibration slice, int8 ONNX export) on that seed's training
-part and predicts its held-out real prompts with the int8 graph the router serves, so the numbers
-are the served classifier's. Its settings are the router config's enc_* keys (`--set`).
+Each seed fits the parts exactly as `evals train` does on that seed's training part: the static
+classifier (`fit_task_classifier`), the encoder (`our_router.task_encoder`: the same label
+selection, weights, calibration slice and int8 ONNX export, cached on disk) and the blend's
+temperature (`fit_static_blend`), then predicts the held-out real prompts the way the router
+serves them. The encoder alone and the static classifier alone are reported beside it. Settings
+are the router config's keys (`--set enc_...`, `--set clf_...`).
 
-    python -m evals task-eval --encoder [--seeds 3] [--set enc_epochs=2 --set enc_max_len=64]
+    python -m evals task-eval --encoder [--seeds 3] [--set enc_static_weight=0.3]
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -25,19 +27,40 @@ from evals import our_router, task_eval
 
 logger = logging.getLogger(__name__)
 
+SERVED, ENCODER, STATIC = "encoder + static (served)", "encoder alone", "static classifier alone"
+
 
 def fit_predict(
-    labels: pd.DataFrame,
+    feats: task_eval.Features,
     train: NDArray[np.int64],
     test: NDArray[np.int64],
-    router_config: Any,
-) -> tuple[Any, task_eval.Predictions]:
-    """(encoder, `task_eval.Predictions` on `test`) for the encoder fine-tuned on `train` rows."""
-    enc = our_router.fit_task_encoder(labels.iloc[train], router_config)
-    proba = enc.full_proba(labels["prompt"].iloc[test].astype(str).tolist())
-    pred = [our_router.TASK_NAMES[j] for j in proba.argmax(1)]
+    config: Any,
+) -> dict[str, task_eval.Predictions]:
+    """Predictions on `test` rows of the served blend, the encoder alone and the static classifier
+    alone, every part fitted on `train` rows."""
+    labels = feats.labels
+    chosen = our_router.select_labels(labels.iloc[train], config)
+    rows = chosen.index.to_numpy()
+    texts = labels["prompt"].astype(str).tolist()
+    r_texts, t_texts = [texts[i] for i in rows], [texts[i] for i in test]
+    r_dense = feats.dense(rows, rows)
+    n_emb = feats.emb.shape[1]
+    clf = our_router.fit_task_classifier(r_dense, r_texts, chosen, config, n_emb)
+    enc = our_router.task_encoder(labels.iloc[train], config)
+    enc = our_router.fit_static_blend(enc, r_dense, r_texts, chosen, config, n_emb)
+    p, s = clf.proba_and_support(feats.dense(test, rows), t_texts)
     truth = labels["task"].iloc[test].astype(str).tolist()
-    return enc, task_eval.Predictions(truth, pred, proba.max(1).astype(np.float64))
+    probas = {
+        SERVED: enc.route_proba(t_texts, p, s),
+        ENCODER: enc.with_blend(0.0, 1.0).route_proba(t_texts, p, s),
+        STATIC: clf.with_support(p, s),
+    }
+    return {
+        name: task_eval.Predictions(
+            truth, [our_router.TASK_NAMES[j] for j in q.argmax(1)], q.max(1).astype(np.float64)
+        )
+        for name, q in probas.items()
+    }
 
 
 def evaluate(
@@ -47,23 +70,28 @@ def evaluate(
     test_frac: float = 0.2,
     n_boot: int = 1000,
 ) -> dict[str, Any]:
-    """The encoder on the same held-out real prompts as `task_eval.evaluate` (same labels, same
-    `real_split` per seed), summarised the same way (no leave-one-source-out: one fine-tuning per
-    source would not fit this machine's time)."""
-    labels = labels[labels["task"].notna() & labels["prompt"].notna()].reset_index(drop=True)
-    real = our_router.is_real(labels, router_config)
-    held = []
+    """The served blend on the same held-out real prompts as `task_eval.evaluate` (same labels,
+    same `real_split` per seed), summarised the same way; `variants` holds the encoder alone and
+    the static classifier alone (no leave-one-source-out: one fine-tuning per source would not
+    fit this machine's time)."""
+    feats = task_eval.Features.build(labels, router_config)
+    real = our_router.is_real(feats.labels, router_config)
+    held: dict[str, list[task_eval.Predictions]] = {SERVED: [], ENCODER: [], STATIC: []}
     for seed in seeds:
-        train, test = task_eval.real_split(labels, real, int(seed), test_frac)
-        config = replace(router_config, seed=int(seed))
-        _, pred = fit_predict(labels, train, test, config)
-        held.append(pred)
-        logger.info("encoder, held-out real prompts, seed %d: %s", seed, task_eval.scores(pred))
-    out: dict[str, Any] = {"held_out": task_eval.summarise(held, n_boot), "seeds": list(seeds)}
+        train, test = task_eval.real_split(feats.labels, real, int(seed), test_frac)
+        config = router_config.with_overrides(seed=int(seed))
+        for name, pred in fit_predict(feats, train, test, config).items():
+            held[name].append(pred)
+            logger.info(
+                "%s, held-out real prompts, seed %d: %s", name, seed, task_eval.scores(pred)
+            )
+    served = held[SERVED]
+    out: dict[str, Any] = {"held_out": task_eval.summarise(served, n_boot), "seeds": list(seeds)}
     out["held_out"]["confusion"] = M.confusion_matrix(
-        [t for p in held for t in p.truth],
-        [t for p in held for t in p.pred],
+        [t for p in served for t in p.truth],
+        [t for p in served for t in p.pred],
         task_eval.task_labels(),
     ).tolist()
-    out["predictions"] = held
+    out["predictions"] = served
+    out["variants"] = {name: task_eval.summarise(held[name], n_boot) for name in (ENCODER, STATIC)}
     return out

@@ -38,6 +38,7 @@ __all__ = [
     "log_router",
     "messages_to_text",
     "router_config",
+    "fit_static_blend",
     "fit_task_classifier",
     "fit_task_encoder",
     "is_real",
@@ -266,6 +267,14 @@ class QualityView:
 def fit_task_classifier(*args: Any, **kwargs: Any) -> Any:
     """`inferroute.training.fit_task_classifier` (the recipe `train` uses), for evals.task_eval."""
     from inferroute.training import fit_task_classifier as fit
+
+    return fit(*args, **kwargs)
+
+
+def fit_static_blend(*args: Any, **kwargs: Any) -> Any:
+    """`inferroute.training.fit_static_blend`: the task encoder with the static classifier
+    blended in, as `train` serves it."""
+    from inferroute.training import fit_static_blend as fit
 
     return fit(*args, **kwargs)
 

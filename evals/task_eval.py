@@ -286,7 +286,8 @@ def leave_one_source_out(
 
 
 def table(result: dict[str, Any]) -> pd.DataFrame:
-    """One row per evaluation (held-out real prompts, then each left-out source): mean [min, max]
+    """One row per evaluation (held-out real prompts, other classifiers on them, then each
+    left-out source): mean [min, max]
     over seeds and the bootstrap interval of each metric."""
 
     def cell(m: dict[str, Any]) -> str:
@@ -296,6 +297,7 @@ def table(result: dict[str, Any]) -> pd.DataFrame:
         return text
 
     rows = [("held-out real prompts", result["held_out"])]
+    rows += [(f"held-out real prompts, {k}", v) for k, v in result.get("variants", {}).items()]
     rows += [(f"leave out {k}", v) for k, v in result.get("loso", {}).items()]
     return pd.DataFrame(
         [

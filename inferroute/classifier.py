@@ -253,7 +253,26 @@ class TaskClassifier:
         the texts' hashed features from `text_features` (this or another classifier's; hashed
         anew where their settings differ)."""
         f = self._features(texts, feats)
-        p = self._proba(self.logits(dense, texts, f), self.support(dense, texts, f))
+        return self._full(self._proba(self.logits(dense, texts, f), self.support(dense, texts, f)))
+
+    def proba_and_support(
+        self, dense: npt.NDArray[Any], texts: Sequence[str], feats: TextFeatures | None = None
+    ) -> tuple[FloatArray, FloatArray]:
+        """(temperature-calibrated probabilities over TASK_NAMES *before* the support term, the
+        support): for a router that blends them with another classifier's and applies the
+        support once. `predict_proba` is s * p + (1 - s) / K of these."""
+        f = self._features(texts, feats)
+        s = self.support(dense, texts, f)
+        return self._full(softmax(self.logits(dense, texts, f) / self.temperature)), s
+
+    def with_support(self, p: FloatArray, s: FloatArray) -> FloatArray:
+        """s * p + (1 - s) / K over this classifier's K classes (`p` over TASK_NAMES)."""
+        k = len(self.classes)
+        uniform = self._full(np.full((p.shape[0], k), 1.0 / k))
+        out: FloatArray = s[:, None] * p + (1.0 - s[:, None]) * uniform
+        return out
+
+    def _full(self, p: FloatArray) -> FloatArray:
         full = np.zeros((p.shape[0], len(TASK_NAMES)))
         for j, name in enumerate(self.classes):
             full[:, TASK_NAMES.index(name)] = p[:, j]

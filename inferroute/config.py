@@ -59,6 +59,9 @@ class RouterConfig:
     enc_calib_frac: float = 0.2  # real training prompts held back to fit its temperature
     enc_train_threads: int = 2  # torch threads while fine-tuning
     enc_threads: int = 1  # ONNX Runtime threads per routing call
+    # the static classifier's weight in the routing blend, (1 - w) * encoder + w * static (0: the
+    # encoder alone); the blend's temperature is fitted on the encoder's calibration prompts
+    enc_static_weight: float = 0.3
     # --- quality model (task prior + kNN over scored prompts; see inferroute.scoring) ---
     knn_k: int = 50  # neighbours per model
     knn_power: float = 4.0  # neighbour weight = max(cosine, 0) ** power

@@ -11,12 +11,20 @@ prompts its task agrees with the fp32 graph's on 96.5%, per-tensor int8's on 91.
 (`benchmarks/encoder_time.py`). The softmax temperature is fitted on real training prompts the
 fine-tuning never saw, with the int8 graph's own logits, so the confidence served is calibrated.
 
+The router blends the static classifier in (`route_proba`): (1 - w) * encoder + w * static, with
+one more temperature fitted on the same held-back prompts (`inferroute.training.fit_static_blend`,
+config.enc_static_weight). The static classifier has seen 30x more benchmark-style prompts and
+reads hashed n-grams the encoder does not, so the blend is right more often on both real and
+benchmark prompts than either alone (docs/evals.md).
+
 Nothing heavy is imported at module import: torch and onnx only while fine-tuning, onnxruntime and
 tokenizers when an encoder is built or loaded.
 """
 
 from __future__ import annotations
 
+import copy
+import hashlib
 import logging
 import tempfile
 import threading
@@ -65,6 +73,55 @@ def fit_temperature(logits: FloatArray, y: npt.NDArray[np.int64]) -> float:
     def nll(log_t: float) -> float:
         p = softmax(logits / np.exp(log_t))
         return float(-np.log(p[np.arange(len(y)), y] + 1e-12).mean())
+
+    res = minimize_scalar(nll, bounds=(-3.0, 3.0), method="bounded")
+    return float(np.exp(res.x))
+
+
+def calibration_mask(
+    texts: Sequence[str], is_real: npt.NDArray[np.bool_], frac: float, seed: int
+) -> npt.NDArray[np.bool_]:
+    """The real prompts held back from fine-tuning to calibrate on: about `frac` of them, chosen
+    by a seeded hash of the text, so the same prompts are chosen from any selection of the labels
+    (the static blend's held-out fit finds them again) and a duplicated prompt is never on both
+    sides."""
+    cut = int(frac * 2**64)
+    picked = [
+        int.from_bytes(hashlib.blake2b(f"{seed}\x00{t}".encode(), digest_size=8).digest()) < cut
+        for t in texts
+    ]
+    out: npt.NDArray[np.bool_] = np.asarray(is_real, dtype=bool) & np.array(picked, dtype=bool)
+    return out
+
+
+def blend(p_enc: FloatArray, p_static: FloatArray, weight: float, temperature: float) -> FloatArray:
+    """(1 - weight) * p_enc + weight * p_static (rows over the same classes), sharpened or
+    flattened by `temperature`: p ** (1 / T), renormalised."""
+    if weight <= 0.0 and temperature == 1.0:
+        return p_enc
+    b = np.power(np.maximum((1.0 - weight) * p_enc + weight * p_static, 0.0), 1.0 / temperature)
+    out: FloatArray = b / np.maximum(b.sum(axis=1, keepdims=True), 1e-300)
+    return out
+
+
+def fit_blend_temperature(
+    p_enc: FloatArray,
+    p_static: FloatArray,
+    support: FloatArray,
+    y: npt.NDArray[np.int64],
+    weight: float,
+    n_classes: int,
+) -> float:
+    """The blend's temperature that minimises the negative log-likelihood of `y` once the support
+    term is applied (s * blend + (1 - s) / n_classes), as the router serves it."""
+    if len(y) == 0:
+        return 1.0
+    s = np.asarray(support, dtype=np.float64)[:, None]
+    rows = np.arange(len(y))
+
+    def nll(log_t: float) -> float:
+        p = s * blend(p_enc, p_static, weight, float(np.exp(log_t))) + (1.0 - s) / n_classes
+        return float(-np.log(p[rows, y] + 1e-12).mean())
 
     res = minimize_scalar(nll, bounds=(-3.0, 3.0), method="bounded")
     return float(np.exp(res.x))
@@ -123,6 +180,10 @@ class TaskEncoder:
         self._tok = _tokenizer(tokenizer_json, self.max_len)
         self._tok_lock = threading.Lock()  # a tokenizers.Tokenizer is not shared across threads
         self._columns = np.array([TASK_NAMES.index(c) for c in self.classes], dtype=np.int64)
+        # how the router blends the static classifier in (`route_proba`; `fit_static_blend` in
+        # inferroute.training sets them): its weight, and the blend's own temperature
+        self.static_weight = 0.0
+        self.blend_temperature = 1.0
 
     def logits(self, texts: Sequence[str], batch_size: int = 64) -> FloatArray:
         out = []
@@ -146,6 +207,26 @@ class TaskEncoder:
     def full_proba(self, texts: Sequence[str]) -> FloatArray:
         return self.to_full(self.predict_proba(texts))
 
+    def route_proba(
+        self, texts: Sequence[str], static: FloatArray, support: FloatArray
+    ) -> FloatArray:
+        """The routing decision's task probabilities over TASK_NAMES: this encoder's, blended
+        with the static classifier's calibrated ones (`static`, over TASK_NAMES, before its
+        support term) at `static_weight`, then the support term: s * p + (1 - s) / K over this
+        encoder's K classes, so confidence falls towards 1/K far from the training data."""
+        p = blend(self.full_proba(texts), static, self.static_weight, self.blend_temperature)
+        s = np.asarray(support, dtype=np.float64)[:, None]
+        out: FloatArray = s * p + (1.0 - s) * self.to_full(
+            np.full((len(texts), len(self.classes)), 1.0 / len(self.classes))
+        )
+        return out
+
+    def with_blend(self, weight: float, temperature: float) -> TaskEncoder:
+        """The same encoder (graph and session shared) with these blend settings."""
+        out = copy.copy(self)
+        out.static_weight, out.blend_temperature = float(weight), float(temperature)
+        return out
+
     # --- persistence -----------------------------------------------------------------------------
     def save(self, directory: Path) -> dict[str, Any]:
         (directory / ONNX_FILE).write_bytes(self.onnx_model)
@@ -155,11 +236,13 @@ class TaskEncoder:
             "max_len": self.max_len,
             "temperature": self.temperature,
             "threads": self.threads,
+            "static_weight": self.static_weight,
+            "blend_temperature": self.blend_temperature,
         }
 
     @classmethod
     def load(cls, directory: Path, meta: dict[str, Any], threads: int | None = None) -> TaskEncoder:
-        return cls(
+        out = cls(
             (directory / ONNX_FILE).read_bytes(),
             (directory / TOKENIZER_FILE).read_text(encoding="utf-8"),
             meta["classes"],
@@ -167,6 +250,10 @@ class TaskEncoder:
             float(meta["temperature"]),
             int(meta["threads"]) if threads is None else threads,
         )
+        # routers saved before the static blend existed route with the encoder alone
+        out.static_weight = float(meta.get("static_weight", 0.0))
+        out.blend_temperature = float(meta.get("blend_temperature", 1.0))
+        return out
 
 
 def _minilm() -> tuple[str, Any]:
@@ -271,7 +358,7 @@ def fit(
     if unknown:
         raise ValueError(f"unknown task names: {unknown}")
     rng = np.random.default_rng(settings.seed)
-    calib = real & (rng.random(len(texts)) < settings.calib_frac)
+    calib = calibration_mask(texts, real, settings.calib_frac, settings.seed)
     if calib.sum() < 20:  # too few to fit a temperature on: train on every prompt, T = 1
         calib[:] = False
     classes = tuple(t for t in TASK_NAMES if t in set(tasks))

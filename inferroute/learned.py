@@ -101,15 +101,17 @@ class LearnedRouter(Router):
         classifiers read one hashing of the texts."""
         qclf, enc = self.quality_classifier, self.encoder
         feats = None if qclf is None and enc is None else self.classifier.text_features(texts)
-        static = self.classifier.predict_proba(dense, texts, feats)
-        qprobs = static if qclf is None else qclf.predict_proba(dense, texts, feats)
         if enc is None:
-            return static, qprobs
-        # the static classifier's support (how much the training data backs the prompt) lowers
-        # the encoder's confidence far from the training data, as it does its own
-        s = self.classifier.support(dense, texts, feats)[:, None]
-        p = enc.predict_proba(texts)
-        return enc.to_full(s * p + (1.0 - s) / p.shape[1]), qprobs
+            static = self.classifier.predict_proba(dense, texts, feats)
+            return static, static if qclf is None else qclf.predict_proba(dense, texts, feats)
+        # the encoder blended with the static classifier (config.enc_static_weight); the static
+        # classifier's support (how much the training data backs the prompt) lowers the blend's
+        # confidence far from the training data, as it does its own
+        p, s = self.classifier.proba_and_support(dense, texts, feats)
+        routing = enc.route_proba(texts, p, s)
+        if qclf is not None:
+            return routing, qclf.predict_proba(dense, texts, feats)
+        return routing, self.classifier.with_support(p, s)
 
     def preference_features(self, dense: npt.NDArray[np.float32], probs: FloatArray) -> FloatArray:
         """phi(x) of the traffic preference term: [1, task probabilities, complexity], and the

@@ -38,7 +38,7 @@ from inferroute.classifier import BoolArray, TaskClassifier, group_weights, sour
 from inferroute.config import RouterConfig
 from inferroute.costs import CHARS_PER_TOKEN, OutputLengths
 from inferroute.difficulty import ComplexityFit, fit_complexity, fit_output_lengths
-from inferroute.encoder import TaskEncoder
+from inferroute.encoder import TaskEncoder, calibration_mask, fit_blend_temperature
 from inferroute.encoder import fit as fit_encoder
 from inferroute.errors import ConfigError
 from inferroute.features import Embedder, MiniLMEmbedder, StaticEmbedder, text_stats
@@ -251,6 +251,41 @@ def fit_task_encoder(
     )
 
 
+def fit_static_blend(
+    encoder: TaskEncoder,
+    dense: npt.NDArray[Any],
+    texts: Sequence[str],
+    labels: Any,
+    config: RouterConfig,
+    n_emb: int,
+) -> TaskEncoder:
+    """`encoder` with the static classifier blended in at config.enc_static_weight and the
+    blend's temperature fitted on the real prompts the encoder was calibrated on (never
+    fine-tuned on). The static classifier's probabilities there come from one fitted without
+    them (the served one trains on every prompt), so the temperature sees honest inputs from
+    both. `dense`/`texts`/`labels`: the static classifier's training rows (`select_labels`)."""
+    w = float(config.enc_static_weight)
+    if w <= 0.0:
+        return encoder.with_blend(0.0, 1.0)
+    settings = config.encoder_settings()
+    real = is_real(labels, config)
+    cal = calibration_mask(texts, real, settings.calib_frac, settings.seed)
+    if cal.sum() < 20:
+        return encoder.with_blend(w, 1.0)
+    held = fit_task_classifier(
+        np.asarray(dense)[~cal], [t for t, c in zip(texts, cal, strict=True) if not c],
+        labels[~cal], config, n_emb,
+    )  # fmt: skip
+    cal_texts = [t for t, c in zip(texts, cal, strict=True) if c]
+    p_static, s = held.proba_and_support(np.asarray(dense)[cal], cal_texts)
+    y = np.array([TASK_NAMES.index(t) for t in labels["task"].astype(str)[cal]], dtype=np.int64)
+    t = fit_blend_temperature(
+        encoder.full_proba(cal_texts), p_static, s, y, w, len(encoder.classes)
+    )
+    logger.info("task encoder + %.2f static: temperature %.3f on %d prompts", w, t, len(y))
+    return encoder.with_blend(w, t)
+
+
 LAT_TASK_SOURCES = ("router", "benchmark")
 
 
@@ -357,8 +392,13 @@ def train(
     steps.set_postfix_str("task encoder")
     if not config.task_encoder:
         task_encoder = None
-    elif task_encoder is None:
-        task_encoder = fit_task_encoder(labels_df, config)
+    else:
+        if task_encoder is None:
+            task_encoder = fit_task_encoder(labels_df, config)
+        steps.set_postfix_str("static blend")
+        task_encoder = fit_static_blend(
+            task_encoder, l_dense, l_texts, labels, config, embedder.dim
+        )
     steps.update()
 
     steps.set_postfix_str("quality")
@@ -410,7 +450,9 @@ def train(
     if not extra_texts:
         x_tasks: Any = []
     elif task_encoder is not None:  # the task the decision will name
-        x_tasks = task_encoder.full_proba(extra_texts).argmax(1)
+        x_tasks = task_encoder.route_proba(
+            extra_texts, *clf.proba_and_support(x_dense, extra_texts)
+        ).argmax(1)
     else:
         x_tasks = clf.predict_proba(x_dense, extra_texts).argmax(1)
     task_of_text = {t: TASK_NAMES[int(i)] for t, i in zip(extra_texts, x_tasks, strict=True)}

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from evals import encoder, our_router
+from evals import encoder, our_router, task_eval
 from tests.inferroute.conftest import CODE, TRANSLATE
 
 QUICK = {
@@ -19,12 +19,13 @@ QUICK = {
 }
 
 
-def test_evaluate_scores_held_out_real_prompts_only():
+def test_evaluate_scores_held_out_real_prompts_only(tmp_path, monkeypatch):
+    monkeypatch.setenv("INFERBASE_HOME", str(tmp_path))  # the encoder cache
     rows = [(t, "translation", "autoj_scenarios") for t in TRANSLATE]
     rows += [(t, "code_generation", "autoj_scenarios") for t in CODE]
     rows += [(t + " Thanks.", "code_generation", "routellm_gsm8k") for t in CODE[:4]]
     labels = pd.DataFrame(rows, columns=["prompt", "task", "dataset"])
-    config = our_router.router_config(QUICK)
+    config = our_router.router_config({**QUICK, **task_eval.FAST})
     out = encoder.evaluate(labels, config, seeds=[0], n_boot=0)
     held = out["held_out"]
     assert held["n_test"] == 4  # 20% of the 20 real prompts; the benchmark rows only train
@@ -32,6 +33,11 @@ def test_evaluate_scores_held_out_real_prompts_only():
     assert set(pred.truth) <= {"translation", "code_generation"} and len(pred.pred) == 4
     assert held["accuracy"]["mean"] >= 0.75, pred  # two tasks that MiniLM tells apart easily
     assert 0.0 < pred.conf.min() <= pred.conf.max() <= 1.0
+    # the encoder alone and the static classifier alone, on the same prompts, beside it
+    assert set(out["variants"]) == {encoder.ENCODER, encoder.STATIC}
+    assert all(v["n_test"] == 4 for v in out["variants"].values())
+    table = task_eval.table(out)
+    assert len(table) == 3 and table.index[0] == "held-out real prompts"
 
 
 def test_the_task_encoder_is_fine_tuned_once_per_labels_and_settings(tmp_path, monkeypatch):

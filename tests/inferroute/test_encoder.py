@@ -7,7 +7,16 @@ import json
 import numpy as np
 import pytest
 
-from inferroute.encoder import EncoderSettings, TaskEncoder, fit, fit_temperature, softmax
+from inferroute.encoder import (
+    EncoderSettings,
+    TaskEncoder,
+    blend,
+    calibration_mask,
+    fit,
+    fit_blend_temperature,
+    fit_temperature,
+    softmax,
+)
 from inferroute.taxonomy import TASK_NAMES
 from tests.inferroute.conftest import CODE, TRANSLATE
 
@@ -67,6 +76,34 @@ def test_temperature_is_fitted_on_real_prompts_held_back_from_fine_tuning():
     assert few.temperature == 1.0  # too few to hold back: every prompt trains, T stays 1
 
 
+def test_the_calibration_prompts_are_the_same_from_any_selection_of_the_labels():
+    texts = [f"prompt number {i}" for i in range(2000)]
+    real = np.arange(2000) % 4 != 0  # every 4th is a benchmark prompt
+    mask = calibration_mask(texts, real, 0.2, seed=0)
+    assert not mask[~real].any()  # only real prompts are held back
+    assert 0.15 < mask[real].mean() < 0.25
+    # a shuffled subset (another label cap, another order) holds back the same prompts
+    order = np.random.default_rng(1).permutation(2000)[:1200]
+    sub = calibration_mask([texts[i] for i in order], real[order], 0.2, seed=0)
+    assert (sub == mask[order]).all()
+    # a duplicated prompt is on one side only; another seed holds back other prompts
+    twice = calibration_mask(texts[:50] * 2, np.ones(100, bool), 0.5, seed=0)
+    assert (twice[:50] == twice[50:]).all()
+    assert (calibration_mask(texts, real, 0.2, seed=1) != mask).any()
+
+
+def test_the_blend_temperature_is_recovered_from_labels_drawn_with_it():
+    rng = np.random.default_rng(0)
+    n, k = 4000, 5
+    p_enc, p_static = softmax(rng.normal(0, 2, (n, k))), softmax(rng.normal(0, 2, (n, k)))
+    truth = blend(p_enc, p_static, 0.3, 0.6)
+    y = np.array([rng.choice(k, p=row) for row in truth])
+    t = fit_blend_temperature(p_enc, p_static, np.ones(n), y, 0.3, k)
+    assert t == pytest.approx(0.6, rel=0.1)
+    assert np.allclose(blend(p_enc, p_static, 0.0, 1.0), p_enc)  # weight 0, T 1: the encoder's
+    assert np.allclose(blend(p_enc, p_static, 1.0, 1.0), p_static)
+
+
 def test_bad_training_input_is_refused():
     with pytest.raises(ValueError, match="unknown task"):
         fit(["hi"], ["greeting"], np.ones(1, bool), QUICK, progress=False)
@@ -98,19 +135,36 @@ def test_the_router_names_the_encoders_task_and_keeps_it_when_saved(encoder_rout
         "Translate 'good night' into Italian.",
     ]
     _, dense = router.features(prompts)
-    support = router.classifier.support(dense, prompts)
-    raw = router.encoder.predict_proba(prompts)
-    expected = raw * support[:, None] + (1 - support[:, None]) / raw.shape[1]
-    assert np.allclose(router.task_proba(prompts), router.encoder.to_full(expected))
+    static, support = router.classifier.proba_and_support(dense, prompts)
+    enc = router.encoder
+    # the static classifier is blended in at the config's weight, with a fitted temperature
+    assert enc.static_weight == pytest.approx(0.3) and enc.blend_temperature != 1.0
+    b = (1 - enc.static_weight) * enc.full_proba(prompts) + enc.static_weight * static
+    b = b ** (1 / enc.blend_temperature)
+    b /= b.sum(1, keepdims=True)
+    k = len(enc.classes)
+    uniform = enc.to_full(np.full((2, k), 1 / k))
+    expected = b * support[:, None] + (1 - support[:, None]) * uniform
+    assert np.allclose(router.task_proba(prompts), expected)
+    assert np.allclose(router.task_proba(prompts).sum(1), 1.0)
     decision = router.route([{"role": "user", "content": prompts[0]}], router.known_models()[:3])
     top = router.classify(prompts[:1])[0]
     assert (decision.task, decision.confidence) == pytest.approx(top)
     router.save(tmp_path)
     meta = json.loads((tmp_path / "router.json").read_text())
     assert meta["encoder"]["max_len"] == 32
+    assert meta["encoder"]["static_weight"] == pytest.approx(0.3)
     loaded = inferroute.load_router(tmp_path)
     assert loaded.encoder is not None
     assert np.allclose(loaded.task_proba(prompts), router.task_proba(prompts))
+    # a router saved before the blend existed (no blend keys) routes with the encoder alone
+    for key in ("static_weight", "blend_temperature"):
+        del meta["encoder"][key]
+    (tmp_path / "router.json").write_text(json.dumps(meta))
+    old = inferroute.load_router(tmp_path)
+    assert (old.encoder.static_weight, old.encoder.blend_temperature) == (0.0, 1.0)
+    alone = enc.full_proba(prompts) * support[:, None] + (1 - support[:, None]) * uniform
+    assert np.allclose(old.task_proba(prompts), alone)
 
 
 def test_the_encoders_confidence_falls_far_from_the_training_data(encoder_router):
