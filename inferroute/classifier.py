@@ -74,6 +74,16 @@ def softmax(z: FloatArray) -> FloatArray:
     return out
 
 
+def with_support(p: FloatArray, s: FloatArray, columns: npt.NDArray[np.int64]) -> FloatArray:
+    """s * p + (1 - s) * uniform over `columns` (a classifier's classes among TASK_NAMES, the
+    columns of `p`): confidence falls towards 1/K where the training data backs a prompt less."""
+    uniform = np.zeros(p.shape[1])
+    uniform[columns] = 1.0 / len(columns)
+    s2 = np.asarray(s, dtype=np.float64)[:, None]
+    out: FloatArray = s2 * p + (1.0 - s2) * uniform
+    return out
+
+
 def source_weights(tasks: Sequence[str], is_real: BoolArray, real_share: float) -> FloatArray:
     """Per-row training weights: the real prompts carry `real_share` of the total weight and the
     benchmark prompts the rest (each group's share to itself when the other is empty); within a
@@ -267,10 +277,7 @@ class TaskClassifier:
 
     def with_support(self, p: FloatArray, s: FloatArray) -> FloatArray:
         """s * p + (1 - s) / K over this classifier's K classes (`p` over TASK_NAMES)."""
-        k = len(self.classes)
-        uniform = self._full(np.full((p.shape[0], k), 1.0 / k))
-        out: FloatArray = s[:, None] * p + (1.0 - s[:, None]) * uniform
-        return out
+        return with_support(p, s, np.array([TASK_NAMES.index(c) for c in self.classes]))
 
     def _full(self, p: FloatArray) -> FloatArray:
         full = np.zeros((p.shape[0], len(TASK_NAMES)))

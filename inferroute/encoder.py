@@ -29,7 +29,7 @@ import logging
 import tempfile
 import threading
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,7 +38,7 @@ import numpy as np
 import numpy.typing as npt
 from scipy.optimize import minimize_scalar
 
-from inferroute.classifier import softmax
+from inferroute.classifier import softmax, with_support
 from inferroute.taxonomy import TASK_NAMES
 
 logger = logging.getLogger(__name__)
@@ -65,17 +65,23 @@ class EncoderSettings:
     seed: int = 0
 
 
-def fit_temperature(logits: FloatArray, y: npt.NDArray[np.int64]) -> float:
-    """The temperature that minimises the negative log-likelihood of `y` (Guo et al., 2017)."""
+def _nll_temperature(proba_at: Callable[[float], FloatArray], y: npt.NDArray[np.int64]) -> float:
+    """The temperature T in [e^-3, e^3] whose probabilities `proba_at(T)` minimise the negative
+    log-likelihood of `y` (1 with no labels)."""
     if len(y) == 0:
         return 1.0
+    rows = np.arange(len(y))
 
     def nll(log_t: float) -> float:
-        p = softmax(logits / np.exp(log_t))
-        return float(-np.log(p[np.arange(len(y)), y] + 1e-12).mean())
+        return float(-np.log(proba_at(float(np.exp(log_t)))[rows, y] + 1e-12).mean())
 
     res = minimize_scalar(nll, bounds=(-3.0, 3.0), method="bounded")
     return float(np.exp(res.x))
+
+
+def fit_temperature(logits: FloatArray, y: npt.NDArray[np.int64]) -> float:
+    """The temperature that minimises the negative log-likelihood of `y` (Guo et al., 2017)."""
+    return _nll_temperature(lambda t: softmax(logits / t), y)
 
 
 def calibration_mask(
@@ -114,17 +120,10 @@ def fit_blend_temperature(
 ) -> float:
     """The blend's temperature that minimises the negative log-likelihood of `y` once the support
     term is applied (s * blend + (1 - s) / n_classes), as the router serves it."""
-    if len(y) == 0:
-        return 1.0
     s = np.asarray(support, dtype=np.float64)[:, None]
-    rows = np.arange(len(y))
-
-    def nll(log_t: float) -> float:
-        p = s * blend(p_enc, p_static, weight, float(np.exp(log_t))) + (1.0 - s) / n_classes
-        return float(-np.log(p[rows, y] + 1e-12).mean())
-
-    res = minimize_scalar(nll, bounds=(-3.0, 3.0), method="bounded")
-    return float(np.exp(res.x))
+    return _nll_temperature(
+        lambda t: s * blend(p_enc, p_static, weight, t) + (1.0 - s) / n_classes, y
+    )
 
 
 def _tokenizer(tokenizer_json: str, max_len: int) -> Any:
@@ -215,11 +214,7 @@ class TaskEncoder:
         support term) at `static_weight`, then the support term: s * p + (1 - s) / K over this
         encoder's K classes, so confidence falls towards 1/K far from the training data."""
         p = blend(self.full_proba(texts), static, self.static_weight, self.blend_temperature)
-        s = np.asarray(support, dtype=np.float64)[:, None]
-        out: FloatArray = s * p + (1.0 - s) * self.to_full(
-            np.full((len(texts), len(self.classes)), 1.0 / len(self.classes))
-        )
-        return out
+        return with_support(p, support, self._columns)
 
     def with_blend(self, weight: float, temperature: float) -> TaskEncoder:
         """The same encoder (graph and session shared) with these blend settings."""
