@@ -186,6 +186,19 @@ class Call:
             self.prompt_tokens = int(usage.get("prompt_tokens") or 0)
             self.completion_tokens = int(usage.get("completion_tokens") or 0)
 
+    def take_chunk_usage(
+        self, usage: dict[str, Any], choices: list[dict[str, Any]], counts: dict[int, int]
+    ) -> None:
+        """A chunk's continuous usage stats: vLLM counts the tokens of the chunk's own choice
+        (`n` > 1 streams interleave one chunk per choice), so what was delivered is the sum of each
+        choice's latest count (`counts`, per choice index, kept by the stream)."""
+        if len(choices) != 1:  # (not what vLLM sends): taken as the whole request's count
+            self.take_usage(usage)
+            return
+        self.prompt_tokens = int(usage.get("prompt_tokens") or 0)
+        counts[choices[0].get("index") or 0] = int(usage.get("completion_tokens") or 0)
+        self.completion_tokens = sum(counts.values())
+
 
 @bp.post("/chat/completions")  # type: ignore[type-var]  # a lean view: Front calls it, not Flask
 @doc(
@@ -330,6 +343,7 @@ def _frames(call: Call, it: Iterator[dict[str, Any] | None], first: Any) -> Iter
     model_id = model.id
     answer = call.answer  # captured: the answer's text (the first choice's) as it streams
     status, error_type = "cancelled", None
+    counts: dict[int, int] = {}  # each choice's tokens so far, by its index
     try:
         info = call.resolved.routing()
         if info is not None:
@@ -361,7 +375,7 @@ def _frames(call: Call, it: Iterator[dict[str, Any] | None], first: Any) -> Iter
             # counted once the server has written it (it asks for the next chunk only then): a
             # client that hung up is not billed for the chunk whose write failed
             if usage:
-                call.take_usage(usage)
+                call.take_chunk_usage(usage, choices, counts)
             elif _generated(choices):  # no usage stats upstream: a chunk of output is a token
                 call.completion_tokens += 1
         status = "success"

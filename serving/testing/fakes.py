@@ -89,6 +89,7 @@ class FakeEngines:
 
     def complete(self, model_id: str, body: dict[str, Any]) -> dict[str, Any]:
         words = self._check(model_id, body)
+        n = int(body.get("n") or 1)
         p, c = prompt_tokens(body), len(words)
         ids = body.get("return_token_ids")  # as vLLM: engine-internal fields, null unless asked
         return {
@@ -99,14 +100,15 @@ class FakeEngines:
             "system_fingerprint": f"pid-{os.getpid()}",
             "choices": [
                 {
-                    "index": 0,
+                    "index": i,
                     "message": {"role": "assistant", "content": " ".join(words)},
                     "finish_reason": "stop",
                     "stop_reason": None,
                     "token_ids": list(range(c)) if ids else None,
                 }
+                for i in range(n)
             ],
-            "usage": {"prompt_tokens": p, "completion_tokens": c, "total_tokens": p + c},
+            "usage": {"prompt_tokens": p, "completion_tokens": c * n, "total_tokens": p + c * n},
             "prompt_logprobs": None,
             "prompt_token_ids": list(range(p)) if ids else None,
             "kv_transfer_params": None,
@@ -123,7 +125,10 @@ class FakeEngines:
         p = prompt_tokens(body)
         done = False
 
-        def chunk(delta: dict[str, Any], finish: str | None, n: int) -> dict[str, Any]:
+        choices = int(body.get("n") or 1)
+
+        def chunk(delta: dict[str, Any], finish: str | None, n: int, i: int = 0) -> dict[str, Any]:
+            # as vLLM: one chunk per choice, its continuous usage counting that choice's tokens
             out: dict[str, Any] = {
                 "id": cid,
                 "object": "chat.completion.chunk",
@@ -131,7 +136,7 @@ class FakeEngines:
                 "model": body["model"],
                 "choices": [
                     {
-                        "index": 0,
+                        "index": i,
                         "delta": delta,
                         "finish_reason": finish,
                         "stop_reason": None,
@@ -149,16 +154,19 @@ class FakeEngines:
         try:
             for _ in range(self.keepalive_ticks):
                 yield None
-            yield chunk({"role": "assistant", "content": ""}, None, 0)
+            for c in range(choices):
+                yield chunk({"role": "assistant", "content": ""}, None, 0, c)
             for i, word in enumerate(words):
                 if fail_after is not None and i >= fail_after:
                     raise EngineError("engine died mid-stream")
                 if self.delay_s:
                     time.sleep(self.delay_s)
-                yield chunk({"content": (" " if i else "") + word}, None, i + 1)
-            yield chunk({}, "stop", len(words))
+                for c in range(choices):
+                    yield chunk({"content": (" " if i else "") + word}, None, i + 1, c)
+            for c in range(choices):
+                yield chunk({}, "stop", len(words), c)
             if opts.get("include_usage"):
-                n = len(words)
+                n = len(words) * choices
                 yield {
                     "id": cid,
                     "object": "chat.completion.chunk",
@@ -180,9 +188,12 @@ class FakeEngines:
 def make_engines(app: Any) -> FakeEngines:
     """Engines factory for gunicorn tests: INFERBASE_ENGINES_FACTORY=<this module>:make_engines.
 
-    INFERBASE_FAKE_FAIL_AFTER / INFERBASE_FAKE_DELAY_S tune it."""
+    INFERBASE_FAKE_FAIL_AFTER / INFERBASE_FAKE_DELAY_S tune it; INFERBASE_FAKE_REPLY_REPEAT says
+    the reply that many times over (a longer stream)."""
     fail_after = app.config.get("FAKE_FAIL_AFTER")
+    repeat = int(app.config.get("FAKE_REPLY_REPEAT", 1))
     return FakeEngines(
+        reply=" ".join([FakeEngines.reply] * repeat),
         delay_s=float(app.config.get("FAKE_DELAY_S", 0.0)),
         fail_after=int(fail_after) if fail_after is not None else None,
     )

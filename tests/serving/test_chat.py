@@ -274,6 +274,30 @@ def test_mid_stream_failure_bills_delivered_tokens_only(api, app, engines):
     assert b["reserved_micros"] == 0 and b["balance_micros"] == 10_000_000 - row["cost_micros"]
 
 
+def test_mid_stream_failure_with_several_choices_bills_every_choice(api, app, engines):
+    # vLLM's continuous usage counts the tokens of each chunk's own choice: the bill is their sum
+    engines.fail_after = 3
+    t = api.tenant()
+    data = data_frames(api.chat(t, stream=True, n=3))
+    assert data[-1] == "[DONE]" and "error" in json.loads(data[-2])
+    delivered = [json.loads(d) for d in data[:-2]]
+    texts = [c["choices"][0] for c in delivered if c["choices"][0]["delta"].get("content")]
+    assert len(texts) == 9 and {c["index"] for c in texts} == {0, 1, 2}
+    (row,) = usage_rows(app, t.account_id)
+    assert row["status"] == "error" and row["completion_tokens"] == 9
+    assert row["cost_micros"] == expected_cost(engines.calls[-1], 9)
+
+
+def test_streamed_choices_are_billed_as_the_final_usage_says(api, app, engines):
+    t = api.tenant()
+    data = data_frames(api.chat(t, stream=True, n=2, stream_options={"include_usage": True}))
+    usage = json.loads(data[-2])["usage"]
+    words = len(engines.reply.split())
+    assert usage["completion_tokens"] == 2 * words
+    (row,) = usage_rows(app, t.account_id)
+    assert row["status"] == "success" and row["completion_tokens"] == 2 * words
+
+
 def test_client_disconnect_cancels_upstream_and_settles(api, app, engines):
     t = api.tenant()
     rv = api.chat(t, stream=True)
