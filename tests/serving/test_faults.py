@@ -284,7 +284,12 @@ def test_client_disconnects_mid_stream(db_url, tmp_path, setup_app):
     app, api = setup_app(db_url)
     deposit = 10_000_000
     t = api.tenant(credits_micros=deposit, rpm_limit=100_000)
-    server = Gunicorn(db_url, tmp_path, workers=2, INFERBASE_FAKE_DELAY_S="0.2")
+    # a 40-token reply: the gateway meets the hang-up on its next writes, ~0.4 s after it, so a
+    # reply that outlasts that by seconds is never billed whole (with the 8-token reply a client
+    # that once took over a second to close its socket, in CI, was billed all 8)
+    repeat = 5
+    server = Gunicorn(db_url, tmp_path, workers=2, INFERBASE_FAKE_DELAY_S="0.2",
+                      INFERBASE_FAKE_REPLY_REPEAT=str(repeat))  # fmt: skip
     try:
         outs = [Outcome() for _ in range(4)]
         for o in outs:
@@ -296,7 +301,8 @@ def test_client_disconnects_mid_stream(db_url, tmp_path, setup_app):
     assert rows and all(o.content == 3 and not o.done for o in outs)
     for r in rows:
         assert r.status == "cancelled"
-        assert 3 <= r.completion_tokens < REPLY_TOKENS  # what was written before the hang-up
+        # what was written before the hang-up, not the whole reply
+        assert 3 <= r.completion_tokens < repeat * REPLY_TOKENS
     state = check_ledger(app, t.account_id)
     assert state["reserved"] == 0 and deposit - state["balance"] == sum(r.cost_micros for r in rows)
     report(
