@@ -215,7 +215,9 @@ def cmd_task_eval(args: argparse.Namespace) -> int:
     if args.encoder:
         from evals import encoder
 
-        result = encoder.evaluate(labels, config, seeds=range(args.seeds), n_boot=args.n_boot)
+        result = encoder.evaluate(
+            labels, config, seeds=range(args.seeds), n_boot=args.n_boot, dev=args.dev
+        )
     else:
         # ShareGPT's train split, as `evals train` gets it (experiments.real_prompts), for the
         # recipe's self-training
@@ -451,6 +453,12 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="measure the router's fine-tuned MiniLM task encoder (evals.encoder; settings: "
         "--set enc_...) instead of the static classifier; no LOSO",
+    )
+    sp.add_argument(
+        "--dev",
+        action="store_true",
+        help="with --encoder: measure on a dev quarter of each seed's training part, never its "
+        "test prompts (to choose settings on)",
     )
     sp.set_defaults(fn=cmd_task_eval)
 

@@ -9,7 +9,7 @@ temperature (`fit_static_blend`), then predicts the held-out real prompts the wa
 serves them. The encoder alone and the static classifier alone are reported beside it. Settings
 are the router config's keys (`--set enc_...`, `--set clf_...`).
 
-    python -m evals task-eval --encoder [--seeds 3] [--set enc_static_weight=0.3]
+    python -m evals task-eval --encoder [--seeds 3] [--set enc_static_weight=0.3] [--dev]
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from evals import our_router, task_eval
 
 logger = logging.getLogger(__name__)
 
+DEV_FRAC = 0.25  # of a training part's real prompts, with `dev`
 SERVED, ENCODER, STATIC = "encoder + static (served)", "encoder alone", "static classifier alone"
 
 
@@ -69,16 +70,24 @@ def evaluate(
     seeds: Sequence[int] = (0, 1, 2),
     test_frac: float = 0.2,
     n_boot: int = 1000,
+    dev: bool = False,
 ) -> dict[str, Any]:
     """The served blend on the same held-out real prompts as `task_eval.evaluate` (same labels,
     same `real_split` per seed), summarised the same way; `variants` holds the encoder alone and
     the static classifier alone (no leave-one-source-out: one fine-tuning per source would not
-    fit this machine's time)."""
+    fit this machine's time). With `dev`, on a dev quarter of each seed's training part instead
+    (its real prompts, stratified; the rest trains): to choose settings on, never the test
+    prompts that are reported."""
     feats = task_eval.Features.build(labels, router_config)
     real = our_router.is_real(feats.labels, router_config)
     held: dict[str, list[task_eval.Predictions]] = {SERVED: [], ENCODER: [], STATIC: []}
     for seed in seeds:
         train, test = task_eval.real_split(feats.labels, real, int(seed), test_frac)
+        if dev:
+            inner, held_dev = task_eval.real_split(
+                feats.labels.iloc[train], real[train], int(seed), DEV_FRAC
+            )
+            train, test = train[inner], train[held_dev]
         config = router_config.with_overrides(seed=int(seed))
         for name, pred in fit_predict(feats, train, test, config).items():
             held[name].append(pred)

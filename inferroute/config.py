@@ -50,7 +50,8 @@ class RouterConfig:
     # decision's task and confidence; the static classifier above still feeds the quality models ---
     task_encoder: bool = True
     enc_epochs: int = 2
-    enc_max_len: int = 64  # tokens read per prompt (its start)
+    enc_max_len: int = 64  # tokens read per prompt
+    enc_tail: int = 0  # of those, from the end of a longer prompt (0: the prompt's start only)
     enc_batch_size: int = 32
     enc_lr: float = 5e-5  # AdamW, the encoder's (10% warm-up, then linear decay)
     enc_head_lr: float = 2e-3  # the linear head's
@@ -152,6 +153,7 @@ class RouterConfig:
         return EncoderSettings(
             epochs=self.enc_epochs,
             max_len=self.enc_max_len,
+            tail=self.enc_tail,
             batch_size=self.enc_batch_size,
             lr=self.enc_lr,
             head_lr=self.enc_head_lr,

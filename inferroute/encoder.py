@@ -54,7 +54,8 @@ class EncoderSettings:
     """How the encoder is fine-tuned (RouterConfig's enc_* fields: `encoder_settings()`)."""
 
     epochs: int = 2
-    max_len: int = 64  # tokens per prompt, [CLS] and [SEP] included (its start)
+    max_len: int = 64  # tokens per prompt, [CLS] and [SEP] included
+    tail: int = 0  # of those, read from the end of a prompt longer than max_len (0: its start)
     batch_size: int = 32
     lr: float = 5e-5  # the encoder's
     head_lr: float = 2e-3
@@ -126,24 +127,55 @@ def fit_blend_temperature(
     )
 
 
-def _tokenizer(tokenizer_json: str, max_len: int) -> Any:
+def _tokenizer(tokenizer_json: str, max_len: int, tail: int = 0) -> Any:
+    """The tokenizer of a prompt's start (`max_len` tokens, padded to the batch's longest); with
+    `tail`, the tokenizer of its end (the last `tail` tokens, no special tokens) rides along as
+    `.tail`."""
     from tokenizers import Tokenizer
 
     tok = Tokenizer.from_str(tokenizer_json)
     tok.enable_truncation(max_len)
     tok.enable_padding(pad_id=0, pad_token="[PAD]")  # noqa: S106 - BERT's padding token
+    if tail > 0:
+        end = Tokenizer.from_str(tokenizer_json)
+        end.enable_truncation(tail, direction="left")
+        end.no_padding()
+        return _Tokenizers(tok, end, tail)
     return tok
+
+
+class _Tokenizers:
+    """A start tokenizer (its methods) with the end tokenizer beside it."""
+
+    def __init__(self, start: Any, end: Any, tail: int) -> None:
+        self.start, self.end, self.tail = start, end, tail
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.start, name)
 
 
 def tokenize(
     tok: Any, texts: Sequence[str], max_len: int
 ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
-    """(input_ids, attention_mask) of the texts' first `max_len` tokens, padded to the longest.
+    """(input_ids, attention_mask) of the texts' first `max_len` tokens, padded to the longest;
+    with a tail tokenizer (`_tokenizer(..., tail)`), a prompt longer than that is read as its
+    first max_len - tail tokens and its last `tail` (where a pasted text's instruction often is).
     Fine-tuning and routing both tokenize here, so they read the same tokens."""
     cut = max_len * CHARS_PER_TOKEN_MAX
     encs = tok.encode_batch([t[:cut] for t in texts])
     ids = np.array([e.ids for e in encs], dtype=np.int64).reshape(len(texts), -1)
     mask = np.array([e.attention_mask for e in encs], dtype=np.int64).reshape(len(texts), -1)
+    tail = getattr(tok, "tail", 0)
+    if tail:
+        long = [i for i, e in enumerate(encs) if e.overflowing]  # (those are max_len long)
+        if long:
+            ends = tok.end.encode_batch(
+                [texts[i][-tail * CHARS_PER_TOKEN_MAX :] for i in long], add_special_tokens=False
+            )
+            for i, e in zip(long, ends, strict=True):
+                # [CLS] start... [SEP] -> [CLS] start[: max_len - 2 - k] end[-k:] [SEP]
+                k = len(e.ids)
+                ids[i, max_len - 1 - k : max_len - 1] = e.ids
     return ids, mask
 
 
@@ -162,6 +194,7 @@ class TaskEncoder:
         max_len: int,
         temperature: float = 1.0,
         threads: int = 1,
+        tail: int = 0,
     ) -> None:
         import onnxruntime as ort
 
@@ -169,6 +202,7 @@ class TaskEncoder:
         self.tokenizer_json = tokenizer_json
         self.classes = tuple(classes)
         self.max_len = int(max_len)
+        self.tail = int(tail)
         self.temperature = float(temperature)
         self.threads = int(threads)
         opts = ort.SessionOptions()
@@ -176,7 +210,7 @@ class TaskEncoder:
         opts.inter_op_num_threads = 1
         opts.log_severity_level = 3  # errors only
         self._session = ort.InferenceSession(onnx_model, opts, providers=["CPUExecutionProvider"])
-        self._tok = _tokenizer(tokenizer_json, self.max_len)
+        self._tok = _tokenizer(tokenizer_json, self.max_len, self.tail)
         self._tok_lock = threading.Lock()  # a tokenizers.Tokenizer is not shared across threads
         self._columns = np.array([TASK_NAMES.index(c) for c in self.classes], dtype=np.int64)
         # how the router blends the static classifier in (`route_proba`; `fit_static_blend` in
@@ -229,6 +263,7 @@ class TaskEncoder:
         return {
             "classes": list(self.classes),
             "max_len": self.max_len,
+            "tail": self.tail,
             "temperature": self.temperature,
             "threads": self.threads,
             "static_weight": self.static_weight,
@@ -244,6 +279,7 @@ class TaskEncoder:
             int(meta["max_len"]),
             float(meta["temperature"]),
             int(meta["threads"]) if threads is None else threads,
+            int(meta.get("tail", 0)),  # (encoders saved before it read a prompt's start only)
         )
         # routers saved before the static blend existed route with the encoder alone
         out.static_weight = float(meta.get("static_weight", 0.0))
@@ -366,7 +402,7 @@ def fit(
     torch_threads = torch.get_num_threads()
     torch.set_num_threads(max(settings.threads, 1))
     tokenizer_json, encoder = _minilm()
-    tok = _tokenizer(tokenizer_json, settings.max_len)
+    tok = _tokenizer(tokenizer_json, settings.max_len, settings.tail)
     model = _module(encoder, len(classes))
     opt = torch.optim.AdamW(
         [
@@ -404,7 +440,9 @@ def fit(
         onnx_model = _export_int8(model, tok, settings.max_len, keep_fp32)
     finally:
         torch.set_num_threads(torch_threads)
-    out = TaskEncoder(onnx_model, tokenizer_json, classes, settings.max_len, 1.0, threads)
+    out = TaskEncoder(
+        onnx_model, tokenizer_json, classes, settings.max_len, 1.0, threads, settings.tail
+    )
     if calib.any():
         cal = np.flatnonzero(calib)
         out.temperature = fit_temperature(out.logits([texts[j] for j in cal]), y_all[cal])

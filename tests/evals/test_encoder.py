@@ -61,3 +61,26 @@ def test_the_task_encoder_is_fine_tuned_once_per_labels_and_settings(tmp_path, m
     our_router.task_encoder(labels, our_router.router_config({**QUICK, "enc_epochs": 3}))
     assert len(fits) == 3
     assert our_router.task_encoder(labels, config.with_overrides(task_encoder=False)) is None
+
+
+def test_dev_measures_on_part_of_the_training_prompts_never_the_test_ones(tmp_path, monkeypatch):
+    monkeypatch.setenv("INFERBASE_HOME", str(tmp_path))
+    rows = [(t, "translation", "autoj_scenarios") for t in TRANSLATE]
+    rows += [(t, "code_generation", "autoj_scenarios") for t in CODE]
+    labels = pd.DataFrame(rows, columns=["prompt", "task", "dataset"])
+    config = our_router.router_config({**QUICK, **task_eval.FAST})
+    splits = []
+    real_fit_predict = encoder.fit_predict
+    monkeypatch.setattr(
+        encoder,
+        "fit_predict",
+        lambda feats, train, test, cfg: (
+            splits.append((train, test)) or real_fit_predict(feats, train, test, cfg)
+        ),
+    )
+    out = encoder.evaluate(labels, config, seeds=[0], n_boot=0, dev=True)
+    ((train, dev),) = splits
+    _, test = task_eval.real_split(labels, np.ones(len(labels), bool), 0, 0.2)
+    assert len(dev) == 4 and out["held_out"]["n_test"] == 4  # a quarter of the 16 that train
+    assert not set(dev) & set(test) and not set(train) & set(test) and not set(train) & set(dev)
+    assert len(train) + len(dev) + len(test) == len(labels)

