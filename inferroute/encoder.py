@@ -130,7 +130,7 @@ def fit_blend_temperature(
 def _tokenizer(tokenizer_json: str, max_len: int, tail: int = 0) -> Any:
     """The tokenizer of a prompt's start (`max_len` tokens, padded to the batch's longest); with
     `tail`, the tokenizer of its end (the last `tail` tokens, no special tokens) rides along as
-    `.tail`."""
+    `.end` (`_Tokenizers`)."""
     from tokenizers import Tokenizer
 
     tok = Tokenizer.from_str(tokenizer_json)
