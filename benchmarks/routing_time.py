@@ -29,6 +29,8 @@ def _prompts(texts: list[str], target: int, n: int, seed: int) -> list[str]:
     from inferroute.features import minilm_path
 
     tok = Tokenizer.from_file(str(minilm_path() / "tokenizer.json"))
+    tok.no_truncation()  # (the file truncates to 128 tokens and pads: count the whole text)
+    tok.no_padding()
     rng = np.random.default_rng(seed)
     out = []
     for _ in range(n):
@@ -70,7 +72,7 @@ def main() -> None:
     )
     print(f"router {router.version} ({type(router).__name__}), pool of {len(POOL)}, n={args.n}")
     head = ("tokens", "p50 ms", "p90 ms", "p99 ms", "max ms")
-    print(f"{head[0]:>7} " + " ".join(f"{h:>8}" for h in head[1:]) + "  inner p50/p99")
+    print(f"{head[0]:>7} " + " ".join(f"{h:>8}" for h in head[1:]) + "  inner p50/p99   chars")
     for target in TARGETS:
         prompts = _prompts(texts, target, args.n, seed=target)
         for p in prompts[:10]:  # warm-up
@@ -85,6 +87,7 @@ def main() -> None:
         i = np.percentile(inner, [50, 99])
         print(
             f"{target:>7} {w[0]:8.2f} {w[1]:8.2f} {w[2]:8.2f} {w[3]:8.2f}  {i[0]:6.2f}/{i[1]:6.2f}"
+            f" {np.mean([len(p) for p in prompts]):7.0f}"
         )
 
 
