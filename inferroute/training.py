@@ -449,10 +449,9 @@ def train(
     task_of = {p: TASK_NAMES[t] for p, t in zip(prompts["prompt_id"], task_idx, strict=True)}
     if not extra_texts:
         x_tasks: Any = []
-    elif task_encoder is not None:  # the task the decision will name (the cascade as served)
-        x_p, x_s = clf.proba_and_support(x_dense, extra_texts)
+    elif task_encoder is not None:  # the task the decision will name
         x_tasks = task_encoder.route_proba(
-            extra_texts, x_p, x_s, clf.with_support(x_p, x_s)
+            extra_texts, *clf.proba_and_support(x_dense, extra_texts)
         ).argmax(1)
     else:
         x_tasks = clf.predict_proba(x_dense, extra_texts).argmax(1)
