@@ -51,11 +51,10 @@ def fit_predict(
     enc = our_router.fit_static_blend(enc, r_dense, r_texts, chosen, config, n_emb)
     p, s = clf.proba_and_support(feats.dense(test, rows), t_texts)
     truth = labels["task"].iloc[test].astype(str).tolist()
-    static = clf.with_support(p, s)
     probas = {
-        SERVED: enc.route_proba(t_texts, p, s, static),  # the cascade as served
+        SERVED: enc.route_proba(t_texts, p, s),
         ENCODER: enc.with_blend(0.0, 1.0).route_proba(t_texts, p, s),
-        STATIC: static,
+        STATIC: clf.with_support(p, s),
     }
     return {
         name: task_eval.Predictions(

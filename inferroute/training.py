@@ -264,14 +264,14 @@ def fit_static_blend(
     fine-tuned on). The static classifier's probabilities there come from one fitted without
     them (the served one trains on every prompt), so the temperature sees honest inputs from
     both. `dense`/`texts`/`labels`: the static classifier's training rows (`select_labels`)."""
-    w, skip = float(config.enc_static_weight), float(config.enc_skip_above)
+    w = float(config.enc_static_weight)
     if w <= 0.0:
-        return encoder.with_blend(0.0, 1.0, skip)
+        return encoder.with_blend(0.0, 1.0)
     settings = config.encoder_settings()
     real = is_real(labels, config)
     cal = calibration_mask(texts, real, settings.calib_frac, settings.seed)
     if cal.sum() < 20:
-        return encoder.with_blend(w, 1.0, skip)
+        return encoder.with_blend(w, 1.0)
     held = fit_task_classifier(
         np.asarray(dense)[~cal], [t for t, c in zip(texts, cal, strict=True) if not c],
         labels[~cal], config, n_emb,
@@ -283,7 +283,7 @@ def fit_static_blend(
         encoder.full_proba(cal_texts), p_static, s, y, w, len(encoder.classes)
     )
     logger.info("task encoder + %.2f static: temperature %.3f on %d prompts", w, t, len(y))
-    return encoder.with_blend(w, t, skip)
+    return encoder.with_blend(w, t)
 
 
 LAT_TASK_SOURCES = ("router", "benchmark")
