@@ -51,7 +51,7 @@ test: install browser
 	$(VENV)/bin/mypy
 	$(VENV)/bin/pytest
 	# the notebooks' conftest gives them a throw-away MLflow store; the project's must not leak in
-	env -u MLFLOW_TRACKING_URI $(VENV)/bin/pytest --nbmake notebooks/ --nbmake-timeout=600
+	env -u MLFLOW_TRACKING_URI $(VENV)/bin/pytest --nbmake notebooks/ --nbmake-timeout=1500
 
 ## Fuzz the HTTP API with schemathesis over /openapi.json (docs/testing.md): a gunicorn gateway on
 ## 127.0.0.1 with the fake engines, every check, stateful links; CI runs a fixed-seed 2,000-case
@@ -74,7 +74,7 @@ typecheck: install
 
 nbtest: install
 	# the notebooks' conftest gives them a throw-away MLflow store; the project's must not leak in
-	env -u MLFLOW_TRACKING_URI $(VENV)/bin/pytest --nbmake notebooks/ --nbmake-timeout=600
+	env -u MLFLOW_TRACKING_URI $(VENV)/bin/pytest --nbmake notebooks/ --nbmake-timeout=1500
 
 lab: install
 	-git config filter.nbstripout.clean >/dev/null || $(VENV)/bin/nbstripout --install
