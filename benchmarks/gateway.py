@@ -58,7 +58,14 @@ LITELLM_KEY = "sk-bench-" + "0123456789abcdef" * 2
 LITELLM_VENV = ROOT / ".venv-litellm"
 
 
-def wait_http(url: str, timeout: float = 120.0, headers: dict[str, str] | None = None) -> None:
+def wait_http(
+    url: str,
+    timeout: float = 120.0,
+    headers: dict[str, str] | None = None,
+    proc: subprocess.Popen | None = None,
+    log: Path | None = None,
+) -> None:
+    """Wait until `url` answers; fail early when `proc` exited, and say what its `log` ends with."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
@@ -67,8 +74,13 @@ def wait_http(url: str, timeout: float = 120.0, headers: dict[str, str] | None =
             ):
                 return
         except Exception:
+            if proc is not None and proc.poll() is not None:
+                break
             time.sleep(0.3)
-    raise RuntimeError(f"{url} not ready after {timeout}s")
+    exited = proc is not None and proc.poll() is not None
+    why = "exited" if exited else f"not ready after {timeout}s"
+    tail = log.read_text(errors="replace")[-4000:] if log is not None and log.exists() else ""
+    raise RuntimeError(f"{url} {why}" + (f"; its log ends:\n{tail}" if tail else ""))
 
 
 def spawn(stack: ExitStack, cmd: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:

@@ -218,7 +218,9 @@ def soak(duration: float, streams: int, warmup: float, direct_s: float, workers:
             genv,
             tmp / "gateway.log",
         )
-        gateway.wait_http(f"http://127.0.0.1:{gw_port}/api/v1/inference/models")
+        gateway.wait_http(
+            f"http://127.0.0.1:{gw_port}/api/v1/inference/models", proc=gw, log=tmp / "gateway.log"
+        )
         direct = run_phase("direct", upstream, DIRECT, "none", gateway.MODEL, texts, streams,
                            direct_s, chunks)  # fmt: skip
         sampler = Sampler(gw.pid)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 import tempfile
 from pathlib import Path
 
@@ -42,6 +43,8 @@ def pytest_configure(config):
 
 def pytest_unconfigure(config):
     """Stop a gateway / engines notebook 5 left behind (a timed-out kernel never runs atexit)."""
+    if str(ROOT) not in sys.path:  # pytest's `pythonpath` may be gone by now (a run cut short)
+        sys.path.insert(0, str(ROOT))
     from evals.notebook.gateway import LocalGateway
 
     home = Path(os.environ["INFERBASE_NB_HOME"]) / "gateway"
