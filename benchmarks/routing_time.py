@@ -6,7 +6,10 @@ Without --router it trains the tiny test config on RouterBench + RouteLLM GSM8K 
 so the script runs anywhere; pass the saved production router for the real figure. Prompts are real
 benchmark prompts (AlpacaEval, MMLU, ...) concatenated to the target length (MiniLM tokenizer
 count). Prints a table of p50 / p90 / p99 in milliseconds of `router.route(...)`, measured outside
-(wall clock) and inside (`decision.routing_time_ms`).
+(wall clock) and inside (`decision.routing_time_ms`), and the share of prompts that ran the task
+encoder (the rest were decided by the static classifier alone: config.enc_skip_above). A last row,
+`real`, times ShareGPT's validation prompts at their own lengths: the traffic the cascade's share
+means most for (benchmark prompts are what the static classifier is surest of).
 """
 
 from __future__ import annotations
@@ -59,6 +62,8 @@ def main() -> None:
 
     import inferroute
     from evals import datasets as D
+    from evals import experiments
+    from evals.suite import SuiteConfig
 
     scores = pd.concat([D.load("routerbench_zs"), D.load("routellm_gsm8k")], ignore_index=True)
     if args.router:
@@ -72,9 +77,17 @@ def main() -> None:
     )
     print(f"router {router.version} ({type(router).__name__}), pool of {len(POOL)}, n={args.n}")
     head = ("tokens", "p50 ms", "p90 ms", "p99 ms", "max ms")
-    print(f"{head[0]:>7} " + " ".join(f"{h:>8}" for h in head[1:]) + "  inner p50/p99   chars")
-    for target in TARGETS:
-        prompts = _prompts(texts, target, args.n, seed=target)
+    print(
+        f"{head[0]:>7} "
+        + " ".join(f"{h:>8}" for h in head[1:])
+        + "  inner p50/p99   chars  encoder"
+    )
+    real = experiments.unlabelled_prompts(SuiteConfig.load(), "val")["prompt"].astype(str)
+    rows: list[tuple[str, list[str]]] = [
+        (str(t), _prompts(texts, t, args.n, seed=t)) for t in TARGETS
+    ]
+    rows.append(("real", real.sample(min(args.n, len(real)), random_state=0).tolist()))
+    for name, prompts in rows:
         for p in prompts[:10]:  # warm-up
             router.route([{"role": "user", "content": p}], POOL)
         wall, inner = [], []
@@ -86,9 +99,20 @@ def main() -> None:
         w = np.percentile(wall, [50, 90, 99, 100])
         i = np.percentile(inner, [50, 99])
         print(
-            f"{target:>7} {w[0]:8.2f} {w[1]:8.2f} {w[2]:8.2f} {w[3]:8.2f}  {i[0]:6.2f}/{i[1]:6.2f}"
-            f" {np.mean([len(p) for p in prompts]):7.0f}"
+            f"{name:>7} {w[0]:8.2f} {w[1]:8.2f} {w[2]:8.2f} {w[3]:8.2f}  {i[0]:6.2f}/{i[1]:6.2f}"
+            f" {np.mean([len(p) for p in prompts]):7.0f}   {_encoder_share(router, prompts):6.2f}"
         )
+
+
+def _encoder_share(router: object, prompts: list[str]) -> float:
+    """The share of `prompts` the router's task encoder reads (nan: the router has none)."""
+    enc = getattr(router, "encoder", None)
+    if enc is None:
+        return float("nan")
+    _, dense = router.features(prompts)  # type: ignore[attr-defined]
+    clf = router.classifier  # type: ignore[attr-defined]
+    static = clf.with_support(*clf.proba_and_support(dense, prompts))
+    return float((static.max(axis=1) < enc.skip_above).mean())
 
 
 if __name__ == "__main__":

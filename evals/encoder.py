@@ -51,10 +51,11 @@ def fit_predict(
     enc = our_router.fit_static_blend(enc, r_dense, r_texts, chosen, config, n_emb)
     p, s = clf.proba_and_support(feats.dense(test, rows), t_texts)
     truth = labels["task"].iloc[test].astype(str).tolist()
+    static = clf.with_support(p, s)
     probas = {
-        SERVED: enc.route_proba(t_texts, p, s),
+        SERVED: enc.route_proba(t_texts, p, s, static),  # the cascade as served
         ENCODER: enc.with_blend(0.0, 1.0).route_proba(t_texts, p, s),
-        STATIC: clf.with_support(p, s),
+        STATIC: static,
     }
     return {
         name: task_eval.Predictions(

@@ -59,10 +59,13 @@ class RouterConfig:
     enc_benchmark_weight: float = 0.3  # a benchmark prompt's loss weight (a real prompt's is 1)
     enc_calib_frac: float = 0.2  # real training prompts held back to fit its temperature
     enc_train_threads: int = 2  # torch threads while fine-tuning
-    enc_threads: int = 1  # ONNX Runtime threads per routing call
+    enc_threads: int = 2  # ONNX Runtime threads per routing call (they sleep between calls)
     # the static classifier's weight in the routing blend, (1 - w) * encoder + w * static (0: the
     # encoder alone); the blend's temperature is fitted on the encoder's calibration prompts
     enc_static_weight: float = 0.3
+    # the cascade: a prompt the static classifier is this sure of (calibrated, support included)
+    # takes its probabilities and skips the encoder (> 1: every prompt runs the encoder)
+    enc_skip_above: float = 0.8
     # --- quality model (task prior + kNN over scored prompts; see inferroute.scoring) ---
     knn_k: int = 50  # neighbours per model
     knn_power: float = 4.0  # neighbour weight = max(cosine, 0) ** power

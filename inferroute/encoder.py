@@ -7,7 +7,8 @@ benchmark labels capped per task and weighted down), then exported to ONNX and q
 weights (ONNX Runtime's dynamic quantisation, per output channel: on 1,500 unlabelled ShareGPT
 prompts its task agrees with the fp32 graph's on 96.5%, per-tensor int8's on 91.6%;
 `benchmarks/encoder_quant.py`). Routing runs the int8 graph in ONNX Runtime on the prompt's first
-`max_len` tokens: ~4-5 ms at 64 tokens on one core, where the eager torch model took 15-30 ms
+`max_len` tokens: ~4-5 ms at 64 tokens on one core with AVX-512 VNNI, 15-20 ms on one without
+(an AVX2-only EPYC; ~13 ms on two), where the eager torch model took 15-30 ms
 (`benchmarks/encoder_time.py`). The softmax temperature is fitted on real training prompts the
 fine-tuning never saw, with the int8 graph's own logits, so the confidence served is calibrated.
 
@@ -16,6 +17,12 @@ one more temperature fitted on the same held-back prompts (`inferroute.training.
 config.enc_static_weight). The static classifier has seen 30x more benchmark-style prompts and
 reads hashed n-grams the encoder does not, so the blend is right more often on both real and
 benchmark prompts than either alone (docs/evals.md).
+
+It is also a cascade (config.enc_skip_above): a prompt the static classifier is already sure of
+(its calibrated confidence, support term included, at or above the cut) takes the static
+classifier's probabilities and skips the encoder, the routing call's costliest step. The cut is
+chosen on a dev quarter of the real training prompts, where the prompts above it are right as
+often either way (docs/evals.md).
 
 Nothing heavy is imported at module import: torch and onnx only while fine-tuning, onnxruntime and
 tokenizers when an encoder is built or loaded.
@@ -47,6 +54,7 @@ FloatArray = npt.NDArray[np.float64]
 ONNX_FILE = "task_encoder.onnx"
 TOKENIZER_FILE = "task_encoder_tokenizer.json"
 CHARS_PER_TOKEN_MAX = 32  # a prompt is cut to max_len * this many characters before tokenizing
+NEVER_SKIP = 2.0  # a cascade cut no confidence reaches: every prompt runs the encoder
 
 
 @dataclass(frozen=True)
@@ -183,8 +191,9 @@ class TaskEncoder:
     """The int8 ONNX graph (tokens -> task logits), its tokenizer, classes and temperature.
 
     `predict_proba` gives calibrated probabilities over `classes`; `full_proba` over TASK_NAMES
-    (classes never trained on get 0). One ONNX Runtime session, `threads` intra-op threads (1 in a
-    gunicorn worker: its request threads share the cores); a session's `run` is thread-safe."""
+    (classes never trained on get 0). One ONNX Runtime session, `threads` intra-op threads
+    that sleep rather than spin between runs (a gunicorn worker's request threads share the
+    cores); a session's `run` is thread-safe."""
 
     def __init__(
         self,
@@ -208,6 +217,10 @@ class TaskEncoder:
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = max(self.threads, 1)
         opts.inter_op_num_threads = 1
+        # no busy-waiting between runs: with 2 threads on this machine's AVX2-only EPYC, p50 12.7
+        # ms for 21.6 ms of CPU a call, where spinning threads burn 26.9 ms for 13.8 (1 thread:
+        # 20.5 ms either way) - the cores are shared with the gateway's other request threads
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         opts.log_severity_level = 3  # errors only
         self._session = ort.InferenceSession(onnx_model, opts, providers=["CPUExecutionProvider"])
         self._tok = _tokenizer(tokenizer_json, self.max_len, self.tail)
@@ -217,6 +230,8 @@ class TaskEncoder:
         # inferroute.training sets them): its weight, and the blend's own temperature
         self.static_weight = 0.0
         self.blend_temperature = 1.0
+        # the cascade: prompts whose static confidence reaches this skip the encoder (> 1: none)
+        self.skip_above = NEVER_SKIP
 
     def logits(self, texts: Sequence[str], batch_size: int = 64) -> FloatArray:
         out = []
@@ -241,19 +256,40 @@ class TaskEncoder:
         return self.to_full(self.predict_proba(texts))
 
     def route_proba(
-        self, texts: Sequence[str], static: FloatArray, support: FloatArray
+        self,
+        texts: Sequence[str],
+        static: FloatArray,
+        support: FloatArray,
+        static_served: FloatArray | None = None,
     ) -> FloatArray:
         """The routing decision's task probabilities over TASK_NAMES: this encoder's, blended
         with the static classifier's calibrated ones (`static`, over TASK_NAMES, before its
         support term) at `static_weight`, then the support term: s * p + (1 - s) / K over this
-        encoder's K classes, so confidence falls towards 1/K far from the training data."""
-        p = blend(self.full_proba(texts), static, self.static_weight, self.blend_temperature)
-        return with_support(p, support, self._columns)
+        encoder's K classes, so confidence falls towards 1/K far from the training data.
 
-    def with_blend(self, weight: float, temperature: float) -> TaskEncoder:
-        """The same encoder (graph and session shared) with these blend settings."""
+        `static_served`: the static classifier's own routing probabilities (support term
+        included); the prompts among them at or above `skip_above` confidence take those and
+        the encoder does not run for them (the cascade). Without it, every prompt runs it."""
+        sure = np.zeros(len(texts), dtype=bool)
+        if static_served is not None:
+            sure = static_served.max(axis=1) >= self.skip_above
+        rest = np.flatnonzero(~sure)
+        out = np.zeros((len(texts), len(TASK_NAMES)))
+        if sure.any():
+            out[sure] = static_served[sure]  # type: ignore[index]
+        if len(rest):
+            p_enc = self.full_proba([texts[i] for i in rest])
+            p = blend(p_enc, static[rest], self.static_weight, self.blend_temperature)
+            out[rest] = with_support(p, support[rest], self._columns)
+        return out
+
+    def with_blend(
+        self, weight: float, temperature: float, skip_above: float = NEVER_SKIP
+    ) -> TaskEncoder:
+        """The same encoder (graph and session shared) with these blend and cascade settings."""
         out = copy.copy(self)
         out.static_weight, out.blend_temperature = float(weight), float(temperature)
+        out.skip_above = float(skip_above)
         return out
 
     # --- persistence -----------------------------------------------------------------------------
@@ -268,6 +304,7 @@ class TaskEncoder:
             "threads": self.threads,
             "static_weight": self.static_weight,
             "blend_temperature": self.blend_temperature,
+            "skip_above": self.skip_above,
         }
 
     @classmethod
@@ -284,6 +321,7 @@ class TaskEncoder:
         # routers saved before the static blend existed route with the encoder alone
         out.static_weight = float(meta.get("static_weight", 0.0))
         out.blend_temperature = float(meta.get("blend_temperature", 1.0))
+        out.skip_above = float(meta.get("skip_above", NEVER_SKIP))  # (no cascade before it)
         return out
 
 

@@ -107,11 +107,13 @@ class LearnedRouter(Router):
         # the encoder blended with the static classifier (config.enc_static_weight); the static
         # classifier's support (how much the training data backs the prompt) lowers the blend's
         # confidence far from the training data, as it does its own
+        # (the cascade: prompts the static classifier is sure of skip the encoder)
         p, s = self.classifier.proba_and_support(dense, texts, feats)
-        routing = enc.route_proba(texts, p, s)
+        static = self.classifier.with_support(p, s)
+        routing = enc.route_proba(texts, p, s, static)
         if qclf is not None:
             return routing, qclf.predict_proba(dense, texts, feats)
-        return routing, self.classifier.with_support(p, s)
+        return routing, static
 
     def preference_features(self, dense: npt.NDArray[np.float32], probs: FloatArray) -> FloatArray:
         """phi(x) of the traffic preference term: [1, task probabilities, complexity], and the

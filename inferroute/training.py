@@ -264,14 +264,14 @@ def fit_static_blend(
     fine-tuned on). The static classifier's probabilities there come from one fitted without
     them (the served one trains on every prompt), so the temperature sees honest inputs from
     both. `dense`/`texts`/`labels`: the static classifier's training rows (`select_labels`)."""
-    w = float(config.enc_static_weight)
+    w, skip = float(config.enc_static_weight), float(config.enc_skip_above)
     if w <= 0.0:
-        return encoder.with_blend(0.0, 1.0)
+        return encoder.with_blend(0.0, 1.0, skip)
     settings = config.encoder_settings()
     real = is_real(labels, config)
     cal = calibration_mask(texts, real, settings.calib_frac, settings.seed)
     if cal.sum() < 20:
-        return encoder.with_blend(w, 1.0)
+        return encoder.with_blend(w, 1.0, skip)
     held = fit_task_classifier(
         np.asarray(dense)[~cal], [t for t, c in zip(texts, cal, strict=True) if not c],
         labels[~cal], config, n_emb,
@@ -283,7 +283,7 @@ def fit_static_blend(
         encoder.full_proba(cal_texts), p_static, s, y, w, len(encoder.classes)
     )
     logger.info("task encoder + %.2f static: temperature %.3f on %d prompts", w, t, len(y))
-    return encoder.with_blend(w, t)
+    return encoder.with_blend(w, t, skip)
 
 
 LAT_TASK_SOURCES = ("router", "benchmark")
@@ -449,9 +449,10 @@ def train(
     task_of = {p: TASK_NAMES[t] for p, t in zip(prompts["prompt_id"], task_idx, strict=True)}
     if not extra_texts:
         x_tasks: Any = []
-    elif task_encoder is not None:  # the task the decision will name
+    elif task_encoder is not None:  # the task the decision will name (the cascade as served)
+        x_p, x_s = clf.proba_and_support(x_dense, extra_texts)
         x_tasks = task_encoder.route_proba(
-            extra_texts, *clf.proba_and_support(x_dense, extra_texts)
+            extra_texts, x_p, x_s, clf.with_support(x_p, x_s)
         ).argmax(1)
     else:
         x_tasks = clf.predict_proba(x_dense, extra_texts).argmax(1)

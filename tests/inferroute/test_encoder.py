@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from inferroute.encoder import (
+    NEVER_SKIP,
     EncoderSettings,
     TaskEncoder,
     blend,
@@ -149,7 +150,10 @@ def encoder_router(small_data):
     train = scores[scores["prompt_id"].map(split) == "train"]
     few = labels[labels["task"].isin(TASK_NAMES)].sample(frac=1.0, random_state=0)
     few = few[few.groupby("task").cumcount() < 40]
-    config = TINY.with_overrides(task_encoder=True, enc_epochs=2, enc_max_len=32)
+    # no cascade: every prompt runs the encoder (test_the_cascade_... covers the cascade)
+    config = TINY.with_overrides(
+        task_encoder=True, enc_epochs=2, enc_max_len=32, enc_skip_above=NEVER_SKIP
+    )
     return inferroute.train(train, few, config)
 
 
@@ -193,6 +197,52 @@ def test_the_router_names_the_encoders_task_and_keeps_it_when_saved(encoder_rout
     assert (old.encoder.static_weight, old.encoder.blend_temperature) == (0.0, 1.0)
     alone = enc.full_proba(prompts) * support[:, None] + (1 - support[:, None]) * uniform
     assert np.allclose(old.task_proba(prompts), alone)
+
+
+def test_the_cascade_skips_the_encoder_for_prompts_the_static_classifier_is_sure_of(
+    encoder_router, tmp_path
+):
+    import copy
+
+    import inferroute
+
+    router = copy.copy(encoder_router)  # (the fixture's router is shared: change a copy)
+    prompts = [
+        "Write a Python function that returns the n-th Fibonacci number.",
+        "Translate 'good night' into Italian.",
+        "hmm",
+        "What is 17 * 23?",
+    ]
+    _, dense = router.features(prompts)
+    p, s = router.classifier.proba_and_support(dense, prompts)
+    static = router.classifier.with_support(p, s)
+    cut = float(np.median(static.max(1)))
+    sure = static.max(1) >= cut
+    assert 0 < sure.sum() < len(prompts)
+    router.encoder = router.encoder.with_blend(
+        router.encoder.static_weight, router.encoder.blend_temperature, cut
+    )
+    read: list[str] = []
+    full_proba = router.encoder.full_proba
+
+    def spy(texts):
+        read.extend(texts)
+        return full_proba(texts)
+
+    router.encoder.full_proba = spy
+    got = router.task_proba(prompts)
+    # the sure prompts take the static classifier's probabilities and never reach the encoder;
+    # the rest are routed exactly as without the cascade (the fixture's router has none; the
+    # same batch, as int8 activations are quantised per batch)
+    rest = [t for t, sk in zip(prompts, sure, strict=True) if not sk]
+    assert read == rest
+    assert np.allclose(got[sure], static[sure])
+    assert np.allclose(got[~sure], encoder_router.task_proba(rest))
+    del router.encoder.full_proba
+    router.save(tmp_path)
+    loaded = inferroute.load_router(tmp_path)
+    assert loaded.encoder.skip_above == pytest.approx(cut)
+    assert np.allclose(loaded.task_proba(prompts), got)
 
 
 def test_the_encoders_confidence_falls_far_from_the_training_data(encoder_router):
