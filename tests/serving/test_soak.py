@@ -7,14 +7,13 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from tests.serving.conftest import free_port
+from tests.e2e.conftest import free_port_block
 
 REPO = Path(__file__).resolve().parents[2]
 SHAREGPT = "sharegpt/first_turns.jsonl.gz"
@@ -24,26 +23,13 @@ def _data_dir() -> Path:
     return Path(os.environ.get("INFERBASE_DATA_DIR") or REPO.parent / "shared" / "data")
 
 
-def free_pair() -> int:
-    """A port free now whose successor is free too (soak.py serves on --port-base and the next):
-    a bare free port's neighbour may be some client's ephemeral port, and the gateway then cannot
-    bind. (CI once saw "not ready after 120s" with no log to say why; this is one way to get it,
-    and soak.py now fails with the gateway's log.)"""
-    for _ in range(50):
-        base = free_port()
-        try:
-            with socket.socket() as sock:
-                sock.bind(("127.0.0.1", base + 1))
-        except OSError:
-            continue
-        return base
-    raise RuntimeError("no two adjacent free ports")
-
-
 @pytest.mark.skipif(not (_data_dir() / SHAREGPT).exists(), reason="no ShareGPT first turns")
 def test_soak_30s_no_errors_and_bounded_memory(tmp_path):
     out = tmp_path / "soak.json"
-    base = free_pair()
+    # soak.py serves on --port-base and the next port: two free ones below the ephemeral range,
+    # where a client's source port cannot take the gateway's while it starts (CI once saw "not
+    # ready after 120s" with no log to say why; soak.py now fails with the gateway's log)
+    base = free_port_block(2)
     env = {**os.environ, "INFERBASE_DATA_DIR": str(_data_dir())}
     done = subprocess.run(
         [sys.executable, str(REPO / "benchmarks" / "soak.py"), "--duration", "30",
