@@ -9,7 +9,9 @@ count). Prints a table of p50 / p90 / p99 in milliseconds of `router.route(...)`
 (wall clock) and inside (`decision.routing_time_ms`), and the share of prompts that ran the task
 encoder (the rest were decided by the static classifier alone: config.enc_skip_above). A last row,
 `real`, times ShareGPT's validation prompts at their own lengths: the traffic the cascade's share
-means most for (benchmark prompts are what the static classifier is surest of).
+means most for (benchmark prompts are what the static classifier is surest of). The `20000` row
+(no target) shows what a pasted document costs: every part of the decision but the text
+statistics reads a prompt cut to its head and tail (config.max_chars), so it stays bounded.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import numpy as np
 
 POOL = ["GPT-4-1106-preview", "Mixtral-8x7B-Instruct", "Qwen/Qwen3-14B", "Qwen/Qwen3-32B"]
 TARGETS = (50, 500, 2000)
+LONG = 20000  # tokens of the untargeted last benchmark row (a pasted document)
 
 
 def _prompts(texts: list[str], target: int, n: int, seed: int) -> list[str]:
@@ -86,6 +89,7 @@ def main() -> None:
     rows: list[tuple[str, list[str]]] = [
         (str(t), _prompts(texts, t, args.n, seed=t)) for t in TARGETS
     ]
+    rows.append((str(LONG), _prompts(texts, LONG, max(args.n // 3, 20), seed=LONG)))
     rows.append(("real", real.sample(min(args.n, len(real)), random_state=0).tolist()))
     for name, prompts in rows:
         for p in prompts[:10]:  # warm-up

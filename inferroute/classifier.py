@@ -25,6 +25,10 @@ The mean static embedding alone misses some of these (a prompt of [UNK] tokens o
 one training prompt in an unseen script; gibberish splits into common word pieces), so a second
 term does the same with the share of the prompt's words seen in training (hashed words, 2^20
 bits), with its own cuts; the support is the lower of the two.
+
+Every hashed feature reads a long prompt cut to its head and tail (`max_chars`, as the embedder
+does: `inferroute.features.clip_text`), in training as in routing, so hashing costs the same at
+2,000 tokens as at 1,000 and a 100,000-character paste does not stall a routing call.
 """
 
 from __future__ import annotations
@@ -41,6 +45,7 @@ from scipy.optimize import minimize_scalar
 from sklearn.feature_extraction.text import HashingVectorizer
 from sklearn.linear_model import LogisticRegression
 
+from inferroute.features import clip_text
 from inferroute.taxonomy import TASK_NAMES
 
 logger = logging.getLogger(__name__)
@@ -118,6 +123,13 @@ def group_weights(
 WORD_BUCKETS = 2**20
 
 
+def clip_texts(texts: Sequence[str], max_chars: int) -> list[str]:
+    """Each text cut to its head and tail (`clip_text`) when `max_chars` > 0."""
+    if max_chars <= 0:
+        return list(texts)
+    return [clip_text(t, max_chars) for t in texts]
+
+
 def word_counter() -> HashingVectorizer:
     """Word counts hashed into WORD_BUCKETS (the default token pattern: 2+ word characters)."""
     return HashingVectorizer(
@@ -147,6 +159,7 @@ class TextFeatures:
 
     n_hash: int
     n_char: int
+    max_chars: int  # the texts were cut to this before hashing (0: whole)
     words_hashed: sparse.csr_matrix  # word 1-2-grams into n_hash buckets
     chars_hashed: sparse.csr_matrix | None  # char 2-4-grams into n_char buckets (n_char > 0)
     word_counts: sparse.csr_matrix | None  # words into WORD_BUCKETS (None: not computed)
@@ -171,6 +184,9 @@ class TaskClassifier:
     seen_words: npt.NDArray[np.bool_] = field(default_factory=lambda: np.zeros(0, np.bool_))
     words_lo: float = 0.0
     words_hi: float = 0.0
+    # hashed features read a prompt cut to this many characters, head and tail (0: the whole
+    # prompt, as classifiers saved before it did)
+    max_chars: int = 0
 
     def __post_init__(self) -> None:
         self._hasher = make_hasher(self.n_hash)
@@ -183,7 +199,11 @@ class TaskClassifier:
         self._words = word_counter()
         self._seen = self.seen_words.astype(np.float64)
 
+    def _clip(self, texts: Sequence[str]) -> list[str]:
+        return clip_texts(texts, self.max_chars)
+
     def sparse_features(self, texts: Sequence[str]) -> sparse.csr_matrix:
+        texts = self._clip(texts)
         parts = [self._hasher.transform(texts)]
         if self._char_hasher is not None:
             parts.append(self._char_hasher.transform(texts))
@@ -191,9 +211,11 @@ class TaskClassifier:
 
     def text_features(self, texts: Sequence[str]) -> TextFeatures:
         """The hashed features `predict_proba` reads, to share with another classifier."""
+        texts = self._clip(texts)
         return TextFeatures(
             self.n_hash,
             self.n_char,
+            self.max_chars,
             self._hasher.transform(texts),
             None if self._char_hasher is None else self._char_hasher.transform(texts),
             self._words.transform(texts) if len(self.seen_words) else None,
@@ -201,10 +223,11 @@ class TaskClassifier:
 
     def _features(self, texts: Sequence[str], feats: TextFeatures | None) -> TextFeatures:
         """`feats` when they were hashed with this classifier's settings, else hashed anew."""
-        if feats is None or (feats.n_hash, feats.n_char) != (self.n_hash, self.n_char):
+        mine = (self.n_hash, self.n_char, self.max_chars)
+        if feats is None or (feats.n_hash, feats.n_char, feats.max_chars) != mine:
             return self.text_features(texts)
         if feats.word_counts is None and len(self.seen_words):
-            return replace(feats, word_counts=self._words.transform(texts))
+            return replace(feats, word_counts=self._words.transform(self._clip(texts)))
         return feats
 
     def logits(
@@ -235,7 +258,7 @@ class TaskClassifier:
             return np.ones(len(texts))
         counts = feats.word_counts if feats is not None else None
         if counts is None:
-            counts = self._words.transform(texts)
+            counts = self._words.transform(self._clip(texts))
         total = np.asarray(counts.sum(axis=1)).ravel()
         known = np.asarray(counts @ self._seen).ravel()
         out: FloatArray = np.where(total > 0, known / np.maximum(total, 1), 1.0)
@@ -303,6 +326,7 @@ class TaskClassifier:
         calibrate_on: BoolArray | None = None,
         n_emb: int = 0,
         bank_size: int = 0,
+        max_chars: int = 0,
     ) -> TaskClassifier:
         """`balanced` weights classes inversely to their frequency (rare task types count as much
         as MMLU in the loss) unless `sample_weight` gives every row its weight; `n_char` > 0 adds
@@ -312,7 +336,9 @@ class TaskClassifier:
         split is drawn from (20% of all rows when None, 25% of the marked rows otherwise).
         `n_emb` > 0 with `bank_size` > 0 keeps up to `bank_size` training embeddings (the first
         `n_emb` dense columns, at most BANK_DIMS; half of them marked rows) for the
-        out-of-distribution term."""
+        out-of-distribution term. `max_chars` > 0: hashed features read each text cut to its
+        head and tail (`clip_text`), here and when the classifier predicts."""
+        texts = clip_texts(texts, max_chars)
         y = np.asarray(labels)
         rng = np.random.default_rng(seed)
         eligible = np.ones(len(y), bool) if calibrate_on is None else np.asarray(calibrate_on)
@@ -376,6 +402,7 @@ class TaskClassifier:
             n_char=n_char,
             bank=bank_of(~is_cal),
             seen_words=words_of(~is_cal),
+            max_chars=max_chars,
         )
         if is_cal.sum() >= 20:
             z = model.logits(dense[is_cal], [t for t, m in zip(texts, is_cal, strict=True) if m])

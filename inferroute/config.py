@@ -147,6 +147,7 @@ class RouterConfig:
             "balanced": self.clf_balanced,
             "refit": self.clf_refit_all,
             "bank_size": self.clf_bank_size,
+            "max_chars": self.max_chars,
         }
 
     def encoder_settings(self) -> Any:

@@ -331,6 +331,7 @@ def _classifier_meta(clf: TaskClassifier) -> dict[str, Any]:
         "ood_hi": clf.ood_hi,
         "words_lo": clf.words_lo,
         "words_hi": clf.words_hi,
+        "max_chars": clf.max_chars,
     }
 
 
@@ -349,6 +350,7 @@ def _load_classifier(c: Mapping[str, Any], arr: Any, prefix: str) -> TaskClassif
         _seen_words(arr, prefix),
         float(c.get("words_lo", 0.0)),
         float(c.get("words_hi", 0.0)),
+        int(c.get("max_chars", 0)),  # (classifiers saved before it hashed the whole prompt)
     )
 
 

@@ -154,3 +154,23 @@ def test_features_hashed_once_serve_every_classifier_with_the_same_settings() ->
         np.testing.assert_array_equal(
             clf.predict_proba(x[:3], new, feats), clf.predict_proba(x[:3], new)
         )
+
+
+def test_a_long_prompt_is_hashed_by_its_head_and_tail_only() -> None:
+    texts = ["write a poem about rain", "translate hello into french", "fix this python bug"] * 20
+    y = ["creative_writing", "translation", "code_generation"] * 20
+    x = np.zeros((len(y), 2), np.float32)
+    kw = {"c": 1.0, "calibration": "none", "seed": 0, "n_hash": 64}
+    clf = TaskClassifier.fit(x, texts, y, max_chars=200, **kw)
+    whole = TaskClassifier.fit(x, texts, y, **kw)
+    # a pasted text whose middle is all about translation, the request at its two ends
+    long = "fix this python bug:\n" + "translate french " * 500 + "\nfix this python bug"
+    head_tail = long[:150] + "\n" + long[-50:]
+    np.testing.assert_allclose(
+        clf.predict_proba(x[:1], [long]), clf.predict_proba(x[:1], [head_tail])
+    )
+    feats = whole.text_features([long])  # hashed whole: not what `clf` reads, so hashed anew
+    np.testing.assert_allclose(
+        clf.predict_proba(x[:1], [long], feats), clf.predict_proba(x[:1], [head_tail])
+    )
+    assert TASK_NAMES[int(whole.predict_proba(x[:1], [long]).argmax())] == "translation"

@@ -12,10 +12,13 @@ import inferroute
 from inferroute import OPTIMIZE_MODES, PriorRouter, UnknownRouterError
 from tests.inferroute.conftest import MESSAGES, POOL
 
+# longer than the router's max_chars: its hashed features read the head and tail only
+LONG = [{"role": "user", "content": "Summarise this report:\n" + "The quarter went well. " * 400}]
+
 
 def _decisions(router):
     out = []
-    for messages in MESSAGES:
+    for messages in [*MESSAGES, LONG]:
         for mode in OPTIMIZE_MODES:
             d = router.route(messages, POOL, optimize=mode)
             out.append(
@@ -39,6 +42,9 @@ def test_save_load_round_trip(any_router, tmp_path):
     loaded = inferroute.load_router(str(tmp_path / "r"))
     assert type(loaded) is type(router)
     assert _decisions(loaded) == _decisions(router)
+    clf = getattr(router, "classifier", None)
+    if clf is not None:
+        assert loaded.classifier.max_chars == clf.max_chars == router.config.max_chars
 
 
 def test_mlflow_round_trip_through_the_registry(tiny_router, tmp_path, monkeypatch):
