@@ -45,7 +45,7 @@ from scipy.optimize import minimize_scalar
 from sklearn.feature_extraction.text import HashingVectorizer
 from sklearn.linear_model import LogisticRegression
 
-from inferroute.features import clip_text
+from inferroute.features import clip_texts
 from inferroute.taxonomy import TASK_NAMES
 
 logger = logging.getLogger(__name__)
@@ -121,13 +121,6 @@ def group_weights(
 
 
 WORD_BUCKETS = 2**20
-
-
-def clip_texts(texts: Sequence[str], max_chars: int) -> list[str]:
-    """Each text cut to its head and tail (`clip_text`) when `max_chars` > 0."""
-    if max_chars <= 0:
-        return list(texts)
-    return [clip_text(t, max_chars) for t in texts]
 
 
 def word_counter() -> HashingVectorizer:

@@ -63,11 +63,17 @@ def minilm_path() -> Path:
 
 
 def clip_text(text: str, max_chars: int) -> str:
-    """Keep the head and the tail of a long prompt (instructions often sit at either end)."""
-    if len(text) <= max_chars:
+    """Keep the head and the tail of a long prompt (instructions often sit at either end);
+    `max_chars` <= 0 keeps the whole prompt."""
+    if max_chars <= 0 or len(text) <= max_chars:
         return text
     head = (max_chars * 3) // 4
     return text[:head] + "\n" + text[-(max_chars - head) :]
+
+
+def clip_texts(texts: Sequence[str], max_chars: int) -> list[str]:
+    """`clip_text` of each text."""
+    return [clip_text(t, max_chars) for t in texts]
 
 
 def _char_flags(c: str) -> tuple[bool, bool, bool]:
@@ -143,7 +149,7 @@ class StaticEmbedder:
         self.max_tokens = max_tokens
 
     def encode(self, texts: Sequence[str]) -> FloatArray:
-        clipped = [clip_text(t, self.max_chars) for t in texts]
+        clipped = clip_texts(texts, self.max_chars)
         encs = self._tok.encode_batch(clipped, add_special_tokens=False)
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
         for i, enc in enumerate(encs):
@@ -195,9 +201,7 @@ class StaticEmbedder:
         tok.no_padding()
         vocab_size = tok.get_vocab_size()
         docfreq = np.zeros(vocab_size)
-        for enc in tok.encode_batch(
-            [clip_text(t, max_chars) for t in corpus], add_special_tokens=False
-        ):
+        for enc in tok.encode_batch(clip_texts(corpus, max_chars), add_special_tokens=False):
             docfreq[np.unique(np.asarray(enc.ids, dtype=np.int64))] += 1
         seen = np.flatnonzero(docfreq > 0)
         vecs = _input_embeddings(seen) if source == "input" else _token_outputs(tok, seen)
@@ -224,7 +228,7 @@ class MiniLMEmbedder:
         self._model.max_seq_length = max_tokens
 
     def encode(self, texts: Sequence[str]) -> FloatArray:
-        clipped = [clip_text(t, self.max_chars) for t in texts]
+        clipped = clip_texts(texts, self.max_chars)
         emb = self._model.encode(
             clipped, batch_size=64, convert_to_numpy=True, normalize_embeddings=True
         )
